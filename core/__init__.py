@@ -1,0 +1,47 @@
+"""Populace: Large Population Models in PyTorch — tensorised, differentiable agent-based simulation.
+
+The public API; everything else is an implementation detail.
+"""
+
+from .contacts import Contacts, EdgeNetwork, Places
+from .model import Layer, LayerState, Model, Phase, StepContext
+from .params import Choice, Param, ParamError, register_param
+from .population import Population, column
+from .random import RandomStreams
+from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial
+from .scenario import Scenario, find_scenario, parse_sets, scenarios
+from .simulate import Checkpointed, GradMode, Result, Simulation, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Checkpointed",
+    "Choice",
+    "Contacts",
+    "EdgeNetwork",
+    "GradMode",
+    "HardGumbel",
+    "Layer",
+    "LayerState",
+    "Model",
+    "Param",
+    "ParamError",
+    "Phase",
+    "Places",
+    "Population",
+    "RandomStreams",
+    "Result",
+    "Scenario",
+    "Simulation",
+    "SmoothedBernoulli",
+    "SmoothedBinomial",
+    "StepContext",
+    "bernoulli",
+    "binomial",
+    "column",
+    "find_scenario",
+    "parse_sets",
+    "register_param",
+    "scenarios",
+    "simulate",
+]

@@ -1,0 +1,163 @@
+"""Contact structures: how infectious agents exert a force of infection on others.
+
+Two implementations of one interface (:class:`Contacts`):
+
+* :class:`Places` — agents meet in places (households, schools, workplaces, neighbourhoods). The
+  infectious "pressure" of a place is the sum of its infectious members' weights (one ``index_add``
+  over the agents that change state); the force on an agent is its place's pressure times the per-pair
+  contact rate (one ``index_select`` over agents). Cost O(agents) per day, independent of the number of
+  contacts, and differentiable.
+* :class:`EdgeNetwork` — an explicit directed edge list in CSR order (edges sorted by target), for
+  small models and contact tracing. Cost O(edges) per day.
+
+A structure keeps a *pressure* tensor (per place, or per agent for networks) that the disease layer
+updates incrementally as agents enter or leave the infectious state; in-place when no gradient flows.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from .params import Param, register_param
+
+__all__ = ["Contacts", "EdgeNetwork", "Places"]
+
+_WEIGHT = Param(1.0, (0.0, 10.0), "relative", "relative transmissibility of contacts in this setting")
+
+
+class Contacts(nn.Module, abc.ABC):
+    """Abstract contact structure over ``n_agents`` agents; ``weight`` is its relative transmissibility."""
+
+    weight: torch.Tensor
+
+    def __init__(self, name: str, n_agents: int, weight: Param = _WEIGHT) -> None:
+        super().__init__()
+        self.name = name
+        self.n_agents = n_agents
+        register_param(self, "weight", weight)
+
+    @abc.abstractmethod
+    def empty_pressure(self) -> torch.Tensor:
+        """Zero pressure, ``float32[sources]``."""
+
+    @abc.abstractmethod
+    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Pressure after ``agents`` (``int64[k]``) add ``weights`` (``float32[k]``) of infectiousness."""
+
+    @abc.abstractmethod
+    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Hazard on every agent, ``float32[agents]``: ``scale`` (per contact per day) × contacts × pressure."""
+
+
+def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    if pressure.requires_grad or weights.requires_grad:
+        return pressure.index_add(0, index, weights)
+    return pressure.index_add_(0, index, weights)
+
+
+class Places(Contacts):
+    """Agents grouped in places; every member of a place of size n meets each other member
+    ``min(1, contacts / (n − 1))`` times per day (all of them when ``contacts`` is ``None``).
+
+    Args:
+        name: setting name (``"household"``, ``"school"``, ...).
+        place: ``int[agents]``, each agent's place index, ``-1`` for agents outside this setting.
+        contacts: contacts per member per day inside a place; ``None`` means everyone in the place.
+        weight: relative transmissibility of the setting.
+    """
+
+    place_index: torch.Tensor
+    pair_rate: torch.Tensor
+
+    def __init__(self, name: str, place: torch.Tensor, contacts: float | None = None,
+                 weight: Param = _WEIGHT) -> None:
+        super().__init__(name, int(place.numel()), weight)
+        if place.dim() != 1 or place.dtype.is_floating_point:
+            raise TypeError(f"{name}: place must be a 1-D integer tensor")
+        if contacts is not None and contacts <= 0:
+            raise ValueError(f"{name}: contacts must be positive, got {contacts}")
+        place = place.to(torch.int64)
+        n_places = int(place.max()) + 1 if place.numel() else 0
+        member = place >= 0
+        size = torch.bincount(place[member], minlength=n_places).to(torch.float64)
+        others = (size - 1).clamp(min=0)
+        if contacts is None:
+            pair = (others > 0).to(torch.float64)
+        else:
+            pair = torch.where(others > 0, (contacts / others.clamp(min=1)).clamp(max=1.0), 0.0)
+        self.n_places = n_places
+        self.contacts = contacts
+        # Agents outside the setting point at an extra slot n_places whose rate is 0.
+        index = torch.where(member, place, n_places).to(torch.int32)
+        self.register_buffer("place_index", index, persistent=False)
+        self.register_buffer("pair_rate", torch.cat([pair, pair.new_zeros(1)]).to(torch.float32), persistent=False)
+
+    def mean_contacts(self) -> float:
+        """Mean contacts per agent per day in this setting (over all agents)."""
+        size = torch.bincount(self.place_index.long(), minlength=self.n_places + 1)[:-1].double()
+        pair = self.pair_rate[:-1].double()
+        return float((size * (size - 1).clamp(min=0) * pair).sum() / max(self.n_agents, 1))
+
+    def empty_pressure(self) -> torch.Tensor:
+        return torch.zeros(self.n_places + 1, device=self.pair_rate.device)
+
+    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return _index_add(pressure, self.place_index[agents], weights)
+
+    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        rate = pressure * (self.pair_rate * (scale * self.weight))
+        return torch.index_select(rate, 0, self.place_index, out=out)  # type: ignore[call-overload]
+
+
+class EdgeNetwork(Contacts):
+    """Explicit directed contacts ``source -> target`` stored in CSR order (sorted by target).
+
+    Args:
+        name: network name.
+        n_agents: number of agents.
+        source, target: ``int[edges]`` endpoints; add both directions for symmetric contacts.
+        contacts: ``float[edges]`` contacts per day on each edge (default 1).
+    """
+
+    source: torch.Tensor
+    target: torch.Tensor
+    rate: torch.Tensor
+    indptr: torch.Tensor
+
+    def __init__(self, name: str, n_agents: int, source: torch.Tensor, target: torch.Tensor,
+                 contacts: torch.Tensor | None = None, weight: Param = _WEIGHT) -> None:
+        super().__init__(name, n_agents, weight)
+        if source.shape != target.shape or source.dim() != 1:
+            raise ValueError(f"{name}: source and target must be 1-D and of equal length")
+        if source.numel() and (min(int(source.min()), int(target.min())) < 0
+                               or max(int(source.max()), int(target.max())) >= n_agents):
+            raise ValueError(f"{name}: edge endpoints must lie in [0, {n_agents})")
+        rate = torch.ones(source.numel()) if contacts is None else contacts.to(torch.float32)
+        order = torch.argsort(target.long() * n_agents + source.long())
+        target = target.long()[order]
+        self.register_buffer("source", source.long()[order], persistent=False)
+        self.register_buffer("target", target, persistent=False)
+        self.register_buffer("rate", rate[order], persistent=False)
+        counts = torch.bincount(target, minlength=n_agents)
+        self.register_buffer("indptr", torch.cat([counts.new_zeros(1), counts.cumsum(0)]), persistent=False)
+
+    def neighbours(self, agent: int) -> torch.Tensor:
+        """Sources of the edges into ``agent``."""
+        return self.source[self.indptr[agent]:self.indptr[agent + 1]]
+
+    def empty_pressure(self) -> torch.Tensor:
+        return torch.zeros(self.n_agents, device=self.rate.device)
+
+    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return _index_add(pressure, agents, weights)
+
+    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        per_edge = pressure[self.source] * self.rate * (scale * self.weight)
+        hazard = torch.zeros(self.n_agents, device=pressure.device, dtype=per_edge.dtype)
+        hazard = hazard.index_add(0, self.target, per_edge)
+        if out is not None:
+            return out.copy_(hazard)
+        return hazard

@@ -1,0 +1,149 @@
+"""Layers and models.
+
+A :class:`Layer` is a ``torch.nn.Module`` with a fixed lifecycle:
+
+1. ``init_state(ctx) -> state``: draw the layer's initial state (a :class:`LayerState` dataclass of
+   tensors) from the named random streams in ``ctx``.
+2. ``step(state, ctx) -> state``: advance one day. Integer state may be updated in place; tensors that
+   carry gradients are replaced (never written in place).
+3. ``observe(state) -> {name: tensor}``: what the layer reports at the end of each day.
+
+A :class:`Model` runs its layers every day in this phase order (stable within a phase)::
+
+    DEMOGRAPHY -> MOBILITY -> BEHAVIOUR -> INTERVENTION -> DISEASE -> OBSERVE
+
+Layers may act on different agent types (people, farms, plants) or on none (an ODE): each layer is
+built with the population it acts on, so one model can mix paradigms.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import nn
+
+from .params import Param
+from .random import RandomStreams
+
+__all__ = ["Layer", "LayerState", "Model", "Phase", "StepContext"]
+
+
+class Phase(IntEnum):
+    """When a layer runs within a day."""
+
+    DEMOGRAPHY = 0
+    MOBILITY = 1
+    BEHAVIOUR = 2
+    INTERVENTION = 3
+    DISEASE = 4
+    OBSERVE = 5
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a layer may use besides its own state.
+
+    Attributes:
+        day: index of the day being simulated (0 for the first day; ``init_state`` sees 0 too).
+        streams: the run's named random streams.
+        differentiable: whether gradients are being tracked (layers keep their soft state only then).
+        states: every layer's state at the start of this phase, for layers that read others.
+    """
+
+    day: int
+    streams: RandomStreams
+    differentiable: bool
+    states: Mapping[Layer, LayerState] = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class LayerState:
+    """Base of layer states: a dataclass whose fields are tensors, lists of tensors, or ``None``."""
+
+    def fork(self) -> Self:
+        """A copy safe to update in place: tensors without gradients are cloned, the rest shared."""
+
+        def copy(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value if value.requires_grad else value.clone()
+            if isinstance(value, list):
+                return [copy(v) for v in value]
+            return value
+
+        return dataclasses.replace(self, **{f.name: copy(getattr(self, f.name))
+                                            for f in dataclasses.fields(self)})
+
+
+class Layer(nn.Module, abc.ABC):
+    """Abstract model component (see module docs for the lifecycle)."""
+
+    phase: ClassVar[Phase]
+    param_specs: dict[str, Param]
+
+    @abc.abstractmethod
+    def init_state(self, ctx: StepContext) -> LayerState: ...
+
+    @abc.abstractmethod
+    def step(self, state: Any, ctx: StepContext) -> LayerState: ...
+
+    def observe(self, state: Any) -> dict[str, torch.Tensor]:
+        """Scalars (0-d tensors) or small vectors reported at the end of each day."""
+        return {}
+
+    def observables(self) -> tuple[str, ...]:
+        """Names :meth:`observe` returns."""
+        return ()
+
+
+class Model(nn.Module):
+    """An ordered composition of layers (sorted by phase, stable)."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("layers: a model needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers: expected Layer instances, got {type(layer).__name__}")
+        ordered = sorted(layers, key=lambda layer: layer.phase)
+        self.layers = nn.ModuleList(ordered)
+        names: dict[str, Layer] = {}
+        for layer in ordered:
+            for name in layer.observables():
+                if name in names:
+                    raise ValueError(f"observable {name!r} is reported by two layers")
+                names[name] = layer
+        self._observables = tuple(names)
+
+    def observables(self) -> tuple[str, ...]:
+        return self._observables
+
+    def specs(self) -> dict[str, Param]:
+        """Every parameter spec, by dotted module path (``layers.0.beta``)."""
+        out: dict[str, Param] = {}
+        for path, module in self.named_modules():
+            for name, spec in getattr(module, "param_specs", {}).items():
+                out[f"{path}.{name}" if path else name] = spec
+        return out
+
+    def init_state(self, ctx: StepContext) -> list[LayerState]:
+        return [layer.init_state(ctx) for layer in self.layers]
+
+    def step(self, states: list[LayerState], ctx: StepContext) -> list[LayerState]:
+        current = dict(zip(self.layers, states, strict=True))
+        for layer in self.layers:
+            ctx_l = dataclasses.replace(ctx, states=current)
+            current[layer] = layer.step(current[layer], ctx_l)
+        return [current[layer] for layer in self.layers]
+
+    def observe(self, states: list[LayerState]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for layer, state in zip(self.layers, states, strict=True):
+            out.update(layer.observe(state))
+        return out

@@ -1,0 +1,100 @@
+"""Parameter specs: one declaration per parameter drives the model, calibration, sensitivity and the UI.
+
+A :class:`Param` carries value, bounds, unit, doc and whether it is learnable. :func:`register_param`
+turns a spec into module state: learnable specs become ``torch.nn.Parameter`` (so ``named_parameters()``
+and any torch optimiser see them), fixed ones become buffers (so ``.to(device)`` moves them).
+A :class:`Choice` is a categorical option (e.g. the network structure of a scenario).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+__all__ = ["Choice", "Param", "ParamError", "register_param"]
+
+
+class ParamError(ValueError):
+    """A parameter value that is unknown, malformed or out of bounds. The message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar model parameter.
+
+    Attributes:
+        value: default value.
+        bounds: inclusive ``(low, high)``; values outside are rejected.
+        unit: unit of ``value`` (e.g. ``"1/contact/day"``, ``"days"``, ``"fraction"``).
+        doc: what it means and the source of its default.
+        learnable: registered as ``nn.Parameter`` (calibration and sensitivity act on it).
+    """
+
+    value: float
+    bounds: tuple[float, float]
+    unit: str
+    doc: str
+    learnable: bool = False
+
+    def __post_init__(self) -> None:
+        low, high = self.bounds
+        if not low <= high:
+            raise ValueError(f"bounds {self.bounds} are not ordered")
+        self.validate(self.value, "default")
+
+    def validate(self, value: float, name: str) -> float:
+        """Return ``value`` as float or raise :class:`ParamError` naming ``name``."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamError(f"{name}: expected a number, got {value!r}")
+        value = float(value)
+        low, high = self.bounds
+        if math.isnan(value) or not low <= value <= high:
+            raise ParamError(f"{name}: {value:g} is outside the bounds [{low:g}, {high:g}] ({self.unit})")
+        return value
+
+    def parse(self, text: str, name: str) -> Param:
+        """A copy with the value parsed from command-line text."""
+        try:
+            value = float(text)
+        except ValueError:
+            raise ParamError(f"{name}: expected a number in [{self.bounds[0]:g}, {self.bounds[1]:g}], "
+                             f"got {text!r}") from None
+        return replace(self, value=self.validate(value, name))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical option: ``value`` must be one of ``options``."""
+
+    value: str
+    options: tuple[str, ...]
+    doc: str
+
+    def __post_init__(self) -> None:
+        self.validate(self.value, "default")
+
+    def validate(self, value: str, name: str) -> str:
+        if value not in self.options:
+            raise ParamError(f"{name}: expected one of {', '.join(self.options)}, got {value!r}")
+        return value
+
+    def parse(self, text: str, name: str) -> Choice:
+        return replace(self, value=self.validate(text, name))
+
+
+def register_param(module: nn.Module, name: str, spec: Param) -> None:
+    """Attach ``spec`` to ``module`` as ``module.<name>`` (a 0-d float32 tensor) and record the spec.
+
+    Learnable specs become ``nn.Parameter``; fixed ones become buffers. The spec is kept in
+    ``module.param_specs[name]`` for calibration bounds, sensitivity and UI widgets.
+    """
+    specs: dict[str, Param] = module.__dict__.setdefault("param_specs", {})
+    specs[name] = spec
+    value = torch.tensor(spec.value, dtype=torch.float32)
+    if spec.learnable:
+        module.register_parameter(name, nn.Parameter(value))
+    else:
+        module.register_buffer(name, value)

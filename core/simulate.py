@@ -1,0 +1,191 @@
+"""Running a model: :class:`Simulation` (stateful, resumable, streamable) and :func:`simulate` (one call).
+
+Gradient modes:
+
+* ``"off"`` — fast mode: runs under ``torch.no_grad()``; layers keep only compact integer state and
+  update it in place; no autograd graph is built.
+* ``"full"`` — every day is recorded on the autograd tape; memory grows with days × agents.
+* :class:`Checkpointed` ``(every=k)`` — the tape keeps only the state every ``k`` days; each segment
+  is recomputed during the backward pass (random streams are keyed by day, so the recomputation sees
+  the same numbers and gives the same gradients as ``"full"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from .files import atomic_path
+from .model import LayerState, Model, StepContext
+from .random import RandomStreams
+
+__all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """Reverse mode with gradient checkpointing every ``every`` days."""
+
+    every: int = 7
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"Checkpointed.every: expected a positive number of days, got {self.every}")
+
+
+GradMode = Literal["off", "full"] | Checkpointed
+
+
+@dataclass
+class Result:
+    """Daily series of a run.
+
+    Attributes:
+        days: ``int64[days]``, the index of each simulated day (the first day of a run is 0).
+        series: ``{name: tensor[days, ...]}``; counts are integers in fast mode and float32 carrying
+            gradients in differentiable modes.
+    """
+
+    days: torch.Tensor
+    series: dict[str, torch.Tensor]
+
+    def final(self) -> dict[str, float]:
+        """The value of each scalar series on the last day."""
+        return {k: float(v[-1]) for k, v in self.series.items() if v.dim() == 1 and len(v)}
+
+    def to_columns(self) -> dict[str, list[float] | list[int]]:
+        cols: dict[str, list[float] | list[int]] = {"day": self.days.tolist()}
+        for name, value in self.series.items():
+            cols[name] = value.detach().cpu().tolist()
+        return cols
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the series atomically as ``.parquet``, ``.csv`` or ``.json`` (chosen by extension)."""
+        path = Path(path)
+        cols = self.to_columns()
+        with atomic_path(path) as tmp:
+            if path.suffix == ".json":
+                tmp.write_text(json.dumps(cols))
+            elif path.suffix in (".parquet", ".csv"):
+                import pyarrow as pa
+
+                table = pa.table(cols)
+                if path.suffix == ".parquet":
+                    import pyarrow.parquet as pq
+
+                    pq.write_table(table, tmp)
+                else:
+                    import pyarrow.csv as pcsv
+
+                    pcsv.write_csv(table, tmp)
+            else:
+                raise ValueError(f"out: expected a .parquet, .csv or .json file, got {str(path)!r}")
+
+
+class Simulation:
+    """A model, its state and a clock. Repeated :meth:`run` or :meth:`stream` calls continue in time.
+
+    Args:
+        model: the model; moved to ``device``.
+        seed: base seed of the named random streams.
+        device: where state and computation live (``"cpu"``, ``"cuda"``, ...).
+        grad: ``"off"``, ``"full"`` or :class:`Checkpointed`.
+    """
+
+    def __init__(self, model: Model, *, seed: int = 0, device: torch.device | str = "cpu",
+                 grad: GradMode = "off") -> None:
+        if grad not in ("off", "full") and not isinstance(grad, Checkpointed):
+            raise ValueError(f"grad: expected 'off', 'full' or Checkpointed(every=k), got {grad!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.grad = grad
+        self.streams = RandomStreams(seed, self.device)
+        self.day = 0
+        with self._autograd():
+            self.states: list[LayerState] = self.model.init_state(self._ctx(0))
+
+    @property
+    def differentiable(self) -> bool:
+        return self.grad != "off"
+
+    def _autograd(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.differentiable else torch.no_grad()
+
+    def _ctx(self, day: int) -> StepContext:
+        return StepContext(day=day, streams=self.streams, differentiable=self.differentiable)
+
+    def _names(self, record: Sequence[str] | None) -> tuple[str, ...]:
+        available = self.model.observables()
+        if record is None:
+            return available
+        unknown = [name for name in record if name not in available]
+        if unknown:
+            raise ValueError(f"record: unknown series {unknown}; available: {list(available)}")
+        return tuple(record)
+
+    def _advance(self, states: list[LayerState], first_day: int, days: int,
+                 names: tuple[str, ...]) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+        rows: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        for day in range(first_day, first_day + days):
+            states = self.model.step(states, self._ctx(day))
+            observed = self.model.observe(states)
+            for name in names:
+                rows[name].append(observed[name])
+        return states, {name: torch.stack(v) for name, v in rows.items()}
+
+    def _segment(self, states: list[LayerState], first_day: int, days: int,
+                 names: tuple[str, ...]) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+        """:meth:`_advance` on forked states: a pure function of its inputs, safe to recompute."""
+        return self._advance([s.fork() for s in states], first_day, days, names)
+
+    def stream(self, days: int, record: Sequence[str] | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Advance day by day, yielding ``(day, {name: value})`` after each (not with :class:`Checkpointed`)."""
+        _check_days(days)
+        if isinstance(self.grad, Checkpointed):
+            raise ValueError("stream: checkpointed gradients need whole segments; use run()")
+        names = self._names(record)
+        for _ in range(days):
+            with self._autograd():
+                self.states = self.model.step(self.states, self._ctx(self.day))
+                observed = self.model.observe(self.states)
+            self.day += 1
+            yield self.day - 1, {name: observed[name] for name in names}
+
+    def run(self, days: int, record: Sequence[str] | None = None) -> Result:
+        """Advance ``days`` days and return their daily series."""
+        _check_days(days)
+        names = self._names(record)
+        first = self.day
+        chunks: list[dict[str, torch.Tensor]] = []
+        with self._autograd():
+            if isinstance(self.grad, Checkpointed):
+                for start in range(first, first + days, self.grad.every):
+                    span = min(self.grad.every, first + days - start)
+                    self.states, rows = checkpoint(self._segment, self.states, start, span, names,
+                                                   use_reentrant=False)
+                    chunks.append(rows)
+            else:
+                self.states, rows = self._advance(self.states, first, days, names)
+                chunks.append(rows)
+        self.day = first + days
+        series = {name: torch.cat([c[name] for c in chunks]) for name in names}
+        return Result(days=torch.arange(first, first + days), series=series)
+
+
+def _check_days(days: int) -> None:
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ValueError(f"days: expected a positive integer, got {days!r}")
+
+
+def simulate(model: Model, days: int, *, seed: int = 0, device: torch.device | str = "cpu",
+             record: Sequence[str] | None = None, grad: GradMode = "off") -> Result:
+    """Run ``model`` for ``days`` days from its initial state and return the daily series."""
+    return Simulation(model, seed=seed, device=device, grad=grad).run(days, record=record)

@@ -1,0 +1,1 @@
+"""Ready-made scenarios (``populace.scenarios``), each registered as a ``populace.scenarios`` entry point."""
