@@ -25,7 +25,9 @@ from .params import Param, register_param
 
 __all__ = ["Contacts", "EdgeNetwork", "Places"]
 
-_WEIGHT = Param(1.0, (0.0, 10.0), "relative", "relative transmissibility of contacts in this setting")
+_WEIGHT = Param(1.0, (0.0, 10.0), "relative", learnable=True,
+                doc="Relative transmissibility of contacts in this setting (1 = the same per-contact beta "
+                    "everywhere, as in the benchmark model of DESIGN.md §5).")
 
 
 class Contacts(nn.Module, abc.ABC):

@@ -6,7 +6,8 @@ A :class:`Layer` is a ``torch.nn.Module`` with a fixed lifecycle:
    tensors) from the named random streams in ``ctx``.
 2. ``step(state, ctx) -> state``: advance one day. Integer state may be updated in place; tensors that
    carry gradients are replaced (never written in place).
-3. ``observe(state) -> {name: tensor}``: what the layer reports at the end of each day.
+3. ``observe(state) -> {name: tensor}``: what the layer reports at the end of each day (snapshots,
+   never views of state that is later updated in place).
 
 A :class:`Model` runs its layers every day in this phase order (stable within a phase)::
 
@@ -93,7 +94,10 @@ class Layer(nn.Module, abc.ABC):
     def step(self, state: Any, ctx: StepContext) -> LayerState: ...
 
     def observe(self, state: Any) -> dict[str, torch.Tensor]:
-        """Scalars (0-d tensors) or small vectors reported at the end of each day."""
+        """Scalars (0-d tensors) or small vectors reported at the end of each day.
+
+        Return snapshots: a returned tensor must not be changed by later in-place updates of the state.
+        """
         return {}
 
     def observables(self) -> tuple[str, ...]:

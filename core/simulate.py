@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,7 +59,7 @@ class Result:
 
     def final(self) -> dict[str, float]:
         """The value of each scalar series on the last day."""
-        return {k: float(v[-1]) for k, v in self.series.items() if v.dim() == 1 and len(v)}
+        return {k: float(v[-1].detach()) for k, v in self.series.items() if v.dim() == 1 and len(v)}
 
     def to_columns(self) -> dict[str, list[float] | list[int]]:
         cols: dict[str, list[float] | list[int]] = {"day": self.days.tolist()}
@@ -131,20 +131,22 @@ class Simulation:
             raise ValueError(f"record: unknown series {unknown}; available: {list(available)}")
         return tuple(record)
 
-    def _advance(self, states: list[LayerState], first_day: int, days: int,
-                 names: tuple[str, ...]) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+    def _advance(self, states: list[LayerState], first_day: int, days: int, names: tuple[str, ...],
+                 on_day: Callable[[int], None] | None = None) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
         rows: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         for day in range(first_day, first_day + days):
             states = self.model.step(states, self._ctx(day))
             observed = self.model.observe(states)
             for name in names:
                 rows[name].append(observed[name])
+            if on_day is not None:
+                on_day(day)
         return states, {name: torch.stack(v) for name, v in rows.items()}
 
-    def _segment(self, states: list[LayerState], first_day: int, days: int,
-                 names: tuple[str, ...]) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+    def _segment(self, states: list[LayerState], first_day: int, days: int, names: tuple[str, ...],
+                 on_day: Callable[[int], None] | None) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
         """:meth:`_advance` on forked states: a pure function of its inputs, safe to recompute."""
-        return self._advance([s.fork() for s in states], first_day, days, names)
+        return self._advance([s.fork() for s in states], first_day, days, names, on_day)
 
     def stream(self, days: int, record: Sequence[str] | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """Advance day by day, yielding ``(day, {name: value})`` after each (not with :class:`Checkpointed`)."""
@@ -159,8 +161,10 @@ class Simulation:
             self.day += 1
             yield self.day - 1, {name: observed[name] for name in names}
 
-    def run(self, days: int, record: Sequence[str] | None = None) -> Result:
-        """Advance ``days`` days and return their daily series."""
+    def run(self, days: int, record: Sequence[str] | None = None,
+            on_day: Callable[[int], None] | None = None) -> Result:
+        """Advance ``days`` days and return their daily series; ``on_day(day)`` is called after each day
+        (with :class:`Checkpointed`, also when a segment is recomputed in the backward pass)."""
         _check_days(days)
         names = self._names(record)
         first = self.day
@@ -170,10 +174,10 @@ class Simulation:
                 for start in range(first, first + days, self.grad.every):
                     span = min(self.grad.every, first + days - start)
                     self.states, rows = checkpoint(self._segment, self.states, start, span, names,
-                                                   use_reentrant=False)
+                                                   on_day, use_reentrant=False)
                     chunks.append(rows)
             else:
-                self.states, rows = self._advance(self.states, first, days, names)
+                self.states, rows = self._advance(self.states, first, days, names, on_day)
                 chunks.append(rows)
         self.day = first + days
         series = {name: torch.cat([c[name] for c in chunks]) for name in names}

@@ -127,8 +127,8 @@ class SEIR(Layer):
         return ("S", "E", "I", "R", "new_infections")
 
     def observe(self, state: SEIRState) -> dict[str, torch.Tensor]:
-        c = state.counts
-        return {"S": c[0], "E": c[1], "I": c[2], "R": c[3], "new_infections": state.incidence}
+        c = state.counts.clone()  # a snapshot: fast mode updates the counts in place
+        return {"S": c[0], "E": c[1], "I": c[2], "R": c[3], "new_infections": state.incidence.clone()}
 
     # ------------------------------------------------------------------ set-up
     def _durations(self, ctx: StepContext, name: str, mean_sd: tuple[float, float]) -> torch.Tensor:
