@@ -62,10 +62,14 @@ def _device(text: str) -> torch.device:
         raise UsageError(f"--device: expected cpu or cuda[:N], got {text!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device: cuda was asked for but no CUDA GPU is available here (use --device cpu)")
+            raise UsageError(
+                "--device: cuda was asked for but no CUDA GPU is available here (use --device cpu)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device: {text} does not exist; this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
+            raise UsageError(
+                f"--device: {text} does not exist; this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
     elif device.type != "cpu":
         raise UsageError(f"--device: expected cpu or cuda[:N], got {text!r}")
     return device
@@ -86,7 +90,9 @@ class _Progress:
         done = day + 1
         width = 30
         filled = round(width * done / self.total)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] day {done}/{self.total}  {elapsed:5.1f} s")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] day {done}/{self.total}  {elapsed:5.1f} s"
+        )
         self.stream.flush()
         self.shown = True
 
@@ -138,9 +144,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is not None:
         result.save(args.out)
     summary = {
-        "scenario": scenario_cls.name, "agents": agents, "days": days, "seed": args.seed,
-        "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "init_s": round(init_s, 4), "sim_s": round(sim_s, 4), "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "scenario": scenario_cls.name,
+        "agents": agents,
+        "days": days,
+        "seed": args.seed,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "init_s": round(init_s, 4),
+        "sim_s": round(sim_s, 4),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
         "options": {name: opt.value for name, opt in options.items()},
         "final": {k: _number(v) for k, v in result.final().items()},
         "daily": {k: [_number(x) for x in v] for k, v in result.to_columns().items() if k != "day"},
@@ -149,8 +162,10 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         final = ", ".join(f"{k}={_number(v)}" for k, v in summary["final"].items())
-        print(f"{scenario_cls.name}: {agents:,} agents x {days} days on {device} in {sim_s:.2f} s "
-              f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB)")
+        print(
+            f"{scenario_cls.name}: {agents:,} agents x {days} days on {device} in {sim_s:.2f} s "
+            f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB)"
+        )
         print(f"final: {final}")
         if args.out is not None:
             print(f"wrote {args.out}")
@@ -183,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--days", help="days to simulate (default: the scenario's)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="set a scenario parameter; repeatable")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a scenario parameter; repeatable",
+    )
     run.add_argument("--out", help="write the daily series to a .parquet, .csv or .json file")
     run.add_argument("--json", action="store_true", help="print one JSON object with timings and results")
     run.add_argument("--progress", action="store_true", help="show the progress bar even with --json")

@@ -25,9 +25,14 @@ from .params import Param, register_param
 
 __all__ = ["Contacts", "EdgeNetwork", "Places"]
 
-_WEIGHT = Param(1.0, (0.0, 10.0), "relative", learnable=True,
-                doc="Relative transmissibility of contacts in this setting (1 = the same per-contact beta "
-                    "everywhere, as in the benchmark model of DESIGN.md §5).")
+_WEIGHT = Param(
+    1.0,
+    (0.0, 10.0),
+    "relative",
+    learnable=True,
+    doc="Relative transmissibility of contacts in this setting (1 = the same per-contact beta "
+    "everywhere, as in the benchmark model of DESIGN.md §5).",
+)
 
 
 class Contacts(nn.Module, abc.ABC):
@@ -46,12 +51,18 @@ class Contacts(nn.Module, abc.ABC):
         """Zero pressure, ``float32[sources]``."""
 
     @abc.abstractmethod
-    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def add_sources(
+        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         """Pressure after ``agents`` (``int64[k]``) add ``weights`` (``float32[k]``) of infectiousness."""
 
     @abc.abstractmethod
-    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Hazard on every agent, ``float32[agents]``: ``scale`` (per contact per day) × contacts × pressure."""
+    def force(
+        self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hazard on every agent, ``float32[agents]``: ``scale`` (per contact per day) × contacts × pressure.
+
+        With ``out`` (fast mode) the result is written there instead of a new tensor."""
 
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -74,8 +85,9 @@ class Places(Contacts):
     place_index: torch.Tensor
     pair_rate: torch.Tensor
 
-    def __init__(self, name: str, place: torch.Tensor, contacts: float | None = None,
-                 weight: Param = _WEIGHT) -> None:
+    def __init__(
+        self, name: str, place: torch.Tensor, contacts: float | None = None, weight: Param = _WEIGHT
+    ) -> None:
         super().__init__(name, int(place.numel()), weight)
         if place.dim() != 1 or place.dtype.is_floating_point:
             raise TypeError(f"{name}: place must be a 1-D integer tensor")
@@ -95,7 +107,9 @@ class Places(Contacts):
         # Agents outside the setting point at an extra slot n_places whose rate is 0.
         index = torch.where(member, place, n_places).to(torch.int32)
         self.register_buffer("place_index", index, persistent=False)
-        self.register_buffer("pair_rate", torch.cat([pair, pair.new_zeros(1)]).to(torch.float32), persistent=False)
+        self.register_buffer(
+            "pair_rate", torch.cat([pair, pair.new_zeros(1)]).to(torch.float32), persistent=False
+        )
 
     def mean_contacts(self) -> float:
         """Mean contacts per agent per day in this setting (over all agents)."""
@@ -106,12 +120,16 @@ class Places(Contacts):
     def empty_pressure(self) -> torch.Tensor:
         return torch.zeros(self.n_places + 1, device=self.pair_rate.device)
 
-    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def add_sources(
+        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         return _index_add(pressure, self.place_index[agents], weights)
 
-    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def force(
+        self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         rate = pressure * (self.pair_rate * (scale * self.weight))
-        return torch.index_select(rate, 0, self.place_index, out=out)  # type: ignore[call-overload]
+        return torch.index_select(rate, 0, self.place_index, out=out)
 
 
 class EdgeNetwork(Contacts):
@@ -129,13 +147,22 @@ class EdgeNetwork(Contacts):
     rate: torch.Tensor
     indptr: torch.Tensor
 
-    def __init__(self, name: str, n_agents: int, source: torch.Tensor, target: torch.Tensor,
-                 contacts: torch.Tensor | None = None, weight: Param = _WEIGHT) -> None:
+    def __init__(
+        self,
+        name: str,
+        n_agents: int,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        contacts: torch.Tensor | None = None,
+        weight: Param = _WEIGHT,
+    ) -> None:
         super().__init__(name, n_agents, weight)
         if source.shape != target.shape or source.dim() != 1:
             raise ValueError(f"{name}: source and target must be 1-D and of equal length")
-        if source.numel() and (min(int(source.min()), int(target.min())) < 0
-                               or max(int(source.max()), int(target.max())) >= n_agents):
+        if source.numel() and (
+            min(int(source.min()), int(target.min())) < 0
+            or max(int(source.max()), int(target.max())) >= n_agents
+        ):
             raise ValueError(f"{name}: edge endpoints must lie in [0, {n_agents})")
         rate = torch.ones(source.numel()) if contacts is None else contacts.to(torch.float32)
         order = torch.argsort(target.long() * n_agents + source.long())
@@ -148,15 +175,19 @@ class EdgeNetwork(Contacts):
 
     def neighbours(self, agent: int) -> torch.Tensor:
         """Sources of the edges into ``agent``."""
-        return self.source[self.indptr[agent]:self.indptr[agent + 1]]
+        return self.source[self.indptr[agent] : self.indptr[agent + 1]]
 
     def empty_pressure(self) -> torch.Tensor:
         return torch.zeros(self.n_agents, device=self.rate.device)
 
-    def add_sources(self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def add_sources(
+        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         return _index_add(pressure, agents, weights)
 
-    def force(self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def force(
+        self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         per_edge = pressure[self.source] * self.rate * (scale * self.weight)
         hazard = torch.zeros(self.n_agents, device=pressure.device, dtype=per_edge.dtype)
         hazard = hazard.index_add(0, self.target, per_edge)

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import torch
 from torch import nn
@@ -77,8 +77,9 @@ class LayerState:
                 return [copy(v) for v in value]
             return value
 
-        return dataclasses.replace(self, **{f.name: copy(getattr(self, f.name))
-                                            for f in dataclasses.fields(self)})
+        return dataclasses.replace(
+            self, **{f.name: copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        )
 
 
 class Layer(nn.Module, abc.ABC):
@@ -128,6 +129,10 @@ class Model(nn.Module):
     def observables(self) -> tuple[str, ...]:
         return self._observables
 
+    def ordered_layers(self) -> list[Layer]:
+        """The layers in the order they run."""
+        return [cast(Layer, layer) for layer in self.layers]
+
     def specs(self) -> dict[str, Param]:
         """Every parameter spec, by dotted module path (``layers.0.beta``)."""
         out: dict[str, Param] = {}
@@ -137,17 +142,17 @@ class Model(nn.Module):
         return out
 
     def init_state(self, ctx: StepContext) -> list[LayerState]:
-        return [layer.init_state(ctx) for layer in self.layers]
+        return [layer.init_state(ctx) for layer in self.ordered_layers()]
 
     def step(self, states: list[LayerState], ctx: StepContext) -> list[LayerState]:
-        current = dict(zip(self.layers, states, strict=True))
-        for layer in self.layers:
-            ctx_l = dataclasses.replace(ctx, states=current)
-            current[layer] = layer.step(current[layer], ctx_l)
-        return [current[layer] for layer in self.layers]
+        layers = self.ordered_layers()
+        current: dict[Layer, LayerState] = dict(zip(layers, states, strict=True))
+        for layer in layers:
+            current[layer] = layer.step(current[layer], dataclasses.replace(ctx, states=current))
+        return [current[layer] for layer in layers]
 
     def observe(self, states: list[LayerState]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        for layer, state in zip(self.layers, states, strict=True):
+        for layer, state in zip(self.ordered_layers(), states, strict=True):
             out.update(layer.observe(state))
         return out

@@ -60,8 +60,9 @@ class Param:
         try:
             value = float(text)
         except ValueError:
-            raise ParamError(f"{name}: expected a number in [{self.bounds[0]:g}, {self.bounds[1]:g}], "
-                             f"got {text!r}") from None
+            raise ParamError(
+                f"{name}: expected a number in [{self.bounds[0]:g}, {self.bounds[1]:g}], got {text!r}"
+            ) from None
         return replace(self, value=self.validate(value, name))
 
 

@@ -47,9 +47,13 @@ class Population:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, torch.Tensor):
-                raise TypeError(f"{type(self).__name__}.{f.name}: expected a tensor, got {type(value).__name__}")
+                raise TypeError(
+                    f"{type(self).__name__}.{f.name}: expected a tensor, got {type(value).__name__}"
+                )
             if value.dim() != 1:
-                raise ValueError(f"{type(self).__name__}.{f.name}: expected 1-D, got shape {tuple(value.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name}: expected 1-D, got shape {tuple(value.shape)}"
+                )
             expected = f.metadata["dtype"]
             if value.dtype != expected:
                 raise TypeError(f"{type(self).__name__}.{f.name}: expected {expected}, got {value.dtype}")
@@ -118,13 +122,17 @@ class Population:
             table = pq.read_table(path)
             raw = (table.schema.metadata or {}).get(b"populace", b"{}")
             meta = json.loads(raw)
-            columns = {name: torch.from_numpy(np.ascontiguousarray(table.column(name).to_numpy()))
-                       for name in table.column_names}
+            columns = {
+                name: torch.from_numpy(np.ascontiguousarray(table.column(name).to_numpy()))
+                for name in table.column_names
+            }
         else:
             raise ValueError(f"path: expected a .safetensors or .parquet file, got {str(path)!r}")
         if meta.get("class") != cls.__name__ or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: holds {meta.get('class')!r} format {meta.get('format_version')!r}, "
-                             f"expected {cls.__name__!r} format {FORMAT_VERSION!r}")
+            raise ValueError(
+                f"{path}: holds {meta.get('class')!r} format {meta.get('format_version')!r}, "
+                f"expected {cls.__name__!r} format {FORMAT_VERSION!r}"
+            )
         expected = {f.name for f in dataclasses.fields(cls)}
         if set(columns) != expected:
             raise ValueError(f"{path}: columns {sorted(columns)} do not match {sorted(expected)}")

@@ -41,7 +41,7 @@ class SmoothedBernoulli(Function):
     smoothed derivative ½·[x/p + (1−x)/(1−p)] with respect to ``p``."""
 
     @staticmethod
-    def forward(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return x.to(p.dtype, copy=True)
 
     @staticmethod
@@ -51,12 +51,12 @@ class SmoothedBernoulli(Function):
         ctx.save_for_forward(p, x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         p, x = ctx.saved_tensors
         return grad * _smoothed_weight(p, x.to(p.dtype)), None
 
     @staticmethod
-    def jvp(ctx: Any, p_t: torch.Tensor, x_t: Any) -> torch.Tensor:  # type: ignore[override]
+    def jvp(ctx: Any, p_t: torch.Tensor, x_t: Any) -> torch.Tensor:
         p, x = ctx.saved_tensors
         return p_t * _smoothed_weight(p, x.to(p.dtype))
 
@@ -66,7 +66,7 @@ class SmoothedBinomial(Function):
     ½·[k/p + (n−k)/(1−p)] with respect to ``p`` (``n`` is a constant number of trials)."""
 
     @staticmethod
-    def forward(n: torch.Tensor, p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(n: torch.Tensor, p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return k.to(p.dtype, copy=True)
 
     @staticmethod
@@ -76,12 +76,12 @@ class SmoothedBinomial(Function):
         ctx.save_for_forward(n, p, k)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
         n, p, k = ctx.saved_tensors
         return None, grad * _smoothed_weight(p, k.to(p.dtype), n.to(p.dtype)), None
 
     @staticmethod
-    def jvp(ctx: Any, n_t: Any, p_t: torch.Tensor, k_t: Any) -> torch.Tensor:  # type: ignore[override]
+    def jvp(ctx: Any, n_t: Any, p_t: torch.Tensor, k_t: Any) -> torch.Tensor:
         n, p, k = ctx.saved_tensors
         return p_t * _smoothed_weight(p, k.to(p.dtype), n.to(p.dtype))
 
@@ -96,7 +96,7 @@ class HardGumbel(Function):
     """
 
     @staticmethod
-    def forward(p: torch.Tensor, u: torch.Tensor, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(p: torch.Tensor, u: torch.Tensor, x: torch.Tensor, tau: float) -> torch.Tensor:
         return x.to(p.dtype, copy=True)
 
     @staticmethod
@@ -115,15 +115,17 @@ class HardGumbel(Function):
         return y * (1 - y) / (ctx.tau * p * (1 - p))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         return grad * HardGumbel._dy_dp(ctx), None, None, None
 
     @staticmethod
-    def jvp(ctx: Any, p_t: torch.Tensor, u_t: Any, x_t: Any, tau_t: Any) -> torch.Tensor:  # type: ignore[override]
+    def jvp(ctx: Any, p_t: torch.Tensor, u_t: Any, x_t: Any, tau_t: Any) -> torch.Tensor:
         return p_t * HardGumbel._dy_dp(ctx)
 
 
-def bernoulli(p: torch.Tensor, u: torch.Tensor, estimator: str = "smoothed", tau: float = 0.1) -> torch.Tensor:
+def bernoulli(
+    p: torch.Tensor, u: torch.Tensor, estimator: str = "smoothed", tau: float = 0.1
+) -> torch.Tensor:
     """Exact Bernoulli(p) sample 1[u < p] from uniforms ``u``, differentiable in ``p``.
 
     ``estimator``: ``"smoothed"`` (default) or ``"gumbel"`` (hard Gumbel-softmax with temperature ``tau``).

@@ -42,8 +42,9 @@ class Scenario(abc.ABC):
         """The options and their defaults."""
 
     @abc.abstractmethod
-    def build(self, agents: int, options: Mapping[str, Option], *, seed: int,
-              device: torch.device | str) -> Model:
+    def build(
+        self, agents: int, options: Mapping[str, Option], *, seed: int, device: torch.device | str
+    ) -> Model:
         """The model for ``agents`` agents; ``seed`` drives the random population."""
 
 
@@ -75,7 +76,8 @@ def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Optio
         if name not in options:
             close = difflib.get_close_matches(name, options, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ParamError(f"--set {name}: unknown parameter of {scenario.name}{hint}; "
-                             f"known: {', '.join(options)}")
+            raise ParamError(
+                f"--set {name}: unknown parameter of {scenario.name}{hint}; known: {', '.join(options)}"
+            )
         options[name] = options[name].parse(text.strip(), f"--set {name}")
     return options

@@ -100,8 +100,9 @@ class Simulation:
         grad: ``"off"``, ``"full"`` or :class:`Checkpointed`.
     """
 
-    def __init__(self, model: Model, *, seed: int = 0, device: torch.device | str = "cpu",
-                 grad: GradMode = "off") -> None:
+    def __init__(
+        self, model: Model, *, seed: int = 0, device: torch.device | str = "cpu", grad: GradMode = "off"
+    ) -> None:
         if grad not in ("off", "full") and not isinstance(grad, Checkpointed):
             raise ValueError(f"grad: expected 'off', 'full' or Checkpointed(every=k), got {grad!r}")
         self.device = torch.device(device)
@@ -131,8 +132,14 @@ class Simulation:
             raise ValueError(f"record: unknown series {unknown}; available: {list(available)}")
         return tuple(record)
 
-    def _advance(self, states: list[LayerState], first_day: int, days: int, names: tuple[str, ...],
-                 on_day: Callable[[int], None] | None = None) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+    def _advance(
+        self,
+        states: list[LayerState],
+        first_day: int,
+        days: int,
+        names: tuple[str, ...],
+        on_day: Callable[[int], None] | None = None,
+    ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
         rows: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         for day in range(first_day, first_day + days):
             states = self.model.step(states, self._ctx(day))
@@ -143,13 +150,23 @@ class Simulation:
                 on_day(day)
         return states, {name: torch.stack(v) for name, v in rows.items()}
 
-    def _segment(self, states: list[LayerState], first_day: int, days: int, names: tuple[str, ...],
-                 on_day: Callable[[int], None] | None) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+    def _segment(
+        self,
+        states: list[LayerState],
+        first_day: int,
+        days: int,
+        names: tuple[str, ...],
+        on_day: Callable[[int], None] | None,
+    ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
         """:meth:`_advance` on forked states: a pure function of its inputs, safe to recompute."""
         return self._advance([s.fork() for s in states], first_day, days, names, on_day)
 
-    def stream(self, days: int, record: Sequence[str] | None = None) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        """Advance day by day, yielding ``(day, {name: value})`` after each (not with :class:`Checkpointed`)."""
+    def stream(
+        self, days: int, record: Sequence[str] | None = None
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Advance day by day, yielding ``(day, {name: value})`` after each.
+
+        Not available with :class:`Checkpointed`, which needs whole segments."""
         _check_days(days)
         if isinstance(self.grad, Checkpointed):
             raise ValueError("stream: checkpointed gradients need whole segments; use run()")
@@ -161,8 +178,9 @@ class Simulation:
             self.day += 1
             yield self.day - 1, {name: observed[name] for name in names}
 
-    def run(self, days: int, record: Sequence[str] | None = None,
-            on_day: Callable[[int], None] | None = None) -> Result:
+    def run(
+        self, days: int, record: Sequence[str] | None = None, on_day: Callable[[int], None] | None = None
+    ) -> Result:
         """Advance ``days`` days and return their daily series; ``on_day(day)`` is called after each day
         (with :class:`Checkpointed`, also when a segment is recomputed in the backward pass)."""
         _check_days(days)
@@ -173,8 +191,9 @@ class Simulation:
             if isinstance(self.grad, Checkpointed):
                 for start in range(first, first + days, self.grad.every):
                     span = min(self.grad.every, first + days - start)
-                    self.states, rows = checkpoint(self._segment, self.states, start, span, names,
-                                                   on_day, use_reentrant=False)
+                    self.states, rows = checkpoint(
+                        self._segment, self.states, start, span, names, on_day, use_reentrant=False
+                    )
                     chunks.append(rows)
             else:
                 self.states, rows = self._advance(self.states, first, days, names, on_day)
@@ -189,7 +208,14 @@ def _check_days(days: int) -> None:
         raise ValueError(f"days: expected a positive integer, got {days!r}")
 
 
-def simulate(model: Model, days: int, *, seed: int = 0, device: torch.device | str = "cpu",
-             record: Sequence[str] | None = None, grad: GradMode = "off") -> Result:
+def simulate(
+    model: Model,
+    days: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    record: Sequence[str] | None = None,
+    grad: GradMode = "off",
+) -> Result:
     """Run ``model`` for ``days`` days from its initial state and return the daily series."""
     return Simulation(model, seed=seed, device=device, grad=grad).run(days, record=record)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import cast
 
 import torch
 
@@ -40,17 +41,32 @@ class Stage(IntEnum):
     R = 3
 
 
-BETA = Param(0.016, (0.0, 1.0), "1/contact/day", learnable=True,
-             doc="Transmission probability per contact per day. 0.016 is Covasim's default beta "
-                 "(Kerr et al. 2021, PLoS Comput Biol 17:e1009149), the benchmark model of DESIGN.md §5.")
-LATENT_MEAN = Param(4.5, (0.5, 30.0), "days",
-                    doc="Mean latent (exposed, not yet infectious) period, lognormal; Covasim's exposed-to-"
-                        "infectious duration 4.5 ± 1.5 d (Kerr et al. 2021, after Lauer et al. 2020).")
+BETA = Param(
+    0.016,
+    (0.0, 1.0),
+    "1/contact/day",
+    learnable=True,
+    doc="Transmission probability per contact per day. 0.016 is Covasim's default beta "
+    "(Kerr et al. 2021, PLoS Comput Biol 17:e1009149), the benchmark model of DESIGN.md §5.",
+)
+LATENT_MEAN = Param(
+    4.5,
+    (0.5, 30.0),
+    "days",
+    doc="Mean latent (exposed, not yet infectious) period, lognormal; Covasim's exposed-to-"
+    "infectious duration 4.5 ± 1.5 d (Kerr et al. 2021, after Lauer et al. 2020).",
+)
 LATENT_SD = Param(1.5, (0.0, 30.0), "days", doc="Standard deviation of the latent period (Kerr et al. 2021).")
-INFECTIOUS_MEAN = Param(8.0, (0.5, 60.0), "days",
-                        doc="Mean infectious period, lognormal; Covasim's infectious-to-recovered duration "
-                            "8 ± 2 d (Kerr et al. 2021).")
-INFECTIOUS_SD = Param(2.0, (0.0, 60.0), "days", doc="Standard deviation of the infectious period (Kerr et al. 2021).")
+INFECTIOUS_MEAN = Param(
+    8.0,
+    (0.5, 60.0),
+    "days",
+    doc="Mean infectious period, lognormal; Covasim's infectious-to-recovered duration "
+    "8 ± 2 d (Kerr et al. 2021).",
+)
+INFECTIOUS_SD = Param(
+    2.0, (0.0, 60.0), "days", doc="Standard deviation of the infectious period (Kerr et al. 2021)."
+)
 
 
 @dataclass
@@ -97,10 +113,20 @@ class SEIR(Layer):
     phase = Phase.DISEASE
     beta: torch.Tensor
 
-    def __init__(self, n_agents: int, contacts: Sequence[Contacts], *, initial_infections: int,
-                 beta: Param = BETA, latent_mean: Param = LATENT_MEAN, latent_sd: Param = LATENT_SD,
-                 infectious_mean: Param = INFECTIOUS_MEAN, infectious_sd: Param = INFECTIOUS_SD,
-                 estimator: str = "smoothed", tau: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_agents: int,
+        contacts: Sequence[Contacts],
+        *,
+        initial_infections: int,
+        beta: Param = BETA,
+        latent_mean: Param = LATENT_MEAN,
+        latent_sd: Param = LATENT_SD,
+        infectious_mean: Param = INFECTIOUS_MEAN,
+        infectious_sd: Param = INFECTIOUS_SD,
+        estimator: str = "smoothed",
+        tau: float = 0.1,
+    ) -> None:
         super().__init__()
         if not contacts:
             raise ValueError("contacts: SEIR needs at least one contact structure")
@@ -120,8 +146,16 @@ class SEIR(Layer):
         # Durations are drawn once per agent at set-up; they are not differentiable parameters.
         self.latent = (latent_mean.value, latent_sd.value)
         self.infectious = (infectious_mean.value, infectious_sd.value)
-        self.param_specs.update(latent_mean=latent_mean, latent_sd=latent_sd,
-                                infectious_mean=infectious_mean, infectious_sd=infectious_sd)
+        self.param_specs.update(
+            latent_mean=latent_mean,
+            latent_sd=latent_sd,
+            infectious_mean=infectious_mean,
+            infectious_sd=infectious_sd,
+        )
+
+    def structures(self) -> list[Contacts]:
+        """The contact structures, in the order of ``SEIRState.pressure``."""
+        return [cast(Contacts, c) for c in self.contacts]
 
     def observables(self) -> tuple[str, ...]:
         return ("S", "E", "I", "R", "new_infections")
@@ -155,10 +189,18 @@ class SEIR(Layer):
             infected[seeds] = 1.0
         else:
             workspace = torch.empty(2, n, device=device)
-        return SEIRState(stage=stage, due=due, threshold=threshold, latent_days=latent_days,
-                         infectious_days=infectious_days, pressure=[c.empty_pressure() for c in self.contacts],
-                         counts=counts, incidence=torch.zeros((), dtype=counts.dtype, device=device),
-                         infected=infected, workspace=workspace)
+        return SEIRState(
+            stage=stage,
+            due=due,
+            threshold=threshold,
+            latent_days=latent_days,
+            infectious_days=infectious_days,
+            pressure=[c.empty_pressure() for c in self.structures()],
+            counts=counts,
+            incidence=torch.zeros((), dtype=counts.dtype, device=device),
+            infected=infected,
+            workspace=workspace,
+        )
 
     # ------------------------------------------------------------------ day
     def step(self, state: SEIRState, ctx: StepContext) -> SEIRState:
@@ -185,8 +227,10 @@ class SEIR(Layer):
             w_r = torch.ones(to_r.numel(), device=due.device)
         else:
             w_i, w_r = state.infected[to_i], state.infected[to_r]
-        state.pressure = [c.add_sources(c.add_sources(p, to_i, w_i), to_r, -w_r)
-                          for c, p in zip(self.contacts, state.pressure, strict=True)]
+        state.pressure = [
+            c.add_sources(c.add_sources(p, to_i, w_i), to_r, -w_r)
+            for c, p in zip(self.structures(), state.pressure, strict=True)
+        ]
         entered, left = w_i.sum(), w_r.sum()
         flow = torch.stack([entered * 0, -entered, entered - left, left]).to(state.counts.dtype)
         if state.infected is None:
@@ -194,9 +238,11 @@ class SEIR(Layer):
         else:
             state.counts = state.counts + flow
 
-    def _hazard(self, state: SEIRState, out: torch.Tensor | None, scratch: torch.Tensor | None) -> torch.Tensor:
+    def _hazard(
+        self, state: SEIRState, out: torch.Tensor | None, scratch: torch.Tensor | None
+    ) -> torch.Tensor:
         hazard: torch.Tensor | None = None
-        for c, pressure in zip(self.contacts, state.pressure, strict=True):
+        for c, pressure in zip(self.structures(), state.pressure, strict=True):
             if hazard is None:
                 hazard = c.force(pressure, self.beta, out=out)
             elif out is None:

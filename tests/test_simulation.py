@@ -49,7 +49,8 @@ def test_invariants_every_day(grad):
     assert float(result.series["R"][-1]) > 0, "the epidemic should have progressed"
     # The state behind the counts is integral and agrees with them.
     state = sim.states[0]
-    assert state.stage.dtype == torch.uint8 and state.due.dtype == torch.int32
+    assert state.stage.dtype == torch.uint8
+    assert state.due.dtype == torch.int32
     assert torch.equal(torch.bincount(state.stage.long(), minlength=4).float(), counts[:, -1].float())
     # Susceptible = S is the one stage that still has a finite infection threshold.
     assert torch.equal(torch.isfinite(state.threshold), state.stage == Stage.S)
@@ -85,11 +86,13 @@ def test_fast_mode_builds_no_graph_and_keeps_compact_state():
     sim = Simulation(bench_model(10_000), seed=1)
     result = sim.run(30)
     for value in result.series.values():
-        assert not value.requires_grad and value.grad_fn is None
+        assert not value.requires_grad
+        assert value.grad_fn is None
         assert not value.dtype.is_floating_point
     state = sim.states[0]
     assert state.infected is None
-    assert state.latent_days.dtype == torch.uint8 and state.infectious_days.dtype == torch.uint8
+    assert state.latent_days.dtype == torch.uint8
+    assert state.infectious_days.dtype == torch.uint8
 
 
 def test_time_advances_across_calls_and_stream_matches_run():
@@ -98,7 +101,8 @@ def test_time_advances_across_calls_and_stream_matches_run():
     sim = Simulation(model, seed=4)
     first, second = sim.run(30), sim.run(20)
     assert sim.day == 50
-    assert first.days.tolist() == list(range(30)) and second.days.tolist() == list(range(30, 50))
+    assert first.days.tolist() == list(range(30))
+    assert second.days.tolist() == list(range(30, 50))
     for name in COMPARTMENTS:
         assert torch.equal(torch.cat([first.series[name], second.series[name]]), whole.series[name])
     streamed = Simulation(model, seed=4)
@@ -189,7 +193,8 @@ def test_seir_on_an_edge_network():
     assert total(result) == n
     assert float(result.series["R"][-1]) > 100
     result.series["R"][-1].backward()
-    assert model.layers[0].beta.grad is not None and torch.isfinite(model.layers[0].beta.grad)
+    assert model.layers[0].beta.grad is not None
+    assert torch.isfinite(model.layers[0].beta.grad)
 
 
 def test_layers_run_in_phase_order():
@@ -207,8 +212,13 @@ def test_layers_run_in_phase_order():
             calls.append(self.label)
             return state
 
-    model = Model([Probe("disease", Phase.DISEASE), Probe("behaviour", Phase.BEHAVIOUR),
-                   Probe("demography", Phase.DEMOGRAPHY)])
+    model = Model(
+        [
+            Probe("disease", Phase.DISEASE),
+            Probe("behaviour", Phase.BEHAVIOUR),
+            Probe("demography", Phase.DEMOGRAPHY),
+        ]
+    )
     simulate(model, 1)
     assert calls == ["demography", "behaviour", "disease"]
 

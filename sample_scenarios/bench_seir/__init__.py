@@ -26,9 +26,13 @@ from .population import (
 
 __all__ = ["BenchSEIR", "People", "build_people"]
 
-WELL_MIXED_CONTACTS = Param(19.0, (0.1, 1000.0), "contacts/day",
-                            doc="Contacts per agent per day in the well-mixed variant; 19 is the mean total of "
-                                "the structured network (households 2.67, school ~2.1, work ~4.3, community 10).")
+WELL_MIXED_CONTACTS = Param(
+    19.0,
+    (0.1, 1000.0),
+    "contacts/day",
+    doc="Contacts per agent per day in the well-mixed variant; 19 is the mean total of "
+    "the structured network (households 2.67, school ~2.1, work ~4.3, community 10).",
+)
 
 
 class BenchSEIR(Scenario):
@@ -40,20 +44,28 @@ class BenchSEIR(Scenario):
     @classmethod
     def options(cls) -> dict[str, Param | Choice]:
         return {
-            "network": Choice("households", ("households", "well-mixed"),
-                              "contact structure: households+school+work+community, or everyone in one place"),
+            "network": Choice(
+                "households",
+                ("households", "well-mixed"),
+                "contact structure: households+school+work+community, or everyone in one place",
+            ),
             "beta": BETA,
             "latent_mean": LATENT_MEAN,
             "latent_sd": LATENT_SD,
             "infectious_mean": INFECTIOUS_MEAN,
             "infectious_sd": INFECTIOUS_SD,
             "well_mixed_contacts": WELL_MIXED_CONTACTS,
-            "seeds_per_10k": Param(1.0, (0.0, 10_000.0), "agents per 10,000",
-                                   doc="initial infections per 10,000 agents (at least 10); DESIGN.md §5"),
+            "seeds_per_10k": Param(
+                1.0,
+                (0.0, 10_000.0),
+                "agents per 10,000",
+                doc="initial infections per 10,000 agents (at least 10); DESIGN.md §5",
+            ),
         }
 
-    def build(self, agents: int, options: Mapping[str, Param | Choice], *, seed: int,
-              device: torch.device | str) -> Model:
+    def build(
+        self, agents: int, options: Mapping[str, Param | Choice], *, seed: int, device: torch.device | str
+    ) -> Model:
         opts = dict(options)
         streams = RandomStreams(seed, device)
         if opts["network"].value == "well-mixed":
@@ -68,10 +80,16 @@ class BenchSEIR(Scenario):
                 Places("community", people.community, contacts=COMMUNITY_CONTACTS),
             ]
         seeds = max(10, round(agents * float(opts["seeds_per_10k"].value) / 10_000))
-        seir = SEIR(agents, contacts, initial_infections=min(seeds, agents),
-                    beta=_param(opts["beta"]), latent_mean=_param(opts["latent_mean"]),
-                    latent_sd=_param(opts["latent_sd"]), infectious_mean=_param(opts["infectious_mean"]),
-                    infectious_sd=_param(opts["infectious_sd"]))
+        seir = SEIR(
+            agents,
+            contacts,
+            initial_infections=min(seeds, agents),
+            beta=_param(opts["beta"]),
+            latent_mean=_param(opts["latent_mean"]),
+            latent_sd=_param(opts["latent_sd"]),
+            infectious_mean=_param(opts["infectious_mean"]),
+            infectious_sd=_param(opts["infectious_sd"]),
+        )
         return Model([seir])
 
 

@@ -87,7 +87,10 @@ def build_people(n: int, streams: RandomStreams) -> People:
     in_school = (age >= SCHOOL_AGES[0]) & (age < SCHOOL_AGES[1])
     at_work = (age >= WORK_AGES[0]) & (age < WORK_AGES[1])
     everyone = torch.ones(n, dtype=torch.bool, device=device)
-    return People(age=age, household=household,
-                  school=_groups(in_school, SCHOOL_CLASS, streams, "population.school", n),
-                  work=_groups(at_work, WORK_GROUP, streams, "population.work", n),
-                  community=_groups(everyone, COMMUNITY_GROUP, streams, "population.community", n))
+    return People(
+        age=age,
+        household=household,
+        school=_groups(in_school, SCHOOL_CLASS, streams, "population.school", n),
+        work=_groups(at_work, WORK_GROUP, streams, "population.work", n),
+        community=_groups(everyone, COMMUNITY_GROUP, streams, "population.community", n),
+    )
