@@ -164,7 +164,7 @@ class EdgeNetwork(Contacts):
             or max(int(source.max()), int(target.max())) >= n_agents
         ):
             raise ValueError(f"{name}: edge endpoints must lie in [0, {n_agents})")
-        rate = torch.ones(source.numel()) if contacts is None else contacts.to(torch.float32)
+        rate = torch.ones(source.numel(), device=source.device) if contacts is None else contacts.float()
         order = torch.argsort(target.long() * n_agents + source.long())
         target = target.long()[order]
         self.register_buffer("source", source.long()[order], persistent=False)

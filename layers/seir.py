@@ -108,6 +108,8 @@ class SEIR(Layer):
         beta, latent_mean, latent_sd, infectious_mean, infectious_sd: parameter specs (defaults cited).
         estimator: gradient estimator of the infection draw: ``"smoothed"`` (default) or ``"gumbel"``.
         tau: temperature of the ``"gumbel"`` estimator.
+        prefix: prepended to the names of the reported series (``"farm_"`` gives ``farm_S``, ...), so a
+            model can hold one SEIR layer per agent type.
     """
 
     phase = Phase.DISEASE
@@ -126,6 +128,7 @@ class SEIR(Layer):
         infectious_sd: Param = INFECTIOUS_SD,
         estimator: str = "smoothed",
         tau: float = 0.1,
+        prefix: str = "",
     ) -> None:
         super().__init__()
         if not contacts:
@@ -142,6 +145,7 @@ class SEIR(Layer):
         self.initial_infections = initial_infections
         self.estimator = estimator
         self.tau = tau
+        self.prefix = prefix
         register_param(self, "beta", beta)
         # Durations are drawn once per agent at set-up; they are not differentiable parameters.
         self.latent = (latent_mean.value, latent_sd.value)
@@ -158,11 +162,12 @@ class SEIR(Layer):
         return [cast(Contacts, c) for c in self.contacts]
 
     def observables(self) -> tuple[str, ...]:
-        return ("S", "E", "I", "R", "new_infections")
+        return tuple(self.prefix + name for name in ("S", "E", "I", "R", "new_infections"))
 
     def observe(self, state: SEIRState) -> dict[str, torch.Tensor]:
         c = state.counts.clone()  # a snapshot: fast mode updates the counts in place
-        return {"S": c[0], "E": c[1], "I": c[2], "R": c[3], "new_infections": state.incidence.clone()}
+        values = (c[0], c[1], c[2], c[3], state.incidence.clone())
+        return dict(zip(self.observables(), values, strict=True))
 
     # ------------------------------------------------------------------ set-up
     def _durations(self, ctx: StepContext, name: str, mean_sd: tuple[float, float]) -> torch.Tensor:

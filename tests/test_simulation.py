@@ -197,6 +197,48 @@ def test_seir_on_an_edge_network():
     assert torch.isfinite(model.layers[0].beta.grad)
 
 
+def test_a_model_holds_several_agent_types():
+    """People on places and farms on an edge network, each with its own SEIR layer, in one model."""
+    people = Places("everyone", torch.zeros(4_000, dtype=torch.int32), contacts=15.0)
+    farm_ids = torch.arange(500)
+    farms = EdgeNetwork(
+        "farm_links",
+        500,
+        torch.cat([farm_ids, (farm_ids + 1) % 500]),
+        torch.cat([(farm_ids + 1) % 500, farm_ids]),
+    )
+    model = Model(
+        [
+            SEIR(4_000, [people], initial_infections=10),
+            SEIR(500, [farms], initial_infections=5, beta=SEIR_BETA_HIGH, prefix="farm_"),
+        ]
+    )
+    assert model.observables() == (
+        "S",
+        "E",
+        "I",
+        "R",
+        "new_infections",
+        "farm_S",
+        "farm_E",
+        "farm_I",
+        "farm_R",
+        "farm_new_infections",
+    )
+    result = simulate(model, 60, seed=1, grad="full")
+    assert total(result) == 4_000
+    assert sum(float(result.series[f"farm_{c}"][-1]) for c in COMPARTMENTS) == 500
+    (result.series["R"][-1] + result.series["farm_R"][-1]).backward()
+    assert all(torch.isfinite(p.grad) for p in model.parameters())
+    with pytest.raises(ValueError, match="reported by two layers"):
+        Model(
+            [
+                SEIR(100, [Places("a", torch.zeros(100, dtype=torch.int32))], initial_infections=1),
+                SEIR(100, [Places("b", torch.zeros(100, dtype=torch.int32))], initial_infections=1),
+            ]
+        )
+
+
 def test_layers_run_in_phase_order():
     calls: list[str] = []
 
