@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -49,8 +50,11 @@ def parse_count(text: str, name: str) -> int:
     match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgG]?)\s*", text)
     if not match:
         raise UsageError(expected)
-    number = float(match.group(1).replace("_", "")) * _SUFFIX[match.group(2).lower()]
-    if number < 1 or number != int(number):
+    try:  # Decimal, not float: 4.1M must be exactly 4,100,000
+        number = Decimal(match.group(1).replace("_", "")) * _SUFFIX[match.group(2).lower()]
+    except InvalidOperation:
+        raise UsageError(expected) from None
+    if not number.is_finite() or number < 1 or number != number.to_integral_value() or number > 10**18:
         raise UsageError(expected)
     return int(number)
 
@@ -142,7 +146,11 @@ def _run(args: argparse.Namespace) -> int:
     progress.close()
 
     if args.out is not None:
-        result.save(args.out)
+        try:
+            result.save(args.out)
+        except OSError as exc:
+            print(f"populace run: error: --out: writing {args.out!r} failed: {exc}", file=sys.stderr)
+            return 1
     summary = {
         "scenario": scenario_cls.name,
         "agents": agents,

@@ -129,6 +129,10 @@ class Places(Contacts):
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
         rate = pressure * (self.pair_rate * (scale * self.weight))
+        if out is None:
+            return torch.index_select(rate, 0, self.place_index)
+        if rate.requires_grad:  # out= is not differentiable
+            return out.copy_(torch.index_select(rate, 0, self.place_index))
         return torch.index_select(rate, 0, self.place_index, out=out)
 
 
@@ -164,6 +168,11 @@ class EdgeNetwork(Contacts):
             or max(int(source.max()), int(target.max())) >= n_agents
         ):
             raise ValueError(f"{name}: edge endpoints must lie in [0, {n_agents})")
+        if contacts is not None and contacts.shape != source.shape:
+            raise ValueError(
+                f"{name}: contacts must have one value per edge ({source.numel()}), got shape "
+                f"{tuple(contacts.shape)}"
+            )
         rate = torch.ones(source.numel(), device=source.device) if contacts is None else contacts.float()
         order = torch.argsort(target.long() * n_agents + source.long())
         target = target.long()[order]

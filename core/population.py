@@ -42,7 +42,7 @@ class Population:
     kind: ClassVar[str] = "agents"
 
     def __post_init__(self) -> None:
-        lengths = set()
+        first: tuple[str, int] | None = None
         devices = set()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -57,10 +57,14 @@ class Population:
             expected = f.metadata["dtype"]
             if value.dtype != expected:
                 raise TypeError(f"{type(self).__name__}.{f.name}: expected {expected}, got {value.dtype}")
-            lengths.add(value.numel())
+            if first is None:
+                first = (f.name, value.numel())
+            elif value.numel() != first[1]:
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name}: expected {first[1]} values like {first[0]}, "
+                    f"got {value.numel()}"
+                )
             devices.add(value.device)
-        if len(lengths) > 1:
-            raise ValueError(f"{type(self).__name__}: columns have different lengths {sorted(lengths)}")
         if len(devices) > 1:
             raise ValueError(f"{type(self).__name__}: columns are on different devices {devices}")
 
@@ -123,7 +127,7 @@ class Population:
             raw = (table.schema.metadata or {}).get(b"populace", b"{}")
             meta = json.loads(raw)
             columns = {
-                name: torch.from_numpy(np.ascontiguousarray(table.column(name).to_numpy()))
+                name: torch.from_numpy(np.array(table.column(name).to_numpy(), copy=True))
                 for name in table.column_names
             }
         else:

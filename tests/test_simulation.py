@@ -46,7 +46,7 @@ def test_invariants_every_day(grad):
     assert torch.all(counts.sum(0) == agents), "S+E+I+R must equal N every day"
     assert torch.all(counts >= 0)
     assert torch.equal(counts, counts.round()), "counts must be whole numbers"
-    assert float(result.series["R"][-1]) > 0, "the epidemic should have progressed"
+    assert float(counts[3, -1]) > 0, "the epidemic should have progressed"
     # The state behind the counts is integral and agrees with them.
     state = sim.states[0]
     assert state.stage.dtype == torch.uint8
@@ -135,7 +135,7 @@ def test_well_mixed_matches_final_size_equation_at_1m():
     seir = model.layers[0]
     mean_infectious = float(sim.states[0].infectious_days.double().mean())
     contacts = seir.contacts[0].contacts
-    r0 = float(seir.beta) * contacts * mean_infectious * agents / (agents - 1)
+    r0 = float(seir.beta.detach()) * contacts * mean_infectious * agents / (agents - 1)
     attack = 1 - float(result.series["S"][-1]) / agents
     expected = final_size(r0)
     assert abs(attack - expected) < 0.01, f"attack {attack:.4f} vs final size {expected:.4f} (R0={r0:.3f})"
