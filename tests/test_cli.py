@@ -367,26 +367,6 @@ def test_out_wrong_extension_writes_nothing(run_cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="root may write into a read-only directory, so there is nothing to refuse",
-)
-def test_out_in_read_only_directory(run_cli, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        assert_one_line_error(
-            run_cli(
-                "run", "bench-seir", "--agents", "100", "--days", "2", "--out", str(locked / "series.json")
-            ),
-            "--out",
-            "not writable",
-        )
-    finally:
-        locked.chmod(0o700)
-
-
 def test_out_unwritable_directory_message(run_cli, tmp_path, monkeypatch):
     """The not-writable branch, checked even as root by making ``os.access`` answer no for the directory."""
     real_access = os.access
