@@ -227,7 +227,7 @@ def test_a_model_holds_several_agent_types():
     )
     result = simulate(model, 60, seed=1, grad="full")
     assert total(result) == 4_000
-    assert sum(float(result.series[f"farm_{c}"][-1]) for c in COMPARTMENTS) == 500
+    assert sum(float(result.series[f"farm_{c}"][-1].detach()) for c in COMPARTMENTS) == 500
     (result.series["R"][-1] + result.series["farm_R"][-1]).backward()
     assert all(torch.isfinite(p.grad) for p in model.parameters())
     with pytest.raises(ValueError, match="reported by two layers"):
