@@ -275,9 +275,10 @@ class SEIR(Layer):
 
     def _transmit_differentiable(self, state: SEIRState, day: int) -> None:
         assert state.infected is not None
-        hazard = self._hazard(state, out=None, scratch=None).clamp(0, 50)
-        p = -torch.expm1(-hazard) * (1 - state.infected)
-        sample = state.threshold - hazard.detach() <= 0
+        hazard = self._hazard(state, out=None, scratch=None)
+        # expm1(-λ) is finite for any λ >= 0; the clamp only guards against weights pushed below 0.
+        p = -torch.expm1(-hazard.clamp(min=0)) * (1 - state.infected)
+        sample = state.threshold - hazard.detach() <= 0  # exactly the fast-mode comparison
         if self.estimator == "smoothed":
             x = SmoothedBernoulli.apply(p, sample)
         else:
