@@ -6,7 +6,7 @@ The public API; everything else is an implementation detail.
 from .contacts import Contacts, EdgeNetwork, Places
 from .model import Layer, LayerState, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param
-from .population import Population, column
+from .population import Population, PopulationFileError, column
 from .random import RandomStreams
 from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial
 from .scenario import Scenario, find_scenario, parse_sets, scenarios
@@ -29,6 +29,7 @@ __all__ = [
     "Phase",
     "Places",
     "Population",
+    "PopulationFileError",
     "RandomStreams",
     "Result",
     "Scenario",

@@ -17,7 +17,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from populace import Population, RandomStreams, column
+from populace import Population, PopulationFileError, RandomStreams, column
 from populace.scenarios.bench_seir import People, build_people
 from populace.scenarios.bench_seir.population import (
     COMMUNITY_GROUP,
@@ -347,3 +347,36 @@ def test_build_tiny_populations(n):
     assert p.n == n
     assert bool((p.household >= 0).all())
     assert bool((p.community >= 0).all())
+
+
+# ----------------------------------------------------------------------------- integrity
+@pytest.mark.parametrize("suffix", [".safetensors", ".parquet"])
+def test_metadata_round_trips_and_hash_is_recorded(tmp_path, suffix):
+    people = tiny()
+    path = tmp_path / f"people{suffix}"
+    people.save(path, metadata={"cache_key": "abc123"})
+    meta = Population.read_metadata(path)
+    assert meta["cache_key"] == "abc123"
+    assert meta["content_sha256"] == people.content_hash()
+
+
+def test_flipped_byte_is_detected(tmp_path):
+    people = build_people(5_000, RandomStreams(1, "cpu"))
+    path = tmp_path / "people.safetensors"
+    people.save(path)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # inside the last column's data, past the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(PopulationFileError, match="checksum"):
+        People.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".parquet"])
+def test_truncated_file_is_detected(tmp_path, suffix):
+    path = tmp_path / f"people{suffix}"
+    build_people(5_000, RandomStreams(1, "cpu")).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(PopulationFileError):
+        People.load(path)
+    with pytest.raises(PopulationFileError):
+        Population.read_metadata(path)
