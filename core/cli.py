@@ -3,6 +3,7 @@
     populace scenarios
     populace run SCENARIO [--agents N] [--days D] [--seed S] [--device cpu|cuda] [--set NAME=VALUE ...]
                           [--out PATH] [--json] [--progress]
+    populace population build|describe NAME [--agents N] [--seed S] [--rebuild] [--json]
 
 Bad input gets one line naming the argument and what was expected, and exit code 2.
 """
@@ -25,6 +26,7 @@ import torch
 
 from .files import check_writable
 from .params import ParamError
+from .populations import describe, find_recipe, load_population
 from .scenario import ScenarioError, find_scenario, parse_sets, scenarios
 from .simulate import Simulation
 
@@ -189,6 +191,73 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _population(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
+    try:
+        recipe = find_recipe(args.name)()
+    except LookupError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    agents = parse_count(args.agents, "--agents") if args.agents is not None else recipe.default_agents
+    if agents > recipe.full_size * 4:
+        raise UsageError(
+            f"--agents: at most {recipe.full_size * 4:,} for {recipe.name} (4x its census total)"
+        )
+    loaded = load_population(
+        recipe, agents, args.seed, rebuild=args.rebuild, log=lambda message: print(message, file=sys.stderr)
+    )
+    info = {
+        "population": recipe.name,
+        "agents": loaded.people.n,
+        "seed": args.seed,
+        "source": loaded.source,
+        "seconds": round(loaded.seconds, 3),
+        "path": str(loaded.path),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    if args.action == "build":
+        if args.json:
+            print(json.dumps({**info, "bytes_per_agent": round(loaded.people.nbytes() / loaded.people.n, 2)}))
+        else:
+            verb = "loaded from the cache" if loaded.source == "cache" else "built"
+            print(
+                f"{recipe.name}: {loaded.people.n:,} agents {verb} in {loaded.seconds:.2f} s ({loaded.path})"
+            )
+        return 0
+    report = describe(loaded.people, recipe.geography())
+    if args.json:
+        print(json.dumps({**info, **report}))
+    else:
+        _print_description(recipe.name, report)
+    return 0
+
+
+def _print_description(name: str, report: dict) -> None:
+    print(f"{name}: {report['agents']:,} agents, {report['bytes_per_agent']} bytes per agent")
+    print("\nresidents by region")
+    for region, count in report["regions"].items():
+        print(f"  {region:24s} {count:>10,} {100 * count / report['agents']:6.2f}%")
+    print("\nage pyramid        female       male")
+    for row in report["age_pyramid"]:
+        print(f"  {row['band']:8s} {row['female']:>12,} {row['male']:>10,}")
+    households = report["households"]
+    print(
+        f"\nhouseholds: {households['count']:,}, mean size {households['mean_size']}, "
+        f"without an adult: {households['without_adult']}"
+    )
+    for size, count in households["size_distribution"].items():
+        print(f"  size {size:3s} {count:>10,} {100 * count / max(households['count'], 1):6.2f}%")
+    for label in ("schools", "workplaces", "community_places"):
+        places = report[label]
+        if places["count"]:
+            print(
+                f"\n{label.replace('_', ' ')}: {places['count']:,} with {places['members']:,} members; size "
+                f"mean {places['mean']}, p10 {places['p10']:g}, median {places['median']:g}, "
+                f"p90 {places['p90']:g}, max {places['max']:,}"
+            )
+    print(f"\nemployment rate, ages 18-64: {report['employment_rate_18_64']:.1%}")
+
+
 def _list_scenarios(args: argparse.Namespace) -> int:
     for name, cls in scenarios().items():
         print(f"{name:20s} {cls.summary}")
@@ -217,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object with timings and results")
     run.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
     run.set_defaults(func=_run)
+
+    population = sub.add_parser("population", help="build or describe a synthetic population")
+    population.add_argument("action", choices=("build", "describe"))
+    population.add_argument("name", help="population name: nyc, nz, classroom")
+    population.add_argument(
+        "--agents", help="number of agents (default: the recipe's); scales the population"
+    )
+    population.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    population.add_argument("--rebuild", action="store_true", help="ignore the cache and build again")
+    population.add_argument("--json", action="store_true", help="print one JSON object")
+    population.set_defaults(func=_population)
     return parser
 
 

@@ -171,7 +171,11 @@ def test_parse_sets_applies_overrides():
     [
         (
             ["betta=0.1"],
-            ["--set betta: unknown parameter of bench-seir", "did you mean 'beta'", "known: network"],
+            [
+                "--set betta: unknown parameter of bench-seir",
+                "did you mean 'beta'",
+                "known: population, network",
+            ],
         ),
         (["beta=1.5"], ["--set beta: 1.5 is outside the bounds [0, 1]"]),
         (["beta=x"], ["--set beta: expected a number"]),

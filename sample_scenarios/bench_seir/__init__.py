@@ -4,6 +4,9 @@ SEIR on households + schools + workplaces + community (about 19 contacts per age
 β = 0.016 per contact per day, latent lognormal 4.5 ± 1.5 d, infectious lognormal 8 ± 2 d, one initial
 infection per 10,000 agents (at least 10), no deaths. ``--set network=well-mixed`` puts everyone in one
 place with the same mean number of contacts, the known-answer case of the final-size equation.
+``--set population=nyc|nz|classroom`` runs the same disease on a census-based synthetic population (its
+households, schools, workplaces and community places, with the benchmark's contact numbers), built or
+loaded from the population cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from populace import Choice, Model, Param, Places, RandomStreams, Scenario
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
+from populace.populations import find_recipe, load_population
 
 from .population import (
     COMMUNITY_CONTACTS,
@@ -44,6 +48,11 @@ class BenchSEIR(Scenario):
     @classmethod
     def options(cls) -> dict[str, Param | Choice]:
         return {
+            "population": Choice(
+                "synthetic",
+                ("synthetic", "nyc", "nz", "classroom"),
+                "who: the benchmark's own synthetic population, or a census-based one (scaled to --agents)",
+            ),
             "network": Choice(
                 "households",
                 ("households", "well-mixed"),
@@ -71,6 +80,15 @@ class BenchSEIR(Scenario):
         if opts["network"].value == "well-mixed":
             everyone = torch.zeros(agents, dtype=torch.int32, device=streams.device)
             contacts = [Places("everyone", everyone, contacts=float(opts["well_mixed_contacts"].value))]
+        elif opts["population"].value != "synthetic":
+            recipe = find_recipe(str(opts["population"].value))()
+            residents = load_population(recipe, agents, seed).people.to(streams.device)
+            contacts = [
+                Places("household", residents.household),
+                Places("school", residents.school, contacts=SCHOOL_CONTACTS),
+                Places("work", residents.work, contacts=WORK_CONTACTS),
+                Places("community", residents.community, contacts=COMMUNITY_CONTACTS),
+            ]
         else:
             people = build_people(agents, streams)
             contacts = [
