@@ -12,20 +12,21 @@ The cache lives in ``$POPULACE_CACHE`` (default ``~/.cache/populace``), under ``
 from __future__ import annotations
 
 import abc
-import difflib
 import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 
 from .people import Residents
+from .plugins import find, installed
 from .population import FORMAT_VERSION, PopulationFileError
+
+GROUP = "populace.populations"
 
 __all__ = [
     "Geography",
@@ -82,16 +83,13 @@ class PopulationRecipe(abc.ABC):
 
 def recipes() -> dict[str, type[PopulationRecipe]]:
     """Installed recipes by name."""
-    return dict(sorted((ep.name, ep.load()) for ep in entry_points(group="populace.populations")))
+    return installed(GROUP)
 
 
 def find_recipe(name: str) -> type[PopulationRecipe]:
-    available = recipes()
-    if name in available:
-        return available[name]
-    close = difflib.get_close_matches(name, available, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise LookupError(f"unknown population {name!r}{hint}; available: {', '.join(available) or 'none'}")
+    """The recipe ``name``; ``LookupError`` lists the installed ones."""
+    recipe: type[PopulationRecipe] = find(GROUP, name, "population")
+    return recipe
 
 
 def cache_dir() -> Path:

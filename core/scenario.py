@@ -9,19 +9,19 @@
 from __future__ import annotations
 
 import abc
-import difflib
 from collections.abc import Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 import torch
 
 from .model import Model
 from .params import Choice, Param, ParamError
+from .plugins import did_you_mean, find, installed
 
 __all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
 
 Option = Param | Choice
+GROUP = "populace.scenarios"
 
 
 class ScenarioError(LookupError):
@@ -50,19 +50,12 @@ class Scenario(abc.ABC):
 
 def scenarios() -> dict[str, type[Scenario]]:
     """Installed scenarios by name."""
-    found: dict[str, type[Scenario]] = {}
-    for ep in entry_points(group="populace.scenarios"):
-        found[ep.name] = ep.load()
-    return dict(sorted(found.items()))
+    return installed(GROUP)
 
 
 def find_scenario(name: str) -> type[Scenario]:
-    available = scenarios()
-    if name in available:
-        return available[name]
-    close = difflib.get_close_matches(name, available, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ScenarioError(f"unknown scenario {name!r}{hint}; available: {', '.join(available) or 'none'}")
+    scenario: type[Scenario] = find(GROUP, name, "scenario", ScenarioError)
+    return scenario
 
 
 def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Option]:
@@ -74,8 +67,7 @@ def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Optio
         if not sep or not name:
             raise ParamError(f"--set: expected NAME=VALUE, got {item!r}")
         if name not in options:
-            close = difflib.get_close_matches(name, options, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, options)
             raise ParamError(
                 f"--set {name}: unknown parameter of {scenario.name}{hint}; known: {', '.join(options)}"
             )
