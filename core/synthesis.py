@@ -35,6 +35,9 @@ from .random import RandomStreams
 
 __all__ = ["RegionSpec", "morton_key", "scale_totals", "synthesize"]
 
+ADULT_AGE = 18
+"""Every household has a resident at least this old."""
+
 HomeSampler = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
 
@@ -203,18 +206,21 @@ def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
     u = torch.rand(area.numel(), generator=streams.generator("population.age"), dtype=torch.float64)
     age = (spec.band_start[band] + (u * width[band]).long()).clamp(max=255)
 
-    adult_age = 18
     _give_every_area_an_adult(
         area,
         spec.area_region.long()[area],
         (age, sex, ethnicity),
-        adult_age,
+        ADULT_AGE,
         streams.generator("population.adult_swap"),
     )
 
     # 4. Households, then store agents household by household.
     household = synthpop.assign_households(
-        age.to(torch.uint8), area, spec.household_size, streams.generator("population.households")
+        age.to(torch.uint8),
+        area,
+        spec.household_size,
+        streams.generator("population.households"),
+        adult_age=ADULT_AGE,
     )
     order = torch.argsort(household, stable=True)
     area, age, sex, ethnicity, household = (
