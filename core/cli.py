@@ -61,6 +61,17 @@ def parse_count(text: str, name: str) -> int:
     return int(number)
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer (argparse reports the ValueError as one line naming --seed)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return seed
+
+
 def _device(text: str) -> torch.device:
     try:
         device = torch.device(text)
@@ -116,8 +127,6 @@ def _peak_rss_mb() -> float:
 def _run(args: argparse.Namespace) -> int:
     agents = parse_count(args.agents, "--agents") if args.agents is not None else None
     days = parse_count(args.days, "--days") if args.days is not None else None
-    if args.seed < 0:
-        raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     device = _device(args.device)
     scenario_cls = find_scenario(args.scenario)
     options = parse_sets(scenario_cls, args.set)
@@ -192,8 +201,6 @@ def _sync(device: torch.device) -> None:
 
 
 def _population(args: argparse.Namespace) -> int:
-    if args.seed < 0:
-        raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     try:
         recipe = find_recipe(args.name)()
     except LookupError as exc:
@@ -273,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="scenario name (see `populace scenarios`)")
     run.add_argument("--agents", help="number of agents: 100000, 1e6, 8.4M, 100k (default: the scenario's)")
     run.add_argument("--days", help="days to simulate (default: the scenario's)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     run.add_argument(
         "--set",
@@ -293,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     population.add_argument(
         "--agents", help="number of agents (default: the recipe's); scales the population"
     )
-    population.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    population.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     population.add_argument("--rebuild", action="store_true", help="ignore the cache and build again")
     population.add_argument("--json", action="store_true", help="print one JSON object")
     population.set_defaults(func=_population)
@@ -302,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (already printed as one line) or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
     except (UsageError, ParamError, ScenarioError) as exc:

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 
 import torch
 
-from populace import Choice, Model, Param, Places, RandomStreams, Scenario
+from populace import Choice, Contacts, Model, Param, Places, RandomStreams, Scenario
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
+from populace.people import Residents
 from populace.populations import find_recipe, load_population
 
 from .population import (
@@ -82,21 +83,9 @@ class BenchSEIR(Scenario):
             contacts = [Places("everyone", everyone, contacts=float(opts["well_mixed_contacts"].value))]
         elif opts["population"].value != "synthetic":
             recipe = find_recipe(str(opts["population"].value))()
-            residents = load_population(recipe, agents, seed).people.to(streams.device)
-            contacts = [
-                Places("household", residents.household),
-                Places("school", residents.school, contacts=SCHOOL_CONTACTS),
-                Places("work", residents.work, contacts=WORK_CONTACTS),
-                Places("community", residents.community, contacts=COMMUNITY_CONTACTS),
-            ]
+            contacts = _settings(load_population(recipe, agents, seed).people.to(streams.device))
         else:
-            people = build_people(agents, streams)
-            contacts = [
-                Places("household", people.household),
-                Places("school", people.school, contacts=SCHOOL_CONTACTS),
-                Places("work", people.work, contacts=WORK_CONTACTS),
-                Places("community", people.community, contacts=COMMUNITY_CONTACTS),
-            ]
+            contacts = _settings(build_people(agents, streams))
         seeds = max(10, round(agents * float(opts["seeds_per_10k"].value) / 10_000))
         seir = SEIR(
             agents,
@@ -109,6 +98,16 @@ class BenchSEIR(Scenario):
             infectious_sd=_param(opts["infectious_sd"]),
         )
         return Model([seir])
+
+
+def _settings(people: People | Residents) -> list[Contacts]:
+    """The benchmark's four settings on any population with household, school, work and community places."""
+    return [
+        Places("household", people.household),
+        Places("school", people.school, contacts=SCHOOL_CONTACTS),
+        Places("work", people.work, contacts=WORK_CONTACTS),
+        Places("community", people.community, contacts=COMMUNITY_CONTACTS),
+    ]
 
 
 def _param(option: Param | Choice) -> Param:
