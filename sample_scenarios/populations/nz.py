@@ -64,17 +64,11 @@ class NewZealand(PopulationRecipe):
         return regions, [r for r in rows if r["level"] == "sa2_2022"]
 
     def geography(self) -> Geography:
-        regions, areas = self._rows()
-        codes = [r["code"] for r in regions]
-        return Geography(
-            areas=tuple(r["code"] for r in areas),
-            regions=tuple(r["name"] for r in regions),
-            area_region=torch.tensor([codes.index(r["regional_council_code"]) for r in areas]),
-        )
+        return _geography(*self._rows())
 
     def spec(self) -> RegionSpec:
         regions, areas = self._rows()
-        geography = self.geography()
+        geography = _geography(regions, areas)
         counts = torch.tensor([[float(r[b]) for b in BANDS] for r in areas], dtype=torch.float64)
         lat = torch.tensor([float(r["lat"] or CHATHAM_ISLANDS[0]) for r in areas], dtype=torch.float64)
         lon = torch.tensor([float(r["lon"] or CHATHAM_ISLANDS[1]) for r in areas], dtype=torch.float64)
@@ -106,6 +100,15 @@ class NewZealand(PopulationRecipe):
 
     def build(self, agents: int, seed: int) -> Residents:
         return synthesize(self.spec(), agents, seed)
+
+
+def _geography(regions: list[dict[str, str]], areas: list[dict[str, str]]) -> Geography:
+    codes = [r["code"] for r in regions]
+    return Geography(
+        areas=tuple(r["code"] for r in areas),
+        regions=tuple(r["name"] for r in regions),
+        area_region=torch.tensor([codes.index(r["regional_council_code"]) for r in areas]),
+    )
 
 
 def sex_shares() -> Tensor:
