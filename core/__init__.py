@@ -3,8 +3,8 @@
 The public API; everything else is an implementation detail.
 """
 
-from .contacts import Contacts, EdgeNetwork, Places
-from .model import Layer, LayerState, Model, Phase, StepContext
+from .contacts import AgeMixing, Contacts, EdgeNetwork, Places
+from .model import Layer, LayerState, Link, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param
 from .population import Population, PopulationFileError, column
 from .random import RandomStreams
@@ -15,6 +15,7 @@ from .simulate import Checkpointed, GradMode, Result, Simulation, simulate
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgeMixing",
     "Checkpointed",
     "Choice",
     "Contacts",
@@ -23,6 +24,7 @@ __all__ = [
     "HardGumbel",
     "Layer",
     "LayerState",
+    "Link",
     "Model",
     "Param",
     "ParamError",

@@ -1,12 +1,15 @@
 """Contact structures: how infectious agents exert a force of infection on others.
 
-Two implementations of one interface (:class:`Contacts`):
+Three implementations of one interface (:class:`Contacts`):
 
 * :class:`Places` — agents meet in places (households, schools, workplaces, neighbourhoods). The
   infectious "pressure" of a place is the sum of its infectious members' weights (one ``index_add``
   over the agents that change state); the force on an agent is its place's pressure times the per-pair
   contact rate (one ``index_select`` over agents). Cost O(agents) per day, independent of the number of
   contacts, and differentiable.
+* :class:`AgeMixing` — agents mix within groups (e.g. neighbourhoods) following an age-structured contact
+  matrix (e.g. Mistry et al. 2021's community setting); pressure is kept per (group, age band) cell. Cost
+  O(agents + groups × bands²) per day.
 * :class:`EdgeNetwork` — an explicit directed edge list in CSR order (edges sorted by target), for
   small models and contact tracing. Cost O(edges) per day.
 
@@ -23,7 +26,7 @@ from torch import nn
 
 from .params import Param, register_param
 
-__all__ = ["Contacts", "EdgeNetwork", "Places"]
+__all__ = ["AgeMixing", "Contacts", "EdgeNetwork", "Places"]
 
 _WEIGHT = Param(
     1.0,
@@ -62,7 +65,9 @@ class Contacts(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """Hazard on every agent, ``float32[agents]``: ``scale`` (per contact per day) × contacts × pressure.
 
-        With ``out`` (fast mode) the result is written there instead of a new tensor."""
+        ``scale`` is a scalar, or for :class:`Places` also one value per place plus a trailing 0 slot
+        (``float32[places + 1]``: closures scale a place's contacts). With ``out`` (fast mode) the result is
+        written there instead of a new tensor."""
 
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -134,6 +139,80 @@ class Places(Contacts):
         if rate.requires_grad:  # out= is not differentiable
             return out.copy_(torch.index_select(rate, 0, self.place_index))
         return torch.index_select(rate, 0, self.place_index, out=out)
+
+
+class AgeMixing(Contacts):
+    """Agents meet members of their group by age: an agent of band ``a`` has ``matrix[a, b]`` contacts per day
+    with members of band ``b`` of its own group, drawn at random among them.
+
+    The force on an agent of band ``a`` in group ``g`` is ``scale × Σ_b matrix[a, b] · pressure[g, b] /
+    members[g, b]``: frequency-dependent mixing within each (group, band) cell.
+
+    Args:
+        name: setting name (``"community"``).
+        group: ``int[agents]``, each agent's group (e.g. small area), ``-1`` for agents outside the setting.
+        band: ``int[agents]``, each agent's age band, in ``[0, bands)``.
+        matrix: ``float[bands, bands]``, contacts per day of a band-``a`` agent with band-``b`` people.
+        weight: relative transmissibility of the setting.
+    """
+
+    cell_index: torch.Tensor
+    inverse_members: torch.Tensor
+    matrix: torch.Tensor
+
+    def __init__(
+        self,
+        name: str,
+        group: torch.Tensor,
+        band: torch.Tensor,
+        matrix: torch.Tensor,
+        weight: Param = _WEIGHT,
+    ) -> None:
+        super().__init__(name, int(group.numel()), weight)
+        if group.dim() != 1 or group.dtype.is_floating_point:
+            raise TypeError(f"{name}: group must be a 1-D integer tensor")
+        if band.shape != group.shape or band.dtype.is_floating_point:
+            raise TypeError(f"{name}: band must be an integer tensor shaped like group {tuple(group.shape)}")
+        if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"{name}: matrix must be square, got shape {tuple(matrix.shape)}")
+        if bool((matrix < 0).any()) or not bool(torch.isfinite(matrix).all()):
+            raise ValueError(f"{name}: matrix must hold finite, non-negative contact numbers")
+        bands = matrix.shape[0]
+        band = band.to(torch.int64)
+        if band.numel() and (int(band.min()) < 0 or int(band.max()) >= bands):
+            raise ValueError(f"{name}: band values must lie in [0, {bands}) for a {bands}x{bands} matrix")
+        group = group.to(torch.int64)
+        n_groups = int(group.max()) + 1 if group.numel() else 0
+        cells = n_groups * bands
+        member = group >= 0
+        index = torch.where(member, group * bands + band, cells)
+        members = torch.bincount(index, minlength=cells + 1).to(torch.float64)
+        inverse = torch.where(members > 0, 1.0 / members.clamp(min=1), 0.0)
+        inverse[cells] = 0.0  # the slot of agents outside the setting
+        self.n_groups, self.bands = n_groups, bands
+        self.register_buffer("cell_index", index.to(torch.int32), persistent=False)
+        self.register_buffer("inverse_members", inverse.to(torch.float32), persistent=False)
+        self.register_buffer("matrix", matrix.to(torch.float32), persistent=False)
+
+    def empty_pressure(self) -> torch.Tensor:
+        return torch.zeros(self.n_groups * self.bands + 1, device=self.matrix.device)
+
+    def add_sources(
+        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        return _index_add(pressure, self.cell_index[agents], weights)
+
+    def force(
+        self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        share = (pressure * self.inverse_members)[:-1].view(self.n_groups, self.bands)
+        rate = (share @ self.matrix.T).reshape(-1) * (scale * self.weight)
+        rate = torch.cat([rate, rate.new_zeros(1)])
+        if out is None:
+            return torch.index_select(rate, 0, self.cell_index)
+        if rate.requires_grad:
+            return out.copy_(torch.index_select(rate, 0, self.cell_index))
+        return torch.index_select(rate, 0, self.cell_index, out=out)
 
 
 class EdgeNetwork(Contacts):

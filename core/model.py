@@ -32,7 +32,7 @@ from torch import nn
 from .params import Param
 from .random import RandomStreams
 
-__all__ = ["Layer", "LayerState", "Model", "Phase", "StepContext"]
+__all__ = ["Layer", "LayerState", "Link", "Model", "Phase", "StepContext"]
 
 
 class Phase(IntEnum):
@@ -105,6 +105,30 @@ class Layer(nn.Module, abc.ABC):
         """Names :meth:`observe` returns."""
         return ()
 
+    def labels(self) -> dict[str, tuple[str, ...]]:
+        """Names of the entries of vector observables (``{"deaths_by_borough": ("Bronx", ...)}``)."""
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class Link:
+    """A reference from one layer to another whose state it reads each day.
+
+    Holding the other layer in a ``Link`` (not as an attribute) keeps it out of the reader's submodules:
+    the model owns every layer once, so parameters and specs are listed once.
+    """
+
+    layer: Layer
+
+    def state(self, ctx: StepContext) -> Any:
+        """The linked layer's current state (today's if it ran earlier in the day, else yesterday's)."""
+        try:
+            return ctx.states[self.layer]
+        except KeyError:
+            raise LookupError(
+                f"{type(self.layer).__name__} is linked to but not part of the model; add it to the layers"
+            ) from None
+
 
 class Model(nn.Module):
     """An ordered composition of layers (sorted by phase, stable)."""
@@ -128,6 +152,13 @@ class Model(nn.Module):
 
     def observables(self) -> tuple[str, ...]:
         return self._observables
+
+    def labels(self) -> dict[str, tuple[str, ...]]:
+        """Entry names of the vector observables of every layer."""
+        out: dict[str, tuple[str, ...]] = {}
+        for layer in self.ordered_layers():
+            out.update(layer.labels())
+        return out
 
     def ordered_layers(self) -> list[Layer]:
         """The layers in the order they run."""

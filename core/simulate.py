@@ -13,6 +13,7 @@ Gradient modes:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -50,21 +51,35 @@ class Result:
 
     Attributes:
         days: ``int64[days]``, the index of each simulated day (the first day of a run is 0).
-        series: ``{name: tensor[days, ...]}``; counts are integers in fast mode and float32 carrying
-            gradients in differentiable modes.
+        series: ``{name: tensor[days]}`` or ``tensor[days, k]`` for vector series (by borough, by age
+            band, ...); counts are integers in fast mode and float32 carrying gradients in differentiable
+            modes.
+        labels: names of the ``k`` entries of vector series (``"name.label"`` columns); entries without
+            labels are numbered.
     """
 
     days: torch.Tensor
     series: dict[str, torch.Tensor]
+    labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def final(self) -> dict[str, float]:
-        """The value of each scalar series on the last day."""
-        return {k: float(v[-1].detach()) for k, v in self.series.items() if v.dim() == 1 and len(v)}
+        """The last day's value of every column (vector series give one column per entry)."""
+        return {k: v[-1] for k, v in self.to_columns().items() if k != "day" and v}
 
     def to_columns(self) -> dict[str, list[float] | list[int]]:
+        """One flat list per column: ``day``, each scalar series, and ``name.label`` per vector entry."""
         cols: dict[str, list[float] | list[int]] = {"day": self.days.tolist()}
         for name, value in self.series.items():
-            cols[name] = value.detach().cpu().tolist()
+            value = value.detach().cpu()
+            if value.dim() == 1:
+                cols[name] = value.tolist()
+                continue
+            flat = value.reshape(len(value), -1)
+            labels = self.labels.get(name) or tuple(str(i) for i in range(flat.shape[1]))
+            if len(labels) != flat.shape[1]:
+                raise ValueError(f"labels of {name}: {len(labels)} names for {flat.shape[1]} entries")
+            for i, label in enumerate(labels):
+                cols[f"{name}.{label}"] = flat[:, i].tolist()
         return cols
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -200,7 +215,8 @@ class Simulation:
                 chunks.append(rows)
         self.day = first + days
         series = {name: torch.cat([c[name] for c in chunks]) for name in names}
-        return Result(days=torch.arange(first, first + days), series=series)
+        labels = {k: v for k, v in self.model.labels().items() if k in series}
+        return Result(days=torch.arange(first, first + days), series=series, labels=labels)
 
 
 def _check_days(days: int) -> None:
