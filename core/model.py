@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import torch
 from torch import nn
@@ -110,15 +110,18 @@ class Layer(nn.Module, abc.ABC):
         return {}
 
 
+L = TypeVar("L", bound="Layer")
+
+
 @dataclass(frozen=True, eq=False)
-class Link:
+class Link(Generic[L]):
     """A reference from one layer to another whose state it reads each day.
 
     Holding the other layer in a ``Link`` (not as an attribute) keeps it out of the reader's submodules:
     the model owns every layer once, so parameters and specs are listed once.
     """
 
-    layer: Layer
+    layer: L
 
     def state(self, ctx: StepContext) -> Any:
         """The linked layer's current state (today's if it ran earlier in the day, else yesterday's)."""

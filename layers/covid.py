@@ -39,7 +39,7 @@ from enum import IntEnum
 import torch
 
 from populace.contacts import Contacts, Places
-from populace.model import Layer, LayerState, Phase, StepContext
+from populace.model import Layer, LayerState, Link, Phase, StepContext
 from populace.params import Param, register_param
 from populace.samplers import HardGumbel, SmoothedBernoulli
 
@@ -295,7 +295,7 @@ class Covid(Layer):
             raise ValueError(f"durations: unknown {sorted(unknown)}; known: {list(DURATIONS)}")
         self.n_agents = n
         self.settings = torch.nn.ModuleList(settings)
-        self.modifiers = tuple(modifiers)  # a tuple, not submodules: the model owns them
+        self.modifiers = tuple(Link(m) for m in modifiers)  # links, not submodules: the model owns them
         self.breakdowns = tuple(breakdowns)
         self.initial_infections = initial_infections
         self.estimator, self.tau = estimator, tau
@@ -406,7 +406,7 @@ class Covid(Layer):
 
     # ------------------------------------------------------------------ day
     def step(self, state: CovidState, ctx: StepContext) -> CovidState:
-        effects = [m.effects(ctx.states[m], ctx) for m in self.modifiers]
+        effects = [m.layer.effects(m.state(ctx), ctx) for m in self.modifiers]
         state.events = torch.zeros_like(state.events)
         self._progress(state, ctx, effects)
         self._transmit(state, ctx, effects)

@@ -16,7 +16,7 @@ import torch
 
 from populace.model import Layer, StepContext
 
-__all__ = ["Effects", "Modifier", "combine"]
+__all__ = ["Decider", "Effects", "Modifier", "combine"]
 
 
 @dataclass
@@ -44,6 +44,14 @@ class Modifier(Layer):
     @abc.abstractmethod
     def effects(self, state: Any, ctx: StepContext) -> Effects:
         """Today's effects, given this layer's state after today's step."""
+
+
+class Decider(Modifier):
+    """A modifier that also decides, per agent, whether a symptomatic agent seeks a test (``Behaviour``)."""
+
+    @abc.abstractmethod
+    def seeks_test(self, state: Any, agents: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """``bool[len(agents)]``: which of ``agents`` (``int64``) seek a test today."""
 
 
 def combine(factors: list[torch.Tensor]) -> torch.Tensor | None:
