@@ -30,7 +30,7 @@ from torch import nn
 from populace.model import LayerState, Link, Phase, StepContext
 from populace.samplers import SmoothedBernoulli
 
-from .covid import Covid, CovidState, Stage
+from .covid import Covid, CovidState
 from .effects import Decider, Effects, combine
 from .npi import Closures
 from .stimulus import Stimulus
@@ -186,7 +186,8 @@ class BehaviourState(LayerState):
         attend: ``bool[agents]`` today's work attendance (``float32`` carrying gradients when
             differentiable).
         home: ``bool[agents]``, symptomatic agents isolating today (``float32`` when differentiable).
-        attendance: ``[2]`` share of on-site workers at work today: low income, other income.
+        attendance: ``[2]`` expected share of on-site workers at work today (the cells' probabilities
+            averaged over their workers): low income, other income.
     """
 
     disposition: torch.Tensor
@@ -215,8 +216,7 @@ class Behaviour(Decider):
     cell_archetype: torch.Tensor
     cell_region: torch.Tensor
     residents: torch.Tensor
-    worker_low: torch.Tensor
-    worker_other: torch.Tensor
+    workers: torch.Tensor
 
     def __init__(
         self,
@@ -246,8 +246,12 @@ class Behaviour(Decider):
         residents = torch.bincount(r, minlength=self.n_regions).float()
         self.register_buffer("residents", residents, persistent=False)
         low, works = archetypes.low_income[a], archetypes.worker[a]
-        self.register_buffer("worker_low", works & low, persistent=False)
-        self.register_buffer("worker_other", works & ~low, persistent=False)
+        tier = torch.where(low, 0, 1)  # on-site workers per cell, low-income tier first
+        workers = torch.zeros(2, len(archetypes) * self.n_regions)
+        workers.index_put_(
+            (tier[works], self.cell[works].long()), torch.ones(int(works.sum())), accumulate=True
+        )
+        self.register_buffer("workers", workers, persistent=False)
         self.disease = Link(disease)
         self.backend = backend
         self.closures = None if income_shock is None else Link(income_shock[0])
@@ -288,7 +292,7 @@ class Behaviour(Decider):
         """``float32[cells, len(FEATURES)]`` today's context of every (archetype, region) cell."""
         disease: CovidState = self.disease.state(ctx)
         device = self.cell.device
-        symptomatic = torch.nonzero((disease.stage - Stage.M) < 2).squeeze(1)
+        symptomatic = disease.symptomatic
         regions = self.cell_region
         per_region = torch.bincount(
             (self.cell[symptomatic].long() % self.n_regions), minlength=self.n_regions
@@ -307,10 +311,9 @@ class Behaviour(Decider):
     def step(self, state: BehaviourState, ctx: StepContext) -> BehaviourState:
         probability = self.backend(self.cell_archetype, self.context(ctx))
         state.probability = probability
-        p_work = probability[:, 0][self.cell.long()]
+        p_work = torch.index_select(probability[:, 0], 0, self.cell)
         attend = state.disposition[0] < p_work.detach()
-        disease: CovidState = self.disease.state(ctx)
-        symptomatic = torch.nonzero((disease.stage - Stage.M) < 2).squeeze(1)
+        symptomatic = self.disease.state(ctx).symptomatic
         p_isolate = probability[:, 1][self.cell[symptomatic].long()]
         isolates = state.disposition[1, symptomatic] < p_isolate.detach()
         if ctx.differentiable:
@@ -322,12 +325,7 @@ class Behaviour(Decider):
             home = torch.zeros(self.n_agents, dtype=torch.bool, device=attend.device)
             home[symptomatic[isolates]] = True
             state.home = home
-        state.attendance = torch.stack(
-            [
-                (attend & self.worker_low).sum() / self.worker_low.sum().clamp(min=1),
-                (attend & self.worker_other).sum() / self.worker_other.sum().clamp(min=1),
-            ]
-        ).float()
+        state.attendance = (self.workers * probability[:, 0]).sum(1) / self.workers.sum(1).clamp(min=1)
         return state
 
     def seeks_test(self, state: BehaviourState, agents: torch.Tensor, ctx: StepContext) -> torch.Tensor:

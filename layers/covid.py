@@ -77,12 +77,12 @@ AGE_TABLE: dict[str, tuple[float, ...]] = {
 }
 
 BETA = Param(
-    0.02,
+    0.05,
     (0.0, 1.0),
     "1/contact/day",
     learnable=True,
-    doc="Transmission probability per contact per day for a fully susceptible adult. The default gives R0 "
-    "≈ 2.8 on the NYC population with the Mistry 2021 contact numbers (measured by the tests), within the "
+    doc="Transmission probability per contact per day for a fully susceptible adult. The default gives an early "
+    "Rt of about 2.7 in nyc-covid without interventions (measured: tests/test_nyc_covid.py), within the "
     "2.2–3.3 range estimated for the ancestral strain (Li et al. 2020, NEJM 382:1199; Park et al. 2020, "
     "J Clin Med 9:967). Calibrate it (issue 5).",
 )
@@ -201,6 +201,8 @@ class CovidState(LayerState):
             total and per breakdown group.
         infectiousness: ``[]`` today's total relative infectiousness (for Rt).
         generation: ``[]`` expected infectiousness-days of one infection (for Rt).
+        symptomatic: ``int64[k]``, the agents in stage M or MH at the end of the day (read by testing and
+            behaviour, so the population is scanned once a day).
         weight: ``float32[agents]`` (differentiable mode): 1 for infected agents, carrying the gradient of
             their infection and branches; ``None`` in fast mode.
         workspace: ``float32[2, agents]`` scratch buffers of fast mode.
@@ -215,6 +217,7 @@ class CovidState(LayerState):
     events: torch.Tensor
     infectiousness: torch.Tensor
     generation: torch.Tensor
+    symptomatic: torch.Tensor
     weight: torch.Tensor | None
     workspace: torch.Tensor | None
 
@@ -295,7 +298,8 @@ class Covid(Layer):
             raise ValueError(f"durations: unknown {sorted(unknown)}; known: {list(DURATIONS)}")
         self.n_agents = n
         self.settings = torch.nn.ModuleList(settings)
-        self.modifiers = tuple(Link(m) for m in modifiers)  # links, not submodules: the model owns them
+        self.modifiers: tuple[Link[Modifier], ...] = ()
+        self.add_modifiers(*modifiers)
         self.breakdowns = tuple(breakdowns)
         self.initial_infections = initial_infections
         self.estimator, self.tau = estimator, tau
@@ -317,6 +321,14 @@ class Covid(Layer):
             [t["susceptibility"], t["symptomatic"], t["severe"] / t["symptomatic"], t["death"] / t["severe"]]
         )
         self.register_buffer("table", table.to(torch.float32), persistent=False)
+
+    def add_modifiers(self, *modifiers: Modifier) -> None:
+        """Layers whose :class:`Effects` act on this disease each day. Interventions that read the disease's
+        state are built after it, so they are added here. Held as links, not submodules (the model owns them)."""
+        for m in modifiers:
+            if not isinstance(m, Modifier):
+                raise TypeError(f"modifiers: expected Modifier layers, got {type(m).__name__}")
+        self.modifiers += tuple(Link(m) for m in modifiers)
 
     # ------------------------------------------------------------------ reporting
     def contacts(self) -> list[Contacts]:
@@ -391,6 +403,7 @@ class Covid(Layer):
             events=torch.zeros(len(_EVENTS), columns, dtype=dtype, device=device),
             infectiousness=torch.zeros((), dtype=torch.float32, device=device),
             generation=self._generation(durations, susceptibility),
+            symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
             weight=weight,
             workspace=workspace,
         )
@@ -410,6 +423,7 @@ class Covid(Layer):
         state.events = torch.zeros_like(state.events)
         self._progress(state, ctx, effects)
         self._transmit(state, ctx, effects)
+        state.symptomatic = torch.nonzero((state.stage - Stage.M) < 2).squeeze(1)  # uint8 wraps below M
         return state
 
     def _progress(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
@@ -550,11 +564,16 @@ class Covid(Layer):
                 scale = scale * place_scale
             if fast:
                 assert state.workspace is not None
-                out = state.workspace[0] if hazard is None else state.workspace[1]
-                force = contacts.force(pressure, scale, out=out)
-                if presence is not None:
-                    force.mul_(presence)
-                hazard = force if hazard is None else hazard.add_(force)
+                if hazard is None:
+                    hazard = contacts.force(pressure, scale, out=state.workspace[0])
+                    if presence is not None:
+                        hazard.mul_(presence)
+                else:
+                    force = contacts.force(pressure, scale, out=state.workspace[1])
+                    if presence is None:
+                        hazard.add_(force)
+                    else:
+                        hazard.addcmul_(force, presence)
             else:
                 force = contacts.force(pressure, scale)
                 if presence is not None:

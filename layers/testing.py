@@ -126,6 +126,7 @@ class TestingState(LayerState):
         daily: ``[3]`` today's tests, positives received, and agents newly staying home.
         detected: ``int64[Σ groups]`` today's positives per breakdown group.
         isolating: ``[]`` agents at home today because of testing.
+        present: ``bool[agents]``, agents not staying home today.
     """
 
     last_test: torch.Tensor
@@ -135,6 +136,7 @@ class TestingState(LayerState):
     daily: torch.Tensor
     detected: torch.Tensor
     isolating: torch.Tensor
+    present: torch.Tensor
 
 
 class Testing(Modifier):
@@ -253,6 +255,7 @@ class Testing(Modifier):
                 sum(len(b.labels) for b in self.breakdowns), dtype=torch.int64, device=device
             ),
             isolating=torch.zeros((), dtype=torch.int64, device=device),
+            present=torch.ones(n, dtype=torch.bool, device=device),
         )
 
     def step(self, state: TestingState, ctx: StepContext) -> TestingState:
@@ -260,7 +263,8 @@ class Testing(Modifier):
         tested = self._test(state, disease, ctx)
         self._results(state, ctx)
         state.daily[0] = tested
-        state.isolating = (state.home_until >= ctx.day).sum()
+        state.present = state.home_until < ctx.day
+        state.isolating = self.n_agents - state.present.sum()
         return state
 
     def _test(self, state: TestingState, disease: CovidState, ctx: StepContext) -> int:
@@ -268,7 +272,7 @@ class Testing(Modifier):
         capacity = round(float(self.capacity) * n / 100_000)
         if capacity <= 0:
             return 0
-        symptomatic = torch.nonzero((disease.stage - Stage.M) < 2).squeeze(1)
+        symptomatic = disease.symptomatic
         recent = state.last_test[symptomatic] > day - RETEST_DAYS
         candidates = symptomatic[~recent & (state.home_until[symptomatic] < day)]
         if self.seek is None:
@@ -343,5 +347,4 @@ class Testing(Modifier):
     def effects(self, state: TestingState, ctx: StepContext) -> Effects:
         if int(state.isolating) == 0:
             return Effects()
-        present = state.home_until < ctx.day
-        return Effects(presence=dict.fromkeys(self.settings, present))
+        return Effects(presence=dict.fromkeys(self.settings, state.present))
