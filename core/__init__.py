@@ -8,7 +8,7 @@ from .model import Layer, LayerState, Link, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param
 from .population import Population, PopulationFileError, column
 from .random import RandomStreams
-from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial
+from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial, branch_weights
 from .scenario import Scenario, find_scenario, parse_sets, scenarios
 from .simulate import Checkpointed, GradMode, Result, Simulation, simulate
 
@@ -41,6 +41,7 @@ __all__ = [
     "StepContext",
     "bernoulli",
     "binomial",
+    "branch_weights",
     "column",
     "find_scenario",
     "parse_sets",

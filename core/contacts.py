@@ -69,6 +69,10 @@ class Contacts(nn.Module, abc.ABC):
         (``float32[places + 1]``: closures scale a place's contacts). With ``out`` (fast mode) the result is
         written there instead of a new tensor."""
 
+    def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
+        """The hazard of :meth:`force` on ``agents`` only (``int64[k]``), ``float32[k]``."""
+        return self.force(pressure, scale)[agents]
+
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     if pressure.requires_grad or weights.requires_grad:
@@ -130,10 +134,16 @@ class Places(Contacts):
     ) -> torch.Tensor:
         return _index_add(pressure, self.place_index[agents], weights)
 
+    def _rate(self, pressure: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return pressure * (self.pair_rate * (scale * self.weight))
+
+    def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
+        return self._rate(pressure, scale)[self.place_index[agents].long()]
+
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        rate = pressure * (self.pair_rate * (scale * self.weight))
+        rate = self._rate(pressure, scale)
         if out is None:
             return torch.index_select(rate, 0, self.place_index)
         if rate.requires_grad:  # out= is not differentiable
@@ -202,12 +212,18 @@ class AgeMixing(Contacts):
     ) -> torch.Tensor:
         return _index_add(pressure, self.cell_index[agents], weights)
 
+    def _rate(self, pressure: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        share = (pressure * self.inverse_members)[:-1].view(self.n_groups, self.bands)
+        rate = (share @ self.matrix.T).reshape(-1) * (scale * self.weight)
+        return torch.cat([rate, rate.new_zeros(1)])
+
+    def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
+        return self._rate(pressure, scale)[self.cell_index[agents].long()]
+
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        share = (pressure * self.inverse_members)[:-1].view(self.n_groups, self.bands)
-        rate = (share @ self.matrix.T).reshape(-1) * (scale * self.weight)
-        rate = torch.cat([rate, rate.new_zeros(1)])
+        rate = self._rate(pressure, scale)
         if out is None:
             return torch.index_select(rate, 0, self.cell_index)
         if rate.requires_grad:

@@ -37,6 +37,14 @@ central FD (h = 10% of θ, the same run seed at θ ± h) − 1, ± its bootstrap
   seeds 0.23–0.32 against 0.18 for the smoothed rule, day 60). Why (analysis): its derivative sits on
   agents near their threshold, who, if not infected today, mostly are a day or two later and then
   transmit, so the cascade's sensitivity is kept.
+
+For a *branch* (an agent takes one of two paths, e.g. admitted or not at symptom onset), both paths are
+simulated forward as agent states, so :func:`branch_weights` gives each path its own likelihood-ratio
+weight: value 1, derivative d log P(path)/dp (x/p on the taken path, −(1−x)/(1−p) on the other). It is
+unbiased for everything counted downstream of either path; the smoothed rule, which splits one derivative
+between the two, keeps only half of it on the path that reaches a count (measured with the COVID layer:
+d admissions / d severe_scale 883 against 2,830 by finite differences; with branch weights see
+``tests/test_covid.py``).
 """
 
 from __future__ import annotations
@@ -141,6 +149,19 @@ class HardGumbel(Function):
     @staticmethod
     def jvp(ctx: Any, p_t: torch.Tensor, u_t: Any, x_t: Any, tau_t: Any) -> torch.Tensor:
         return p_t * HardGumbel._dy_dp(ctx)
+
+
+def branch_weights(p: torch.Tensor, taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Path weights of a two-way branch with probability ``p`` that ``taken`` (``bool``) agents took.
+
+    Returns ``(yes, no)``: for the agents that took the branch, ``p / p̄`` (``p̄`` = ``p`` detached), and for
+    the others ``(1 − p) / (1 − p̄)``. Both equal 1 in value; their derivatives are the likelihood ratios of
+    the path taken, so E[d yes·1[taken] / dp] = 1 and E[d no·1[not taken] / dp] = −1 (see module docs).
+    """
+    fixed = p.detach()
+    yes = (p / fixed.clamp(min=1e-12))[taken]
+    no = ((1 - p) / (1 - fixed).clamp(min=1e-12))[~taken]
+    return yes, no
 
 
 def bernoulli(
