@@ -52,7 +52,9 @@ def run(agents: str, days: int, device: str, sets: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="100k,1M,8.4M")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--device", default="cpu")

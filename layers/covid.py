@@ -83,9 +83,9 @@ BETA = Param(
     (0.0, 1.0),
     "1/contact/day",
     learnable=True,
-    doc="Transmission probability per contact per day for a fully susceptible adult. The default gives an early "
-    "Rt of about 2.7 in nyc-covid without interventions (measured: tests/test_nyc_covid.py), within the "
-    "2.2–3.3 range estimated for the ancestral strain (Li et al. 2020, NEJM 382:1199; Park et al. 2020, "
+    doc="Transmission probability per contact per day for a fully susceptible adult. The default gives an "
+    "early Rt of about 2.7 in nyc-covid without interventions (measured: tests/test_nyc_covid.py), within "
+    "the 2.2–3.3 range estimated for the ancestral strain (Li et al. 2020, NEJM 382:1199; Park et al. 2020, "
     "J Clin Med 9:967). Calibrate it (issue 5).",
 )
 ASYMPTOMATIC_FACTOR = Param(
@@ -102,7 +102,8 @@ SYMPTOMATIC_SCALE = Param(
     (0.0, 2.0),
     "relative",
     learnable=True,
-    doc="Factor on the age-specific probability of symptoms (AGE_TABLE['symptomatic']); 1 = as published.",
+    doc="Factor on the age-specific probability of symptoms (AGE_TABLE['symptomatic']: Davies et al. 2020 "
+    "via Covasim); 1 = as published.",
 )
 SEVERE_SCALE = Param(
     1.0,
@@ -110,7 +111,7 @@ SEVERE_SCALE = Param(
     "relative",
     learnable=True,
     doc="Factor on the age-specific probability of hospitalisation given symptoms (AGE_TABLE['severe'] / "
-    "AGE_TABLE['symptomatic']); 1 = as published.",
+    "AGE_TABLE['symptomatic']: Ferguson et al. 2020, Imperial Report 9, via Covasim); 1 = as published.",
 )
 FATALITY_SCALE = Param(
     1.0,
@@ -118,7 +119,7 @@ FATALITY_SCALE = Param(
     "relative",
     learnable=True,
     doc="Factor on the age-specific probability of death given hospitalisation (AGE_TABLE['death'] / "
-    "AGE_TABLE['severe']); 1 = as published.",
+    "AGE_TABLE['severe']: O'Driscoll et al. 2021, Nature 590:140, via Covasim); 1 = as published.",
 )
 
 
@@ -341,7 +342,8 @@ class Covid(Layer):
 
     def add_modifiers(self, *modifiers: Modifier) -> None:
         """Layers whose :class:`Effects` act on this disease each day. Interventions that read the disease's
-        state are built after it, so they are added here. Held as links, not submodules (the model owns them)."""
+        state are built after it, so they are added here. Held as links, not submodules (the model owns
+        them)."""
         for m in modifiers:
             if not isinstance(m, Modifier):
                 raise TypeError(f"modifiers: expected Modifier layers, got {type(m).__name__}")

@@ -57,9 +57,9 @@ KINDS: dict[str, TestKind] = {
         delay=2,
         cost=100.0,
         source="Sensitivity: Kucirka et al. 2020 (Ann Intern Med 173:262), false-negative rate ~67% four "
-        "days after infection, 38% at symptom onset, 20% three days later (presymptomatic 0.55, symptomatic 0.8; "
-        "asymptomatic taken between). Turnaround 2 days (NYC 2020 median 1–3 d). Cost: the $100 Medicare "
-        "payment for high-throughput PCR (CMS ruling CMS-2020-1-R2, April 2020).",
+        "days after infection, 38% at symptom onset, 20% three days later (presymptomatic 0.55, symptomatic "
+        "0.8; asymptomatic taken between). Turnaround 2 days (NYC 2020 median 1–3 d). Cost: the $100 "
+        "Medicare payment for high-throughput PCR (CMS ruling CMS-2020-1-R2, April 2020).",
     ),
     "antigen": TestKind(
         sensitivity=(0.0, 0.58, 0.58, 0.72),

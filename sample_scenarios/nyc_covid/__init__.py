@@ -137,8 +137,8 @@ class NycCovid(Scenario):
                 0.9,
                 _PROBABILITY,
                 "probability",
-                "P(a low-income on-site worker goes to work), calm times. Dingel & Neiman 2020 (J Public Econ 189:104235): 37% of US jobs can be done at home, far fewer low-wage ones. "
-                + _ASSUMED,
+                "P(a low-income on-site worker goes to work), calm times. Dingel & Neiman 2020 (J Public "
+                "Econ 189:104235): 37% of US jobs can be done at home, far fewer low-wage ones. " + _ASSUMED,
             ),
             "work_other": _p(
                 0.75,
@@ -150,8 +150,8 @@ class NycCovid(Scenario):
                 0.35,
                 _PROBABILITY,
                 "probability",
-                "P(a symptomatic low-income agent isolates). Smith et al. 2021 (BMJ 372:n608): 42.5% adherence, lower with financial hardship. "
-                + _ASSUMED,
+                "P(a symptomatic low-income agent isolates). Smith et al. 2021 (BMJ 372:n608): 42.5% "
+                "adherence, lower with financial hardship. " + _ASSUMED,
             ),
             "isolate_other": _p(
                 0.5, _PROBABILITY, "probability", "P(other symptomatic agents isolate). " + _ASSUMED
