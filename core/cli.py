@@ -180,7 +180,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        final = ", ".join(f"{k}={_number(v)}" for k, v in summary["final"].items())
+        # vector entries ("deaths_by_borough.Bronx") go to --json and --out; the line keeps the totals
+        final = ", ".join(f"{k}={_number(v)}" for k, v in summary["final"].items() if "." not in k)
         print(
             f"{scenario_cls.name}: {agents:,} agents x {days} days on {device} in {sim_s:.2f} s "
             f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB)"

@@ -153,6 +153,7 @@ class Testing(Modifier):
         delay, cost: override the kind's turnaround (days) and price ($/test).
     """
 
+    __test__ = False  # not a pytest test class despite its name
     phase = Phase.INTERVENTION
     capacity: torch.Tensor
     seek_probability: torch.Tensor
