@@ -45,9 +45,16 @@ WORK_CLOSED_SHARE = Param(
 
 @dataclass
 class MasksState(LayerState):
-    """State of :class:`Masks`: ``wearer``: ``bool[agents]``, who wears a mask while the policy is on."""
+    """State of :class:`Masks`.
+
+    Attributes:
+        wearer: ``bool[agents]``, who wears a mask while the policy is on.
+        presence: fast mode only, ``float32[agents]``: ``1 − efficacy`` for wearers, else 1 (differentiable
+            mode recomputes it so gradients reach the efficacy).
+    """
 
     wearer: torch.Tensor
+    presence: torch.Tensor | None
 
 
 class Masks(Modifier):
@@ -85,7 +92,9 @@ class Masks(Modifier):
         return ("mask_wearers",)
 
     def init_state(self, ctx: StepContext) -> MasksState:
-        return MasksState(wearer=ctx.streams.uniform("masks.wearer", self.n_agents) < self.adoption)
+        wearer = ctx.streams.uniform("masks.wearer", self.n_agents) < self.adoption
+        presence = None if ctx.differentiable else 1 - self.efficacy * wearer
+        return MasksState(wearer=wearer, presence=presence)
 
     def step(self, state: MasksState, ctx: StepContext) -> MasksState:
         return state
@@ -99,7 +108,7 @@ class Masks(Modifier):
     def effects(self, state: MasksState, ctx: StepContext) -> Effects:
         if not self.active(ctx.day):
             return Effects()
-        presence = 1 - self.efficacy * state.wearer
+        presence = 1 - self.efficacy * state.wearer if state.presence is None else state.presence
         return Effects(presence=dict.fromkeys(self.settings, presence))
 
 

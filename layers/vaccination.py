@@ -104,6 +104,9 @@ class VaccinationState(LayerState):
         protected: ``int64[2]``: queue positions protected by dose 1 / dose 2 so far.
         level: ``uint8[agents]``: protection of each agent (0 none, 1 or 2 doses).
         daily: ``int64[2]``: today's first and second doses.
+        factors: fast mode only, ``float32[2, agents]``: each agent's susceptibility and severity factors,
+            updated for the newly protected only (differentiable mode recomputes them from ``level`` so
+            gradients reach the effectiveness parameters).
     """
 
     queue: torch.Tensor
@@ -112,6 +115,7 @@ class VaccinationState(LayerState):
     protected: torch.Tensor
     level: torch.Tensor
     daily: torch.Tensor
+    factors: torch.Tensor | None
 
 
 class Vaccination(Modifier):
@@ -198,6 +202,7 @@ class Vaccination(Modifier):
             protected=torch.zeros(2, dtype=torch.int64, device=device),
             level=torch.zeros(self.n_agents, dtype=torch.uint8, device=device),
             daily=torch.zeros(2, dtype=torch.int64, device=device),
+            factors=None if ctx.differentiable else torch.ones(2, self.n_agents, device=device),
         )
 
     def step(self, state: VaccinationState, ctx: StepContext) -> VaccinationState:
@@ -228,15 +233,26 @@ class Vaccination(Modifier):
             given = int(state.given[dose])
             now = done + int(torch.searchsorted(state.dose_day[dose, done:given], ready, right=True))
             if now > done:
-                state.level[state.queue[done:now].long()] = dose + 1
+                agents = state.queue[done:now].long()
+                state.level[agents] = dose + 1
                 state.protected[dose] = now
+                if state.factors is not None:
+                    infection, severity = self._tables()
+                    state.factors[0, agents] = infection[dose + 1]
+                    state.factors[1, agents] = severity[dose + 1]
+
+    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Susceptibility and severity factors by protection level (none, one dose, two doses)."""
+        one = torch.ones_like(self.ve_infection_1)
+        infection = torch.stack([one, 1 - self.ve_infection_1, 1 - self.ve_infection_2])
+        severe = torch.stack([one, 1 - self.ve_severe_1, 1 - self.ve_severe_2])
+        return infection, (severe / infection.clamp(min=1e-6)).clamp(max=1.0)
 
     def effects(self, state: VaccinationState, ctx: StepContext) -> Effects:
         if int(state.protected[0]) == 0:
             return Effects()
-        one = torch.ones_like(self.ve_infection_1)
-        infection = torch.stack([one, 1 - self.ve_infection_1, 1 - self.ve_infection_2])
-        severe = torch.stack([one, 1 - self.ve_severe_1, 1 - self.ve_severe_2])
-        conditional = (severe / infection.clamp(min=1e-6)).clamp(max=1.0)
+        if state.factors is not None:
+            return Effects(susceptibility=state.factors[0], severity=state.factors[1])
+        infection, severity = self._tables()
         level = state.level.long()
-        return Effects(susceptibility=infection[level], severity=conditional[level])
+        return Effects(susceptibility=infection[level], severity=severity[level])
