@@ -194,3 +194,26 @@ def test_cli_runs_nyc_covid_and_names_bad_options(run_cli) -> None:  # type: ign
     assert bad.code == 2
     assert "test_type" in bad.err
     assert "antigen" in bad.err
+
+
+def test_deaths_have_finite_gradients_for_every_learnable_parameter() -> None:
+    """Through the whole scenario (behaviour, testing, vaccination, masks), checkpointed."""
+    from populace import Checkpointed
+
+    model = build(
+        "seeds_per_100k=200",
+        "vaccination=on",
+        "mask_adoption=0.5",
+        "school_close=10",
+        "stimulus_amount=600",
+        agents=5_000,
+    )
+    result = Simulation(model, seed=0, grad=Checkpointed(every=10)).run(40)
+    (result.series["new_deaths"].sum() + result.series["new_infections"].sum()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert bool(torch.isfinite(p.grad).all()), name
+    disease = next(layer for layer in model.ordered_layers() if isinstance(layer, Covid))
+    assert float(disease.beta.grad) > 0  # type: ignore[union-attr]
+    behaviour = next(layer for layer in model.ordered_layers() if isinstance(layer, Behaviour))
+    assert float(behaviour.backend.logit.grad.abs().sum()) > 0  # type: ignore[union-attr]
