@@ -5,7 +5,7 @@ The public API; everything else is an implementation detail.
 
 from .contacts import AgeMixing, Contacts, EdgeNetwork, Places
 from .model import Layer, LayerState, Link, Model, Phase, StepContext
-from .params import Choice, Param, ParamError, register_param
+from .params import Choice, Param, ParamError, register_param, register_params
 from .population import Population, PopulationFileError, column
 from .random import RandomStreams
 from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial, branch_weights
@@ -46,6 +46,7 @@ __all__ = [
     "find_scenario",
     "parse_sets",
     "register_param",
+    "register_params",
     "scenarios",
     "simulate",
 ]

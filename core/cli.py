@@ -162,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"populace run: error: --out: writing {args.out!r} failed: {exc}", file=sys.stderr)
             return 1
+    columns = result.to_columns()
     summary = {
         "scenario": scenario_cls.name,
         "agents": agents,
@@ -174,8 +175,8 @@ def _run(args: argparse.Namespace) -> int:
         "sim_s": round(sim_s, 4),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "options": {name: opt.value for name, opt in options.items()},
-        "final": {k: _number(v) for k, v in result.final().items()},
-        "daily": {k: [_number(x) for x in v] for k, v in result.to_columns().items() if k != "day"},
+        "final": {k: _number(v[-1]) for k, v in columns.items() if k != "day"},
+        "daily": {k: [_number(x) for x in v] for k, v in columns.items() if k != "day"},
     }
     if args.json:
         print(json.dumps(summary))

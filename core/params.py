@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-__all__ = ["Choice", "Param", "ParamError", "register_param"]
+__all__ = ["Choice", "Param", "ParamError", "register_param", "register_params"]
 
 
 class ParamError(ValueError):
@@ -99,3 +99,9 @@ def register_param(module: nn.Module, name: str, spec: Param) -> None:
         module.register_parameter(name, nn.Parameter(value))
     else:
         module.register_buffer(name, value)
+
+
+def register_params(module: nn.Module, **specs: Param) -> None:
+    """:func:`register_param` for each ``name=spec``."""
+    for name, spec in specs.items():
+        register_param(module, name, spec)

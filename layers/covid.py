@@ -42,7 +42,7 @@ import torch
 
 from populace.contacts import Contacts, Places
 from populace.model import Layer, LayerState, Link, Phase, StepContext
-from populace.params import Param, register_param
+from populace.params import Param, register_params
 from populace.samplers import HardGumbel, SmoothedBernoulli, branch_weights
 
 from .effects import Effects, Modifier, combine
@@ -321,14 +321,14 @@ class Covid(Layer):
         self.breakdowns = tuple(breakdowns)
         self.initial_infections = initial_infections
         self.estimator, self.tau = estimator, tau
-        for name, spec in (
-            ("beta", beta),
-            ("asymptomatic_factor", asymptomatic_factor),
-            ("symptomatic_scale", symptomatic_scale),
-            ("severe_scale", severe_scale),
-            ("fatality_scale", fatality_scale),
-        ):
-            register_param(self, name, spec)
+        register_params(
+            self,
+            beta=beta,
+            asymptomatic_factor=asymptomatic_factor,
+            symptomatic_scale=symptomatic_scale,
+            severe_scale=severe_scale,
+            fatality_scale=fatality_scale,
+        )
         self.durations = {**DURATIONS, **(durations or {})}
         for name, (mean, sd) in self.durations.items():
             self.param_specs.update({f"{name}_mean": mean, f"{name}_sd": sd})
@@ -556,13 +556,13 @@ class Covid(Layer):
             self._infect(state, new, ctx.day, None)
             self._attribute(state, terms, new)
             return
-        everyone = torch.arange(self.n_agents, device=hazard.device)
-        p = -torch.expm1(-(hazard * self.probability(0, everyone)).clamp(min=0)) * (1 - state.weight)
+        susceptible = self.probability(0, torch.arange(self.n_agents, device=hazard.device))
+        p = -torch.expm1(-(hazard * susceptible).clamp(min=0)) * (1 - state.weight)
         sample = state.threshold - hazard.detach() <= 0
         if self.estimator == "smoothed":
             x = SmoothedBernoulli.apply(p, sample.float())
         else:
-            u = -torch.expm1(-state.threshold * self.probability(0, everyone))
+            u = -torch.expm1(-state.threshold * susceptible)
             x = HardGumbel.apply(p, u, sample.float(), self.tau)
         state.threshold = state.threshold - hazard.detach()
         new = torch.nonzero(sample).squeeze(1)

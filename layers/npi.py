@@ -9,7 +9,7 @@ import torch
 
 from populace.contacts import Places
 from populace.model import LayerState, Phase, StepContext
-from populace.params import Param, register_param
+from populace.params import Param, register_params
 
 from .effects import Effects, Modifier
 
@@ -85,8 +85,7 @@ class Masks(Modifier):
         super().__init__()
         self.n_agents = n_agents
         self.settings = tuple(settings)
-        for name, spec in (("efficacy", efficacy), ("adoption", adoption), ("start", start), ("end", end)):
-            register_param(self, name, spec)
+        register_params(self, efficacy=efficacy, adoption=adoption, start=start, end=end)
 
     def observables(self) -> tuple[str, ...]:
         return ("mask_wearers",)
@@ -151,14 +150,14 @@ class Closures(Modifier):
         super().__init__()
         self.school_name, self.n_schools = school.name, school.n_places
         self.work_name, self.n_workplaces = work.name, work.n_places
-        for name, spec in (
-            ("school_start", school_start),
-            ("school_end", school_end),
-            ("work_start", work_start),
-            ("work_end", work_end),
-            ("work_closed_share", work_closed_share),
-        ):
-            register_param(self, name, spec)
+        register_params(
+            self,
+            school_start=school_start,
+            school_end=school_end,
+            work_start=work_start,
+            work_end=work_end,
+            work_closed_share=work_closed_share,
+        )
 
     def observables(self) -> tuple[str, ...]:
         return ("schools_closed", "workplaces_closed")

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from populace.model import LayerState, Phase, StepContext
-from populace.params import Choice, Param, register_param
-
-from .effects import Effects, Modifier
+from populace.model import Layer, LayerState, Phase, StepContext
+from populace.params import Choice, Param, register_params
 
 __all__ = ["RECIPIENTS", "Stimulus", "StimulusState"]
 
@@ -42,8 +40,9 @@ class StimulusState(LayerState):
     paid: torch.Tensor
 
 
-class Stimulus(Modifier):
-    """Pays ``amount`` on ``day`` to each adult of the recipient archetypes.
+class Stimulus(Layer):
+    """Pays ``amount`` on ``day`` to each adult of the recipient archetypes; acts through behaviour
+    (``Behaviour`` reads :meth:`received`), not on transmission.
 
     Args:
         adults: ``int64[archetypes]`` number of adult agents per archetype.
@@ -79,8 +78,7 @@ class Stimulus(Modifier):
         self.recipients = recipients
         self.register_buffer("eligible", eligible, persistent=False)
         self.register_buffer("adults", adults.to(torch.float64), persistent=False)
-        for name, spec in (("amount", amount), ("day", day), ("memory_days", memory_days)):
-            register_param(self, name, spec)
+        register_params(self, amount=amount, day=day, memory_days=memory_days)
 
     def observables(self) -> tuple[str, ...]:
         return ("cost_stimulus",)
@@ -102,6 +100,3 @@ class Stimulus(Modifier):
 
     def observe(self, state: StimulusState) -> dict[str, torch.Tensor]:
         return {"cost_stimulus": state.paid.clone()}
-
-    def effects(self, state: StimulusState, ctx: StepContext) -> Effects:
-        return Effects()  # acts through behaviour, not on transmission directly

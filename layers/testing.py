@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from populace.model import LayerState, Link, Phase, StepContext
-from populace.params import Param, register_param
+from populace.params import Param, register_params
 
 from .covid import Breakdown, Covid, CovidState, Stage
 from .effects import Decider, Effects, Modifier
@@ -210,16 +210,16 @@ class Testing(Modifier):
             "household_start", torch.stack([starts, sizes]).to(torch.int32), persistent=False
         )
         self.register_buffer("sensitivity", torch.tensor(spec.sensitivity), persistent=False)
-        for name, p in (
-            ("capacity", capacity),
-            ("seek_probability", seek_probability),
-            ("screening", screening),
-            ("isolation_compliance", isolation_compliance),
-            ("isolation_days", isolation_days),
-            ("quarantine_compliance", quarantine_compliance),
-            ("quarantine_days", quarantine_days),
-        ):
-            register_param(self, name, p)
+        register_params(
+            self,
+            capacity=capacity,
+            seek_probability=seek_probability,
+            screening=screening,
+            isolation_compliance=isolation_compliance,
+            isolation_days=isolation_days,
+            quarantine_compliance=quarantine_compliance,
+            quarantine_days=quarantine_days,
+        )
 
     def observables(self) -> tuple[str, ...]:
         k = self.kind
@@ -341,9 +341,7 @@ class Testing(Modifier):
             size.cumsum(0) - size, size
         )
         members = torch.repeat_interleave(start, size) + offsets
-        is_agent = torch.zeros(self.n_agents, dtype=torch.bool, device=agents.device)
-        is_agent[agents] = True
-        return members[~is_agent[members]]
+        return members[~torch.isin(members, agents)]
 
     def effects(self, state: TestingState, ctx: StepContext) -> Effects:
         if int(state.isolating) == 0:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from populace.model import LayerState, Phase, StepContext
-from populace.params import Param, register_param
+from populace.params import Param, register_params
 
 from .effects import Effects, Modifier
 
@@ -154,20 +154,20 @@ class Vaccination(Modifier):
         super().__init__()
         self.n_agents = int(age.numel())
         self.register_buffer("age", age.to(torch.uint8), persistent=False)
-        for name, spec in (
-            ("start_day", start_day),
-            ("capacity", capacity),
-            ("interval", interval),
-            ("uptake", uptake),
-            ("min_age", min_age),
-            ("onset_days", onset_days),
-            ("ve_infection_1", ve_infection_1),
-            ("ve_infection_2", ve_infection_2),
-            ("ve_severe_1", ve_severe_1),
-            ("ve_severe_2", ve_severe_2),
-            ("cost_per_dose", cost_per_dose),
-        ):
-            register_param(self, name, spec)
+        register_params(
+            self,
+            start_day=start_day,
+            capacity=capacity,
+            interval=interval,
+            uptake=uptake,
+            min_age=min_age,
+            onset_days=onset_days,
+            ve_infection_1=ve_infection_1,
+            ve_infection_2=ve_infection_2,
+            ve_severe_1=ve_severe_1,
+            ve_severe_2=ve_severe_2,
+            cost_per_dose=cost_per_dose,
+        )
 
     def observables(self) -> tuple[str, ...]:
         return ("first_doses", "second_doses", "vaccinated", "fully_vaccinated", "cost_vaccination")
