@@ -4,6 +4,12 @@
     populace run SCENARIO [--agents N] [--days D] [--seed S] [--device cpu|cuda] [--set NAME=VALUE ...]
                           [--out PATH] [--json] [--progress]
     populace population build|describe NAME [--agents N] [--seed S] [--rebuild] [--json]
+    populace calibrate SCENARIO [--agents N] [--start YYYY-MM-DD] [--days D] [--streams a,b] [--epochs E]
+                                [--seeds K] [--lr LR] [--set NAME=VALUE ...] [--out DIR] [--json]
+    populace sensitivity SCENARIO [--agents N] [--days D] [--outputs a,b] [--seeds K]
+                                  [--mode reverse|forward] [--params FILE] [--fd-check] [--json]
+
+``run`` and ``sensitivity`` take ``--params FILE`` (written by ``calibrate``): its options and fitted values.
 
 Bad input gets one line naming the argument and what was expected, and exit code 2.
 """
@@ -11,6 +17,7 @@ Bad input gets one line naming the argument and what was expected, and exit code
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import platform
 import re
@@ -24,11 +31,14 @@ from typing import NoReturn, TextIO
 
 import torch
 
-from .files import check_writable
+from .calibrate import load_parameters, plot_fit, read_parameters, save_parameters
+from .files import atomic_path, check_writable
+from .model import Model
 from .params import ParamError
 from .populations import describe, find_recipe, load_population
-from .scenario import ScenarioError, find_scenario, parse_sets, scenarios
-from .simulate import Simulation
+from .scenario import Scenario, ScenarioError, find_scenario, parse_sets, scenarios
+from .sensitivity import sensitivity
+from .simulate import Checkpointed, Simulation
 
 __all__ = ["main", "parse_count"]
 
@@ -124,16 +134,50 @@ def _peak_rss_mb() -> float:
     return peak / 1024 / (1024 if platform.system() == "Darwin" else 1)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _setup(args: argparse.Namespace) -> tuple[type[Scenario], dict, int, int, torch.device, dict | None]:
+    """Scenario, options (the ``--params`` file's, the scenario's observed ones for calibration, then
+    ``--set``), agents, days, device and the fitted values of ``--params``."""
     agents = parse_count(args.agents, "--agents") if args.agents is not None else None
     days = parse_count(args.days, "--days") if args.days is not None else None
     device = _device(args.device)
     scenario_cls = find_scenario(args.scenario)
-    options = parse_sets(scenario_cls, args.set)
+    fitted = None
+    sets: list[str] = []
+    if getattr(args, "start", None) is not None:
+        sets += [f"{k}={v}" for k, v in scenario_cls().observed_options(args.start).items()]
+    if getattr(args, "params", None) is not None:
+        content = read_parameters(args.params)
+        if content.get("scenario") not in (None, scenario_cls.name):
+            raise UsageError(
+                f"--params: {args.params!r} was fitted for {content['scenario']}, not {args.scenario}"
+            )
+        sets += [f"{k}={v}" for k, v in content.get("options", {}).items()]
+        fitted = content["parameters"]
+        agents = agents or content.get("agents")
+    options = parse_sets(scenario_cls, [*sets, *args.set])
     agents = agents or scenario_cls.default_agents
     days = days or scenario_cls.default_days
     if agents > _MAX_AGENTS:
         raise UsageError(f"--agents: at most {_MAX_AGENTS} agents are supported, got {agents}")
+    return scenario_cls, options, agents, days, device, fitted
+
+
+def _build(
+    scenario_cls: type[Scenario],
+    options: dict,
+    agents: int,
+    seed: int,
+    device: torch.device,
+    fitted: dict | None,
+) -> Model:
+    model = scenario_cls().build(agents, options, seed=seed, device=device)
+    if fitted is not None:
+        load_parameters(model, fitted)
+    return model
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario_cls, options, agents, days, device, fitted = _setup(args)
     if args.out is not None:
         out = Path(args.out)
         if out.suffix not in OUT_SUFFIXES:
@@ -144,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--out: cannot write {args.out!r}: {exc}") from None
 
     t0 = time.perf_counter()
-    model = scenario_cls().build(agents, options, seed=args.seed, device=device)
+    model = _build(scenario_cls, options, agents, args.seed, device, fitted)
     sim = Simulation(model, seed=args.seed, device=device)
     _sync(device)
     init_s = time.perf_counter() - t0
@@ -190,6 +234,150 @@ def _run(args: argparse.Namespace) -> int:
         print(f"final: {final}")
         if args.out is not None:
             print(f"wrote {args.out}")
+    return 0
+
+
+def _start(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    scenario_cls = find_scenario(args.scenario)
+    if scenario_cls.default_start is None:
+        raise UsageError(f"{args.scenario}: this scenario has no observed data to calibrate against")
+    args.start = args.start or scenario_cls.default_start
+    scenario_cls, options, agents, days, device, _ = _setup(args)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        check_writable(out / "parameters.json")
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
+    t0 = time.perf_counter()
+    scenario = scenario_cls()
+    model = scenario.build(agents, options, seed=args.seed, device=device)
+    try:
+        calibration = scenario.calibration(
+            model, agents=agents, start=args.start, days=days, streams=args.streams
+        )
+    except ValueError as exc:
+        raise UsageError(f"--streams: {exc}") from None
+
+    def progress(epoch: int, loss: float, parts: dict[str, float]) -> None:
+        detail = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} ({detail}) {time.perf_counter() - t0:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = calibration.fit(
+        days, epochs=args.epochs, lr=args.lr, seeds=args.seeds, seed=args.seed, on_epoch=progress
+    )
+    wall_s = time.perf_counter() - t0
+    summary = {
+        "scenario": scenario_cls.name,
+        "agents": agents,
+        "start": args.start.isoformat(),
+        "days": days,
+        "streams": [s.name for s in calibration.streams],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        **report.summary(),
+        "wall_s": round(wall_s, 2),
+    }
+    option_values = {
+        k: _number(v.value) if not isinstance(v.value, str) else v.value for k, v in options.items()
+    }
+    save_parameters(
+        out / "parameters.json",
+        report.parameters,
+        scenario=scenario_cls.name,
+        agents=agents,
+        start=args.start.isoformat(),
+        options=option_values,
+        observation=report.observation,
+    )
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    try:
+        plot_fit(report, out / "fit.png", title=f"{scenario_cls.name}, {agents:,} agents, from {args.start}")
+    except ImportError:
+        skipped = "fit.png skipped: matplotlib is not installed (pip install 'populace[plot]')"
+        print(f"populace calibrate: {skipped}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        nd = ", ".join(f"{k} ND {v['nd']:.3f}" for k, v in report.metrics.items())
+        print(
+            f"{scenario_cls.name}: calibrated {agents:,} agents x {days} days, {args.epochs} epochs in "
+            f"{wall_s:.0f} s; loss {report.loss[0]:.4f} -> {report.loss[-1]:.4f}; {nd}"
+        )
+        print(f"wrote {out / 'parameters.json'}, {out / 'report.json'}, {out / 'fit.png'}")
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    scenario_cls, options, agents, days, device, fitted = _setup(args)
+    outputs = args.outputs or list(scenario_cls.default_outputs)
+    if not outputs:
+        raise UsageError(f"--outputs: {scenario_cls.name} has no default outcomes; name some")
+    model = _build(scenario_cls, options, agents, args.seed, device, fitted)
+    fast = time.perf_counter()
+    Simulation(model, seed=args.seed, device=device).run(days)
+    fast_s = time.perf_counter() - fast
+    scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
+    try:
+        report = sensitivity(
+            model,
+            days,
+            outputs,
+            seeds=range(args.seed, args.seed + args.seeds),
+            device=device,
+            grad=Checkpointed(args.checkpoint) if args.checkpoint else "full",
+            mode=args.mode,
+            fd_check=scalars if args.fd_check else (),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = {
+        "scenario": scenario_cls.name,
+        "agents": agents,
+        "days": days,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "fast_forward_s": round(fast_s, 4),
+        **report.summary(),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"{scenario_cls.name}: {agents:,} agents x {days} days, {args.mode} mode: forward "
+        f"{report.forward_s:.2f} s, backward {report.backward_s:.2f} s (without gradients: {fast_s:.2f} s)"
+    )
+    for output, grads in report.gradients.items():
+        print(f"\nd({output} = {report.outputs[output]:g}) / d(parameter)")
+        for name, value in grads.items():
+            if isinstance(value, float):
+                check = report.fd.get(name, {}).get(output)
+                extra = f"   fd {check['fd']:.4g} (rel. err. {check['rel_err']:.1%})" if check else ""
+                print(f"  {name:40s} {value:12.4g}{extra}")
+            else:
+                flat = torch.tensor(value).abs()
+                print(f"  {name:40s} {flat.numel()} entries, max |d| {float(flat.max()):.4g}")
     return 0
 
 
@@ -273,6 +461,32 @@ def _list_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--agents", help="number of agents: 100000, 1e6, 8.4M, 100k (default: the scenario's)"
+    )
+    parser.add_argument("--days", help="days to simulate (default: the scenario's)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a scenario parameter; repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="populace", description="Large Population Models: simulate whole populations.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -280,21 +494,43 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_list_scenarios)
     run = sub.add_parser("run", help="run a scenario")
     run.add_argument("scenario", help="scenario name (see `populace scenarios`)")
-    run.add_argument("--agents", help="number of agents: 100000, 1e6, 8.4M, 100k (default: the scenario's)")
-    run.add_argument("--days", help="days to simulate (default: the scenario's)")
-    run.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a scenario parameter; repeatable",
-    )
+    _common(run)
     run.add_argument("--out", help="write the daily series to a .parquet, .csv or .json file")
     run.add_argument("--json", action="store_true", help="print one JSON object with timings and results")
     run.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
     run.set_defaults(func=_run)
+
+    run.add_argument("--params", help="a parameters.json written by `populace calibrate`")
+
+    calibrate = sub.add_parser("calibrate", help="fit a scenario to its observed data by gradient descent")
+    calibrate.add_argument("scenario", help="scenario name (see `populace scenarios`)")
+    _common(calibrate)
+    calibrate.add_argument("--start", type=_start, help="date of day 0, YYYY-MM-DD (default: the scenario's)")
+    calibrate.add_argument(
+        "--streams", type=_names, help="observed streams, comma-separated (default: the scenario's)"
+    )
+    calibrate.add_argument("--epochs", type=_positive, default=30, help="gradient steps (default 30)")
+    calibrate.add_argument("--seeds", type=_positive, default=1, help="runs averaged per step (default 1)")
+    calibrate.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    calibrate.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
+    calibrate.add_argument("--json", action="store_true", help="print one JSON object")
+    calibrate.set_defaults(func=_calibrate)
+
+    sens = sub.add_parser("sensitivity", help="gradients of outcomes with respect to every parameter")
+    sens.add_argument("scenario", help="scenario name (see `populace scenarios`)")
+    _common(sens)
+    sens.add_argument("--params", help="a parameters.json written by `populace calibrate`")
+    sens.add_argument("--outputs", type=_names, help="outcomes, e.g. total:new_deaths,peak:hospitalised")
+    sens.add_argument("--seeds", type=_positive, default=1, help="runs averaged (default 1)")
+    sens.add_argument(
+        "--mode", choices=("reverse", "forward"), default="reverse", help="AD mode (default reverse)"
+    )
+    sens.add_argument(
+        "--checkpoint", type=_positive, help="reverse mode: checkpoint every K days (saves memory)"
+    )
+    sens.add_argument("--fd-check", action="store_true", help="check scalar parameters by finite differences")
+    sens.add_argument("--json", action="store_true", help="print one JSON object")
+    sens.set_defaults(func=_sensitivity)
 
     population = sub.add_parser("population", help="build or describe a synthetic population")
     population.add_argument("action", choices=("build", "describe"))

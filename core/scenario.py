@@ -9,14 +9,18 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from .model import Model
 from .params import Choice, Param, ParamError
 from .plugins import did_you_mean, find, installed
+
+if TYPE_CHECKING:
+    from .calibrate import Calibration
 
 __all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
 
@@ -35,6 +39,10 @@ class Scenario(abc.ABC):
     summary: ClassVar[str]
     default_agents: ClassVar[int]
     default_days: ClassVar[int]
+    default_outputs: ClassVar[tuple[str, ...]] = ()
+    """Outcomes of ``populace sensitivity`` when ``--outputs`` is not given (:mod:`populace.sensitivity`)."""
+    default_start: ClassVar[dt.date | None] = None
+    """Calendar date of day 0 for calibration against observed data (``None``: no observed data)."""
 
     @classmethod
     @abc.abstractmethod
@@ -46,6 +54,18 @@ class Scenario(abc.ABC):
         self, agents: int, options: Mapping[str, Option], *, seed: int, device: torch.device | str
     ) -> Model:
         """The model for ``agents`` agents; ``seed`` drives the random population."""
+
+    def observed_options(self, start: dt.date) -> dict[str, str]:
+        """Option values (``--set`` texts) that reproduce what happened from ``start`` (orders in force, a
+        starting point for the fit); applied before the user's ``--set`` by ``populace calibrate``."""
+        return {}
+
+    def calibration(
+        self, model: Model, *, agents: int, start: dt.date, days: int, streams: Sequence[str] | None
+    ) -> Calibration:
+        """A :class:`~populace.calibrate.Calibration` of ``model`` (built by :meth:`build` with ``agents``)
+        to this scenario's observed data from ``start``; ``streams=None`` takes the default streams."""
+        raise ScenarioError(f"{self.name}: this scenario has no observed data to calibrate against")
 
 
 def scenarios() -> dict[str, type[Scenario]]:

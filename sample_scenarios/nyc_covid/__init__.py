@@ -15,12 +15,14 @@ first wave with no interventions but the behaviour of the archetypes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from populace import AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
+from populace.calibrate import Calibration
 from populace.layers import covid, npi, stimulus, testing, vaccination
 from populace.layers.behaviour import DECISIONS, FEATURES, Archetypes, Behaviour, LogisticBackend
 from populace.layers.covid import Breakdown, Covid
@@ -28,11 +30,14 @@ from populace.layers.effects import Modifier
 from populace.layers.npi import Closures, Masks
 from populace.layers.stimulus import Stimulus
 from populace.layers.testing import Testing
+from populace.layers.transmission import Transmission
 from populace.layers.vaccination import Vaccination
 from populace.people import Residents
 from populace.populations import find_recipe, load_population
 
-__all__ = ["AGE_BANDS", "NycCovid", "mistry_matrix", "setting_contacts"]
+from .observed import ORDERS, STREAMS, observed_calibration
+
+__all__ = ["AGE_BANDS", "STREAMS", "NycCovid", "mistry_matrix", "setting_contacts"]
 
 DATA = Path(__file__).parent / "data"
 MISTRY_WEIGHTS = {"household": 4.11, "school": 11.41, "work": 8.07, "community": 2.79}
@@ -86,6 +91,10 @@ class NycCovid(Scenario):
     summary = "COVID-19 in NYC: testing, vaccination, masks, closures, stimulus, archetype behaviour"
     default_agents = 100_000
     default_days = 120
+    default_outputs = ("total:new_deaths", "peak:hospitalised")
+    default_start = dt.date(2020, 3, 1)
+    transmission_weeks = 52
+    """Rows of the calibrated transmission table (:class:`Transmission`); later weeks reuse the last."""
 
     @classmethod
     def options(cls) -> dict[str, Param | Choice]:
@@ -261,7 +270,8 @@ class NycCovid(Scenario):
             income_shock=(closures, float(o["income_shock"])),
             stimulus=payments,
         )
-        modifiers: list[Modifier] = [behaviour, closures]
+        transmission = Transmission(people.region, len(regions), periods=self.transmission_weeks)
+        modifiers: list[Modifier] = [behaviour, closures, transmission]
         if o["test_type"] != "none":
             kind = str(o["test_type"])
             modifiers.append(
@@ -299,6 +309,37 @@ class NycCovid(Scenario):
             )
         disease.add_modifiers(*modifiers)
         return Model([disease, payments, *modifiers])
+
+    def observed_options(self, start: dt.date) -> dict[str, str]:
+        """The first-wave orders (:data:`.observed.ORDERS`) as day indices from ``start``, masks at the
+        default adoption, and a starting point for the fit: 300 infections per 100k on 1 March 2020 (so that
+        admissions rise with the data), β 0.07 and deaths ×4 (see ``FATALITY_SCALE``)."""
+        day = {name: max((date - start).days, 0) for name, date in ORDERS.items()}
+        return {
+            "seeds_per_100k": "300",
+            "beta": "0.07",
+            "fatality_scale": "4",
+            "school_close": str(day["schools_closed"]),
+            "work_close": str(day["pause"]),
+            "work_reopen": str(day["phase_1"]),
+            "mask_adoption": "0.7",
+            "mask_start": str(day["face_coverings"]),
+        }
+
+    def calibration(
+        self, model: Model, *, agents: int, start: dt.date, days: int, streams: Sequence[str] | None
+    ) -> Calibration:
+        """Fit to NYC DOHMH's daily cases, admissions and deaths by borough (default streams; also weekly
+        rates by age band, :mod:`.observed`): setting weights, admission and death scales, and
+        calibration networks for transmission and reported cases by week and borough."""
+        return observed_calibration(
+            model,
+            agents=agents,
+            full_size=find_recipe("nyc")().full_size,
+            start=start,
+            days=days,
+            streams=list(streams) if streams is not None else ["cases", "hosp", "deaths"],
+        )
 
 
 def _low_income(people: Residents, regions: tuple[str, ...], streams: RandomStreams) -> torch.Tensor:
