@@ -331,11 +331,13 @@ class Calibration(nn.Module):
         network_lr: float = 0.2,
         seeds: int = 1,
         seed: int = 0,
+        resample: bool = True,
         grad: GradMode | None = None,
         on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
     ) -> CalibrationReport:
         """Run ``epochs`` Adam steps; each averages the loss over ``seeds`` runs (seeds differ between epochs
-        so that no one draw is over-fitted). The learning rate decays from ``lr`` to a tenth (cosine).
+        so that no one draw is over-fitted; ``resample=False`` keeps seeds ``seed … seed + seeds − 1`` in every
+        epoch: common random numbers, a deterministic objective). The learning rate decays from ``lr`` to a tenth (cosine).
         Networks learn at ``lr × network_lr``: Adam moves every weight by about its learning rate and a
         network's hidden units add up, so the same rate would move a table many times more than a direct
         parameter (and an epidemic grows exponentially in it). The model keeps the fitted values
@@ -371,7 +373,8 @@ class Calibration(nn.Module):
                 parts: dict[str, float] = {s.name: 0.0 for s in self.streams}
                 for k in range(seeds):
                     with self.values():
-                        run = self.run(days, seed=seed + epoch * seeds + k, grad=grad)
+                        draw = seed + (epoch * seeds if resample else 0) + k
+                        run = self.run(days, seed=draw, grad=grad)
                         per_stream = self.losses(run)
                         loss = sum(per_stream.values()) / seeds
                         assert isinstance(loss, torch.Tensor)
