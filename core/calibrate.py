@@ -336,8 +336,9 @@ class Calibration(nn.Module):
         on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
     ) -> CalibrationReport:
         """Run ``epochs`` Adam steps; each averages the loss over ``seeds`` runs (seeds differ between epochs
-        so that no one draw is over-fitted; ``resample=False`` keeps seeds ``seed … seed + seeds − 1`` in every
-        epoch: common random numbers, a deterministic objective). The learning rate decays from ``lr`` to a tenth (cosine).
+        so that no one draw is over-fitted; ``resample=False`` keeps seeds ``seed … seed + seeds − 1`` in
+        every epoch: common random numbers, a deterministic objective). The learning rate decays from ``lr``
+        to a tenth (cosine).
         Networks learn at ``lr × network_lr``: Adam moves every weight by about its learning rate and a
         network's hidden units add up, so the same rate would move a table many times more than a direct
         parameter (and an epidemic grows exponentially in it). The model keeps the fitted values

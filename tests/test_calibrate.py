@@ -158,7 +158,7 @@ def test_load_parameters_checks_names_shapes_and_bounds() -> None:
 def test_bad_calibration_input_is_named() -> None:
     model = _well_mixed(100, 1)
     stream = Stream("a", "new_deaths", torch.zeros(5, 1))
-    with pytest.raises(ParamError, match="fit: 'layers.0.nope'"):
+    with pytest.raises(ParamError, match=r"fit: 'layers\.0\.nope'"):
         Calibration(model, [stream], fit=["layers.0.nope"])
     with pytest.raises(ValueError, match="at least one"):
         Calibration(model, [])
