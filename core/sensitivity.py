@@ -176,6 +176,8 @@ def sensitivity(
             t1 = time.perf_counter()
             for i, (o, value) in enumerate(zip(outs, values, strict=True)):
                 totals[o.text] += float(value.detach())
+                if not value.requires_grad:  # no event of this kind happened: nothing depends on a parameter
+                    continue
                 parts = torch.autograd.grad(
                     value, [learnable[n] for n in names], retain_graph=i < len(outs) - 1, allow_unused=True
                 )
@@ -271,7 +273,7 @@ def _finite_differences(
         p = params[name]
         if p.numel() != 1:
             raise ValueError(f"fd_check: {name} has {p.numel()} entries; only scalar parameters are checked")
-        value = float(p)
+        value = float(p.detach())
         low, high = specs[name].bounds if name in specs else (-math.inf, math.inf)
         h = step * (abs(value) if value != 0 else (high - low if math.isfinite(high - low) else 1.0))
         lo_v, hi_v = max(low, value - h), min(high, value + h)
