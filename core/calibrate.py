@@ -242,6 +242,7 @@ class Calibration(nn.Module):
         self.fit_names = tuple(fit)
         self.network_names = tuple(networks or {})
         self.window, self.log_weight = window, log_weight
+        self.released = False
         self.reporting = nn.ModuleDict({s.name: s.reported for s in streams if s.reported is not None})
         for name in fit:
             module, attr = _owner(model, name)
@@ -346,6 +347,8 @@ class Calibration(nn.Module):
         progress."""
         if epochs < 1 or seeds < 1:
             raise ValueError(f"epochs and seeds must be positive, got {epochs} and {seeds}")
+        if self.released:
+            raise RuntimeError("fit: this calibration has already run; build a new Calibration to fit again")
         grad = grad if grad is not None else Checkpointed(7)
         start = time.perf_counter()
         frozen = [
@@ -405,9 +408,9 @@ class Calibration(nn.Module):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+            self.release()
         observed = {s.name: self._aligned(s, final[s.name])[1] for s in self.streams}
         predicted = {s.name: self._aligned(s, final[s.name])[0].detach() for s in self.streams}
-        self.release()
         return CalibrationReport(
             wall_s=time.perf_counter() - start,
             epochs=epochs,
@@ -421,7 +424,9 @@ class Calibration(nn.Module):
         )
 
     def release(self) -> None:
-        """Replace the parametrisations by their current values (plain parameters and buffers)."""
+        """Replace the parametrisations by their current values (plain parameters and buffers); :meth:`fit`
+        does this at its end, also when it fails."""
+        self.released = True
         for name in (*self.fit_names, *self.network_names):
             module, attr = _owner(self.model, name)
             if parametrize.is_parametrized(module, attr):

@@ -1,0 +1,75 @@
+"""Benchmark: calibrate ``nyc-covid`` to NYC's first wave (March–June 2020: daily cases, admissions and
+deaths by borough, 7-day averages) at 1M agents, scaled to the city.
+
+    python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 40] [--days 120]
+
+Target (issue 5): under 20 minutes on the 2-core machine; ND = Σ|ŷ − y| / Σ|y| ≤ 0.25 on daily deaths and
+admissions by borough. Runs ``populace calibrate ... --json`` in a fresh process; copies the fitted
+parameters, report and plot to ``benchmarks/calibration/`` and appends a record (machine, wall time, loss,
+ND per stream and borough) to ``benchmarks/bench_calibrate_results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _record import append, machine
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "bench_calibrate_results.json"
+KEEP = HERE / "calibration"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", default="1M")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--days", type=int, default=120)
+    parser.add_argument(
+        "--existing",
+        type=Path,
+        help="record a finished `populace calibrate --out DIR` instead of running one",
+    )
+    parser.add_argument("--command", default="", help="with --existing: the command that produced it")
+    args = parser.parse_args()
+    command = ["populace", "calibrate", "nyc-covid", "--agents", args.agents, "--epochs", str(args.epochs)]
+    command += ["--days", str(args.days), "--out", "OUT", "--json"]
+    if args.existing is not None:
+        record(json.loads((args.existing / "report.json").read_text()), args.existing, args.command)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        run = [sys.executable, "-m", "populace.cli", *command[1:]]
+        run[run.index("OUT")] = tmp
+        summary = json.loads(subprocess.run(run, check=True, capture_output=True, text=True).stdout)
+        record(summary, Path(tmp), " ".join(command))
+
+
+def record(summary: dict, out: Path, command: str) -> None:
+    KEEP.mkdir(exist_ok=True)
+    for name in ("parameters.json", "report.json", "fit.png"):
+        shutil.copy(out / name, KEEP / f"{summary['scenario']}_{summary['agents']}_{name}")
+    result = {
+        **machine(),
+        "command": command,
+        **{k: summary[k] for k in ("agents", "start", "days", "streams", "epochs", "wall_s", "peak_rss_mb")},
+        "loss_initial": summary["loss_initial"],
+        "loss_final": summary["loss_final"],
+        "nd": {k: round(v["nd"], 4) for k, v in summary["metrics"].items()},
+        "nd_by_borough": {
+            k: {b: round(x, 4) for b, x in v["nd_by"].items()} for k, v in summary["metrics"].items()
+        },
+    }
+    print(json.dumps(result))
+    append(RESULTS, result)
+
+
+if __name__ == "__main__":
+    main()
