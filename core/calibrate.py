@@ -409,8 +409,7 @@ class Calibration(nn.Module):
             for p in frozen:
                 p.requires_grad_(True)
             self.release()
-        observed = {s.name: self._aligned(s, final[s.name])[1] for s in self.streams}
-        predicted = {s.name: self._aligned(s, final[s.name])[0].detach() for s in self.streams}
+        aligned = {s.name: self._aligned(s, final[s.name]) for s in self.streams}
         return CalibrationReport(
             wall_s=time.perf_counter() - start,
             epochs=epochs,
@@ -419,8 +418,8 @@ class Calibration(nn.Module):
             metrics=metrics,
             parameters=self.fitted(),
             observation=observation,
-            predictions=predicted,
-            observed=observed,
+            predictions={name: pair[0].detach() for name, pair in aligned.items()},
+            observed={name: pair[1] for name, pair in aligned.items()},
         )
 
     def release(self) -> None:

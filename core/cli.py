@@ -24,7 +24,7 @@ import re
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -71,15 +71,24 @@ def parse_count(text: str, name: str) -> int:
     return int(number)
 
 
-def _seed(text: str) -> int:
-    """``--seed``: a non-negative integer (argparse reports the ValueError as one line naming --seed)."""
-    try:
-        seed = int(text)
-    except ValueError:
-        seed = -1
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return seed
+def _whole(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum`` (argparse reports the error as one line naming the
+    option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+
+    return parse
+
+
+_seed = _whole(0, "non-negative")
+_positive = _whole(1, "positive")
 
 
 def _device(text: str) -> torch.device:
@@ -461,16 +470,6 @@ def _list_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agents", help="number of agents: 100000, 1e6, 8.4M, 100k (default: the scenario's)"
@@ -498,9 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="write the daily series to a .parquet, .csv or .json file")
     run.add_argument("--json", action="store_true", help="print one JSON object with timings and results")
     run.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
-    run.set_defaults(func=_run)
-
     run.add_argument("--params", help="a parameters.json written by `populace calibrate`")
+    run.set_defaults(func=_run)
 
     calibrate = sub.add_parser("calibrate", help="fit a scenario to its observed data by gradient descent")
     calibrate.add_argument("scenario", help="scenario name (see `populace scenarios`)")

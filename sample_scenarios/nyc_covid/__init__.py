@@ -346,8 +346,8 @@ class NycCovid(Scenario):
         self, model: Model, *, agents: int, start: dt.date, days: int, streams: Sequence[str] | None
     ) -> Calibration:
         """Fit to NYC DOHMH's daily cases, admissions and deaths by borough (default streams; also weekly
-        rates by age band, :mod:`.observed`): setting weights, admission and death scales, and
-        calibration networks for transmission and reported cases by week and borough."""
+        rates by age band, :mod:`.observed`): the admission and death scales, and calibration networks
+        for transmission and reported cases by week and borough."""
         return observed_calibration(
             model,
             agents=agents,
