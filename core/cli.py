@@ -464,6 +464,27 @@ def _print_description(name: str, report: dict) -> None:
     print(f"\nemployment rate, ages 18-64: {report['employment_rate_18_64']:.1%}")
 
 
+def _port(text: str) -> int:
+    port = _whole(0, "port")(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return port
+
+
+def _explore(args: argparse.Namespace) -> int:
+    find_scenario(args.scenario)  # an unknown name fails here, with the list of known ones
+    args.agents = parse_count(args.agents, "--agents") if args.agents is not None else None
+    if args.agents is not None and args.agents > _MAX_AGENTS:
+        raise UsageError(f"--agents: at most {_MAX_AGENTS} agents are supported, got {args.agents}")
+    try:  # the explorer lives outside core, behind the optional `explorer` extra
+        from populace.explorer.serve import main as explore
+    except ImportError as exc:
+        raise UsageError(
+            f"the explorer needs the explorer extra ({exc.name} is missing): pip install 'populace[explorer]'"
+        ) from None
+    return explore(args)
+
+
 def _list_scenarios(args: argparse.Namespace) -> int:
     for name, cls in scenarios().items():
         print(f"{name:20s} {cls.summary}")
@@ -529,6 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--fd-check", action="store_true", help="check scalar parameters by finite differences")
     sens.add_argument("--json", action="store_true", help="print one JSON object")
     sens.set_defaults(func=_sensitivity)
+
+    explore = sub.add_parser("explore", help="the interactive explorer (a Panel app in the browser)")
+    explore.add_argument(
+        "--scenario",
+        default="nyc-covid",
+        help="scenario to open (default nyc-covid; classroom for workshops)",
+    )
+    explore.add_argument("--agents", help="number of agents (default: nyc-covid 1M, else the scenario's)")
+    explore.add_argument("--port", type=_port, default=5006, help="port (default 5006)")
+    explore.add_argument(
+        "--address", default="localhost", help="address to bind (default localhost: this machine only)"
+    )
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    explore.set_defaults(func=_explore)
 
     population = sub.add_parser("population", help="build or describe a synthetic population")
     population.add_argument("action", choices=("build", "describe"))

@@ -87,6 +87,11 @@ class Layer(nn.Module, abc.ABC):
 
     phase: ClassVar[Phase]
     param_specs: dict[str, Param]
+    setup_params: ClassVar[frozenset[str]] = frozenset()
+    """Parameters read only when the state is drawn (:meth:`init_state`): a new value takes effect after
+    a reset. The others are read every day, so a new value applies from the next day."""
+    stage_names: ClassVar[tuple[str, ...]] = ()
+    """Names of the per-agent stage codes :meth:`stage` returns; empty for layers without one."""
 
     @abc.abstractmethod
     def init_state(self, ctx: StepContext) -> LayerState: ...
@@ -108,6 +113,11 @@ class Layer(nn.Module, abc.ABC):
     def labels(self) -> dict[str, tuple[str, ...]]:
         """Names of the entries of vector observables (``{"deaths_by_borough": ("Bronx", ...)}``)."""
         return {}
+
+    def stage(self, state: Any) -> torch.Tensor:
+        """``uint8[agents]``: each agent's stage, an index into :attr:`stage_names` (a view of the state,
+        updated in place in fast mode: copy it to keep it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-agent stage")
 
 
 L = TypeVar("L", bound="Layer")
@@ -174,6 +184,10 @@ class Model(nn.Module):
             for name, spec in getattr(module, "param_specs", {}).items():
                 out[f"{path}.{name}" if path else name] = spec
         return out
+
+    def staged_layer(self) -> int | None:
+        """Index (in :meth:`ordered_layers`) of the first layer with per-agent stages, or ``None``."""
+        return next((i for i, layer in enumerate(self.ordered_layers()) if layer.stage_names), None)
 
     def init_state(self, ctx: StepContext) -> list[LayerState]:
         return [layer.init_state(ctx) for layer in self.ordered_layers()]

@@ -22,6 +22,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from .geography import PolygonSet
 from .people import Residents
 from .plugins import find, installed
 from .population import FORMAT_VERSION, PopulationFileError
@@ -75,6 +76,11 @@ class PopulationRecipe(abc.ABC):
 
     @abc.abstractmethod
     def geography(self) -> Geography: ...
+
+    def outlines(self) -> PolygonSet | None:
+        """The small areas' outlines (ids: :attr:`Geography.areas`) in Web Mercator metres, for maps;
+        ``None`` where the data has none."""
+        return None
 
     @abc.abstractmethod
     def build(self, agents: int, seed: int) -> Residents:

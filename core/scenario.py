@@ -20,7 +20,8 @@ from .params import Choice, Param, ParamError
 from .plugins import did_you_mean, find, installed
 
 if TYPE_CHECKING:
-    from .calibrate import Calibration
+    from .calibrate import Calibration, Stream
+    from .populations import PopulationRecipe
 
 __all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
 
@@ -54,6 +55,16 @@ class Scenario(abc.ABC):
         self, agents: int, options: Mapping[str, Option], *, seed: int, device: torch.device | str
     ) -> Model:
         """The model for ``agents`` agents; ``seed`` drives the random population."""
+
+    def recipe(self, options: Mapping[str, Option]) -> PopulationRecipe | None:
+        """The population recipe :meth:`build` draws its agents from with ``options`` (their homes, areas and
+        outlines are what the explorer maps), or ``None`` for a population without places on a map."""
+        return None
+
+    def observed(self, model: Model, *, agents: int, start: dt.date, days: int) -> list[Stream]:
+        """The observed data streams that :meth:`calibration` fits (model ``series``, observed values,
+        ``scale`` from model counts to observed ones), for showing beside a run; none by default."""
+        return []
 
     def observed_options(self, start: dt.date) -> dict[str, str]:
         """Option values (``--set`` texts) that reproduce what happened from ``start`` (orders in force, a

@@ -1,5 +1,13 @@
-"""The Populace Explorer (``populace.explorer``): the Panel app and notebook widgets.
+"""The Populace Explorer (``populace.explorer``): a Panel app and notebook widget where every agent is drawn
+on a map and the epidemic curves respond to the intervention controls.
 
-Not built yet (its own issue); the package exists so the layout and packaging are final. ``core`` never
-imports it.
+* :class:`LiveRun` — the run under live control (a ``param.Parameterized`` model, no UI code);
+* :class:`Explorer` — its views (a ``pn.viewable.Viewer``): ``Explorer(scenario="classroom")`` displays in a
+  notebook; ``populace explore`` serves it.
+
+``core`` never imports this package; it needs the ``explorer`` extra (``pip install 'populace[explorer]'``).
 """
+
+from .live import AgentMap, Frame, LiveRun
+
+__all__ = ["AgentMap", "Frame", "LiveRun"]

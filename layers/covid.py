@@ -272,6 +272,7 @@ class Covid(Layer):
     """
 
     phase = Phase.DISEASE
+    stage_names = tuple(s.name for s in Stage)
     beta: torch.Tensor
     asymptomatic_factor: torch.Tensor
     symptomatic_scale: torch.Tensor
@@ -355,6 +356,9 @@ class Covid(Layer):
     # ------------------------------------------------------------------ reporting
     def contacts(self) -> list[Contacts]:
         return list(self.settings)
+
+    def stage(self, state: CovidState) -> torch.Tensor:
+        return state.stage
 
     def observables(self) -> tuple[str, ...]:
         names = [s.name for s in Stage] + [

@@ -67,6 +67,7 @@ class Masks(Modifier):
     """
 
     phase = Phase.INTERVENTION
+    setup_params = frozenset({"adoption", "efficacy"})  # who wears a mask is drawn at set-up
     efficacy: torch.Tensor
     adoption: torch.Tensor
     start: torch.Tensor
@@ -130,6 +131,7 @@ class Closures(Modifier):
     ``work_start`` to ``work_end`` (a random ``work_closed_share`` of workplaces)."""
 
     phase = Phase.INTERVENTION
+    setup_params = frozenset({"work_closed_share"})  # which workplaces close is drawn at set-up
     school_start: torch.Tensor
     school_end: torch.Tensor
     work_start: torch.Tensor

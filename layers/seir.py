@@ -113,6 +113,7 @@ class SEIR(Layer):
     """
 
     phase = Phase.DISEASE
+    stage_names = tuple(s.name for s in Stage)
     beta: torch.Tensor
 
     def __init__(
@@ -160,6 +161,9 @@ class SEIR(Layer):
     def structures(self) -> list[Contacts]:
         """The contact structures, in the order of ``SEIRState.pressure``."""
         return [cast(Contacts, c) for c in self.contacts]
+
+    def stage(self, state: SEIRState) -> torch.Tensor:
+        return state.stage
 
     def observables(self) -> tuple[str, ...]:
         return tuple(self.prefix + name for name in ("S", "E", "I", "R", "new_infections"))

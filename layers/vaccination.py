@@ -122,6 +122,7 @@ class Vaccination(Modifier):
     """Two-dose vaccination of agents aged ``age`` (see module docs)."""
 
     phase = Phase.INTERVENTION
+    setup_params = frozenset({"uptake", "min_age"})  # the queue is drawn at set-up
     start_day: torch.Tensor
     capacity: torch.Tensor
     interval: torch.Tensor

@@ -19,7 +19,7 @@ from populace import Choice, Contacts, Model, Param, Places, RandomStreams, Scen
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
 from populace.people import Residents
-from populace.populations import find_recipe, load_population
+from populace.populations import PopulationRecipe, find_recipe, load_population
 
 from .population import (
     COMMUNITY_CONTACTS,
@@ -98,6 +98,13 @@ class BenchSEIR(Scenario):
             infectious_sd=_param(opts["infectious_sd"]),
         )
         return Model([seir])
+
+    def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe | None:
+        """The census-based recipe, or ``None`` for the synthetic population (it has no homes on a map) and
+        the well-mixed network."""
+        if options["network"].value == "well-mixed" or options["population"].value == "synthetic":
+            return None
+        return find_recipe(str(options["population"].value))()
 
 
 def _settings(people: People | Residents) -> list[Contacts]:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from populace import AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
-from populace.calibrate import Calibration
+from populace.calibrate import Calibration, Stream
 from populace.layers import covid, npi, stimulus, testing, vaccination
 from populace.layers.behaviour import DECISIONS, FEATURES, Archetypes, Behaviour, LogisticBackend
 from populace.layers.covid import Breakdown, Covid
@@ -33,11 +34,11 @@ from populace.layers.testing import Testing
 from populace.layers.transmission import Transmission
 from populace.layers.vaccination import Vaccination
 from populace.people import Residents
-from populace.populations import find_recipe, load_population
+from populace.populations import PopulationRecipe, find_recipe, load_population
 
-from .observed import ORDERS, STREAMS, observed_calibration
+from .observed import ORDERS, STREAMS, observed_calibration, observed_streams
 
-__all__ = ["AGE_BANDS", "STREAMS", "NycCovid", "mistry_matrix", "setting_contacts"]
+__all__ = ["AGE_BANDS", "STREAMS", "Classroom", "NycCovid", "mistry_matrix", "setting_contacts"]
 
 DATA = Path(__file__).parent / "data"
 MISTRY_WEIGHTS = {"household": 4.11, "school": 11.41, "work": 8.07, "community": 2.79}
@@ -322,6 +323,20 @@ class NycCovid(Scenario):
         disease.add_modifiers(*modifiers)
         return Model([disease, payments, *modifiers])
 
+    def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe:
+        return find_recipe(str(options["population"].value))()
+
+    def observed(self, model: Model, *, agents: int, start: dt.date, days: int) -> list[Stream]:
+        """NYC's daily cases, admissions and deaths by borough (:func:`.observed.observed_streams`)."""
+        return observed_streams(
+            model,
+            agents=agents,
+            full_size=find_recipe("nyc")().full_size,
+            start=start,
+            days=days,
+            streams=["cases", "hosp", "deaths"],
+        )
+
     def observed_options(self, start: dt.date) -> dict[str, str]:
         """The first-wave orders (:data:`.observed.ORDERS`) as day indices from ``start``, masks at the
         default adoption, and a starting point for the fit: 300 infections per 100k on 1 March 2020 (so that
@@ -390,3 +405,26 @@ def _backend(archetypes: Archetypes, o: Mapping[str, float | str]) -> LogisticBa
 def _age_band(age: torch.Tensor) -> torch.Tensor:
     edges = torch.tensor([lo for lo, _ in AGE_BANDS[1:]], device=age.device)
     return torch.bucketize(age.long(), edges, right=True)
+
+
+class Classroom(NycCovid):
+    """``classroom``: the ``nyc-covid`` model on the 20,000 residents of the classroom town, for workshops:
+    it sets up in a second and runs hundreds of days a second. The town is fictional, so there is no
+    observed data to calibrate against."""
+
+    name = "classroom"
+    summary = (
+        "COVID-19 in the fictional classroom town (20,000 residents): the nyc-covid model, for workshops"
+    )
+    default_agents = 20_000
+    default_start = None
+    observed = Scenario.observed
+    observed_options = Scenario.observed_options
+    calibration = Scenario.calibration
+
+    @classmethod
+    def options(cls) -> dict[str, Param | Choice]:
+        options = super().options()
+        options["population"] = Choice("classroom", ("classroom",), "who: the classroom town")
+        options["seeds_per_100k"] = replace(options["seeds_per_100k"], value=50.0)  # 10 of 20,000
+        return options

@@ -25,7 +25,7 @@ from populace.calibrate import Calibration, Stream, WeeklyNetwork
 from populace.layers.covid import Covid
 from populace.layers.transmission import Transmission
 
-__all__ = ["BOROUGH_CODES", "ORDERS", "STREAMS", "covariates", "observed_calibration"]
+__all__ = ["BOROUGH_CODES", "ORDERS", "STREAMS", "covariates", "observed_calibration", "observed_streams"]
 
 DATA = Path(__file__).parent / "data"
 BOROUGH_CODES = {"Bronx": "BX", "Brooklyn": "BK", "Manhattan": "MN", "Queens": "QN", "Staten Island": "SI"}
@@ -101,7 +101,7 @@ def weekly(stream: str, start: dt.date, days: int) -> tuple[torch.Tensor, tuple[
     return out, bands
 
 
-def observed_calibration(
+def observed_streams(
     model: Model,
     *,
     agents: int,
@@ -109,18 +109,17 @@ def observed_calibration(
     start: dt.date,
     days: int,
     streams: Sequence[str],
-) -> Calibration:
-    """The nyc-covid calibration: the chosen streams; direct parameters: the P(admission) and P(death)
-    scales; networks: transmission by week × borough, reported share of cases by week × borough."""
+) -> list[Stream]:
+    """The chosen streams of NYC's data from ``start`` for ``days`` days, matched to ``model``'s series
+    (``agents`` agents standing for ``full_size`` residents); cases get a learnable reported share."""
     unknown = [s for s in streams if s not in STREAMS]
     if unknown or not streams:
         raise ValueError(f"streams: expected some of {', '.join(STREAMS)}, got {list(streams)}")
-    covid_name, covid = _find(model, Covid)
-    transmission_name, transmission = _find(model, Transmission)
+    _, covid = _find(model, Covid)
+    _, transmission = _find(model, Transmission)
     breakdowns = {b.name: b for b in covid.breakdowns}
     boroughs, ages = breakdowns["borough"].labels, breakdowns["age"]
-    weeks = transmission.scale.shape[0]
-    x = covariates(start, weeks, len(boroughs))
+    x = covariates(start, transmission.scale.shape[0], len(boroughs))
     scale = full_size / agents
     band_pop = torch.bincount(ages.index.cpu(), minlength=len(ages.labels)).double()
     built: list[Stream] = []
@@ -151,6 +150,28 @@ def observed_calibration(
                 scale=(100_000 / (band_pop @ combine).clamp(min=1)).float(),
             )
         )
+    return built
+
+
+def observed_calibration(
+    model: Model,
+    *,
+    agents: int,
+    full_size: int,
+    start: dt.date,
+    days: int,
+    streams: Sequence[str],
+) -> Calibration:
+    """The nyc-covid calibration: the chosen :func:`observed_streams`; direct parameters: the P(admission)
+    and P(death) scales; networks: transmission by week × borough, reported share of cases by week ×
+    borough."""
+    built = observed_streams(
+        model, agents=agents, full_size=full_size, start=start, days=days, streams=streams
+    )
+    covid_name, covid = _find(model, Covid)
+    transmission_name, transmission = _find(model, Transmission)
+    boroughs = next(b for b in covid.breakdowns if b.name == "borough").labels
+    x = covariates(start, transmission.scale.shape[0], len(boroughs))
     return Calibration(
         model,
         built,

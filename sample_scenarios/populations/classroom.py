@@ -51,7 +51,7 @@ class ClassroomTown(PopulationRecipe):
             area_region=district,
         )
 
-    def polygons(self) -> PolygonSet:
+    def outlines(self) -> PolygonSet:
         squares = []
         for r in range(GRID):
             for c in range(GRID):
@@ -65,7 +65,7 @@ class ClassroomTown(PopulationRecipe):
 
     def spec(self) -> RegionSpec:
         geography = self.geography()
-        polygons = self.polygons()
+        polygons = self.outlines()
         bounds = polygons.bounds()
         centre = torch.stack([(bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2], dim=1)
         # Denser in the middle: weight 3 for the four central blocks, 1 at the edge.

@@ -110,6 +110,10 @@ class NewYorkCity(PopulationRecipe):
     def build(self, agents: int, seed: int) -> Residents:
         return synthesize(self.spec(), agents, seed)
 
+    def outlines(self) -> PolygonSet:
+        """NYC DOHMH's MODZCTA polygons."""
+        return modzcta_polygons()
+
 
 def borough_marginals() -> Tensor:
     """``float64[5 boroughs, 18 age bands, 2 sexes, 5 ethnicities]`` residents, 1 July 2019."""

@@ -1,0 +1,214 @@
+"""The explorer's longer jobs, as plain functions of a scenario's settings (no UI code): sensitivities with
+a gradient "what if", two settings side by side, and a calibration to observed data. The views run them on
+a worker thread and show their progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from populace import Choice, Param, Scenario, Simulation
+from populace.calibrate import CalibrationReport, load_parameters
+from populace.model import Model
+from populace.sensitivity import Output, Sensitivity, sensitivity
+from populace.simulate import Checkpointed, Result
+
+__all__ = ["Comparison", "Lever", "Levers", "calibrate", "compare", "levers", "outcomes", "what_if"]
+
+Options = Mapping[str, Param | Choice]
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One learnable parameter's effect on one outcome.
+
+    Attributes:
+        parameter: dotted model name; ``option``: the scenario option it was built from (or ``None``).
+        value: its value in the run; ``gradient``: d(outcome)/d(parameter) there.
+        effect: the outcome's change for +10% of the value (or +10% of the bound range when the value is 0),
+            to first order: ``gradient × step``; ``step`` is that change of the parameter.
+    """
+
+    parameter: str
+    option: str | None
+    value: float
+    gradient: float
+    step: float
+
+    @property
+    def effect(self) -> float:
+        return self.gradient * self.step
+
+
+@dataclass(frozen=True)
+class Levers:
+    """:func:`levers`' result: the outcome's value and every scalar lever, largest effect first."""
+
+    outcome: str
+    value: float
+    levers: tuple[Lever, ...]
+    seconds: float
+    agents: int
+
+
+def outcomes(model: Model) -> list[str]:
+    """Outcomes worth a sensitivity bar chart: totals of the daily event series, peaks of the counts."""
+    names = model.observables()
+    found = [f"total:{n}" for n in names if n.startswith("new_") and "_by_" not in n]
+    found += [f"peak:{n}" for n in ("hospitalised", "infectious", "I") if n in names]
+    return found
+
+
+def levers(
+    scenario: type[Scenario],
+    options: Options,
+    *,
+    agents: int,
+    days: int,
+    seed: int,
+    outcome: str,
+    fitted: Mapping[str, Any] | None = None,
+) -> Levers:
+    """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass (checkpointed weekly) for a
+    run of ``days`` days with these options, on ``agents`` agents."""
+    model = _build(scenario, options, agents, seed, fitted)
+    specs = model.specs()
+    by_spec = _options_by_spec(model, options)
+    scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
+    report: Sensitivity = sensitivity(
+        model, days, [outcome], seeds=(seed,), grad=Checkpointed(7), parameters=scalars
+    )
+    values = dict(model.named_parameters())
+    found = []
+    for name in scalars:
+        value = float(values[name].detach())
+        low, high = specs[name].bounds if name in specs else (value - 1.0, value + 1.0)
+        step = 0.1 * (abs(value) if value != 0 else high - low)
+        grad = float(report.gradients[outcome][name])
+        found.append(Lever(name, by_spec.get(name), value, grad, step))
+    found.sort(key=lambda lever: -abs(lever.effect))
+    return Levers(
+        outcome, report.outputs[outcome], tuple(found), report.forward_s + report.backward_s, agents
+    )
+
+
+def what_if(
+    scenario: type[Scenario],
+    options: Options,
+    *,
+    agents: int,
+    days: int,
+    seed: int,
+    outcome: str,
+    option: str,
+    value: float,
+    fitted: Mapping[str, Any] | None = None,
+) -> float:
+    """``outcome`` re-simulated (fast mode, the same seed: common random numbers) with ``option`` at
+    ``value``."""
+    changed = dict(options)
+    changed[option] = changed[option].parse(str(value), option)
+    result = _run(scenario, changed, agents=agents, days=days, seed=seed, fitted=fitted)
+    return float(Output.parse(outcome)(result))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two settings run with the same seed: their results and the options that differ (``{name: (a, b)}``)."""
+
+    a: Result
+    b: Result
+    differences: dict[str, tuple[Any, Any]]
+    agents: int
+
+    def totals(self) -> dict[str, tuple[float, float]]:
+        """``{series: (total of a, total of b)}`` for deaths, admissions, infections and every cost."""
+        out = {}
+        for name in self.a.series:
+            if name in ("new_deaths", "new_admissions", "new_infections") or name.startswith("cost_"):
+                out[name] = (float(self.a.series[name].sum()), float(self.b.series[name].sum()))
+        return out
+
+
+def compare(
+    scenario: type[Scenario],
+    a: Options,
+    b: Options,
+    *,
+    agents: int,
+    days: int,
+    seed: int,
+    fitted: Mapping[str, Any] | None = None,
+) -> Comparison:
+    """Run settings ``a`` and ``b`` for ``days`` days with the same seed."""
+    differences = {k: (a[k].value, b[k].value) for k in a if k in b and a[k].value != b[k].value}
+    return Comparison(
+        a=_run(scenario, a, agents=agents, days=days, seed=seed, fitted=fitted),
+        b=_run(scenario, b, agents=agents, days=days, seed=seed, fitted=fitted),
+        differences=differences,
+        agents=agents,
+    )
+
+
+def calibrate(
+    scenario: type[Scenario],
+    *,
+    agents: int,
+    days: int,
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+    start: dt.date | None = None,
+) -> tuple[CalibrationReport, dict[str, str]]:
+    """Calibrate ``scenario`` to its observed data from its start date (options: its observed ones);
+    returns the report and the options used (``--set`` texts)."""
+    start = start or scenario.default_start
+    if start is None:
+        raise ValueError(f"{scenario.name}: this scenario has no observed data to calibrate against")
+    instance = scenario()
+    texts = instance.observed_options(start)
+    options = scenario.options()
+    for name, text in texts.items():
+        options[name] = options[name].parse(text, name)
+    model = instance.build(agents, options, seed=seed, device="cpu")
+    calibration = instance.calibration(model, agents=agents, start=start, days=days, streams=None)
+    report = calibration.fit(
+        days,
+        epochs=epochs,
+        seed=seed,
+        on_epoch=None if on_epoch is None else lambda e, loss, _: on_epoch(e, loss),
+    )
+    return report, texts
+
+
+def _build(
+    scenario: type[Scenario], options: Options, agents: int, seed: int, fitted: Mapping[str, Any] | None
+) -> Model:
+    model = scenario().build(agents, dict(options), seed=seed, device="cpu")
+    if fitted is not None:
+        load_parameters(model, dict(fitted))
+    return model
+
+
+def _run(
+    scenario: type[Scenario],
+    options: Options,
+    *,
+    agents: int,
+    days: int,
+    seed: int,
+    fitted: Mapping[str, Any] | None,
+) -> Result:
+    model = _build(scenario, options, agents, seed, fitted)
+    with torch.no_grad():
+        return Simulation(model, seed=seed).run(days)
+
+
+def _options_by_spec(model: Model, options: Options) -> dict[str, str]:
+    """Dotted model name → the option its spec came from."""
+    by_id = {id(o): name for name, o in options.items()}
+    return {path: by_id[id(spec)] for path, spec in model.specs().items() if id(spec) in by_id}

@@ -1,0 +1,391 @@
+"""A scenario run under live control: options, set-up, step, play/pause, and the frames the views draw.
+
+:class:`LiveRun` holds no UI code (it is a ``param.Parameterized`` model, testable without a server). The
+simulation runs on one worker thread: set-up, steps and play never block the caller, and every error is
+kept in :attr:`LiveRun.error` instead of escaping into a UI thread. After each step the worker publishes an
+immutable :class:`Frame` (the series so far and a snapshot of every agent's stage group); views poll
+:attr:`LiveRun.frame` and redraw when its ``version`` changes, so one run can feed several browser sessions.
+
+Options follow the scenario's specs. An option is *live* when the model reads its tensor every day: a new
+value is written into that tensor and applies from the next simulated day. The others (choices, and
+parameters read only when the state is drawn, :attr:`populace.model.Layer.setup_params`) need a reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import param
+import torch
+
+from populace import Choice, Param, ParamError, Scenario, Simulation
+from populace.calibrate import Stream, load_parameters
+from populace.geography import PolygonSet
+from populace.model import Model
+from populace.populations import load_population
+from populace.scenario import find_scenario, scenarios
+
+__all__ = ["STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
+
+log = logging.getLogger(__name__)
+
+STAGE_GROUPS = {
+    "S": "susceptible",
+    "E": "exposed",
+    "I": "infectious",
+    "P": "infectious",
+    "A": "infectious",
+    "M": "infectious",
+    "MH": "infectious",
+    "H": "hospitalised",
+    "HD": "hospitalised",
+    "R": "recovered",
+    "D": "dead",
+}
+"""How the map groups a disease layer's stages (names not listed here are shown as they are)."""
+
+MAX_AGENTS = 20_000_000
+
+
+@dataclass(frozen=True)
+class AgentMap:
+    """Where the agents live (read-only numpy views of the population's columns).
+
+    Attributes:
+        x, y: ``float32[agents]`` homes in Web Mercator metres.
+        area: ``int16[agents]`` home area (index into ``areas``).
+        areas, regions: names; ``area_region``: ``int64[areas]``.
+        outlines: the areas' outlines, ``None`` where the population has none.
+        residents: ``int64[areas]`` agents per area.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    area: np.ndarray
+    areas: tuple[str, ...]
+    regions: tuple[str, ...]
+    area_region: np.ndarray
+    outlines: PolygonSet | None
+    residents: np.ndarray
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` around every home, with a 2% margin."""
+        x0, x1, y0, y1 = (float(v) for v in (self.x.min(), self.x.max(), self.y.min(), self.y.max()))
+        mx, my = 0.02 * (x1 - x0 or 1.0), 0.02 * (y1 - y0 or 1.0)
+        return x0 - mx, y0 - my, x1 + mx, y1 + my
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the views draw after a step (immutable; the worker publishes a new one each time).
+
+    Attributes:
+        version: increases with every published frame (and every set-up).
+        day: days simulated so far.
+        groups: ``uint8[agents]`` each agent's stage group (index into ``group_names``), or ``None``
+            when the model has no per-agent stages.
+        history: ``{series: [value per day]}``; only the first ``day`` entries belong to this frame.
+        labels: entry names of vector series.
+    """
+
+    version: int
+    day: int
+    groups: np.ndarray | None
+    group_names: tuple[str, ...]
+    history: Mapping[str, list[np.ndarray]]
+    labels: Mapping[str, tuple[str, ...]]
+
+    def series(self, name: str) -> np.ndarray:
+        """``[day]`` or ``[day, k]``: the values of ``name`` up to this frame's day."""
+        rows = self.history[name][: self.day]
+        if not rows:
+            return np.zeros(0)
+        return np.stack(rows)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.history)
+
+
+_EMPTY = Frame(0, 0, None, (), {}, {})
+
+
+class LiveRun(param.Parameterized):
+    """One scenario run controlled live (see module docs).
+
+    Args:
+        scenario: scenario name (``populace scenarios``).
+        agents: population size (default: the scenario's).
+        device: where the simulation runs.
+        setup: build the model right away (on the worker thread).
+    """
+
+    scenario = param.Selector(default="classroom", objects=[], doc="the scenario to explore")
+    agents = param.Integer(default=20_000, bounds=(1, MAX_AGENTS), doc="agents in the population")
+    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="base seed of the random streams")
+    days = param.Integer(default=120, bounds=(1, 3650), doc="play stops after this many days")
+    speed = param.Number(
+        default=0.0, bounds=(0.0, 1000.0), doc="at most this many days per second while playing (0: no limit)"
+    )
+    days_per_frame = param.Integer(default=1, bounds=(1, 365), doc="days simulated between redraws")
+    playing = param.Boolean(default=False, doc="the run advances on its own")
+    busy = param.String(default="", doc="the long work under way, if any")
+    error = param.String(default="", doc="the last error, for the user (empty: none)")
+
+    def __init__(
+        self,
+        scenario: str = "classroom",
+        *,
+        agents: int | None = None,
+        device: torch.device | str = "cpu",
+        setup: bool = True,
+        **params: Any,
+    ) -> None:
+        names = sorted(scenarios())
+        self.param.scenario.objects = names
+        if scenario not in names:
+            raise ParamError(f"scenario: expected one of {', '.join(names)}, got {scenario!r}")
+        cls = find_scenario(scenario)
+        super().__init__(
+            scenario=scenario,
+            agents=agents or cls.default_agents,
+            days=params.pop("days", cls.default_days),
+            **params,
+        )
+        self.device = torch.device(device)
+        self.options: dict[str, Param | Choice] = cls.options()
+        self.pending: set[str] = set()
+        """Options changed since the last set-up that need a reset to apply."""
+        self.fitted: dict[str, Any] | None = None
+        """Model tensors by dotted name (from a calibration) loaded after every set-up."""
+        self.model: Model | None = None
+        self.map: AgentMap | None = None
+        self.frame: Frame = _EMPTY
+        self.observed: list[Stream] = []
+        """The scenario's observed streams from its start date (:meth:`Scenario.observed`), for overlays."""
+        self.step_seconds = 0.0
+        """Wall time of the last step (simulation and frame), for the benchmarks and the status line."""
+        self._sim: Simulation | None = None
+        self._live: dict[str, list[torch.Tensor]] = {}
+        self._built: dict[str, Param | Choice] = {}
+        self._lock = threading.RLock()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="populace-run")
+        self._last: Future[None] | None = None
+        self.param.watch(self._scenario_changed, "scenario")
+        if setup:
+            self.setup()
+
+    # ------------------------------------------------------------------ options
+    def _scenario_changed(self, event: param.parameterized.Event) -> None:
+        cls = find_scenario(event.new)
+        self.pause()
+        with self._lock:
+            self.options = cls.options()
+            self.fitted = None
+        self.param.update(agents=cls.default_agents, days=cls.default_days)
+
+    @property
+    def scenario_class(self) -> type[Scenario]:
+        return find_scenario(self.scenario)
+
+    def is_live(self, name: str) -> bool:
+        """Whether option ``name`` applies from the next day (else it needs a reset)."""
+        return name in self._live
+
+    def set_option(self, name: str, value: float | str) -> bool:
+        """Validate and set option ``name``; returns whether it applied live. A bad value raises
+        :class:`ParamError` naming the option and its bounds, and changes nothing."""
+        if name not in self.options:
+            raise ParamError(f"{name}: not an option of {self.scenario}; known: {', '.join(self.options)}")
+        option = self.options[name]
+        if isinstance(option, Param):
+            new: Param | Choice = dataclasses.replace(option, value=option.validate(value, name))  # type: ignore[arg-type]
+        else:
+            new = dataclasses.replace(option, value=option.validate(str(value), name))
+        with self._lock:
+            self.options[name] = new
+            if name in self._live:
+                with torch.no_grad():
+                    for tensor in self._live[name]:
+                        tensor.fill_(float(new.value))
+                return True
+            built = self._built.get(name)
+            if built is not None and built.value == new.value:
+                self.pending.discard(name)
+            else:
+                self.pending.add(name)
+        return False
+
+    def apply_options(self, values: Mapping[str, str]) -> None:
+        """Set several options from texts (e.g. :meth:`Scenario.observed_options`); all are checked first."""
+        parsed = {name: self.options[name].parse(text, name) for name, text in values.items()}
+        for name, option in parsed.items():
+            self.set_option(name, option.value)
+
+    # ------------------------------------------------------------------ work on the worker thread
+    def _submit(self, work: Callable[[], None], what: str) -> Future[None]:
+        def job() -> None:
+            self.busy = what
+            try:
+                work()
+                self.error = ""
+            except Exception as exc:  # shown in the app; the traceback goes to the log
+                log.exception("%s failed", what)
+                self.error = f"{what} failed: {exc}"
+                self.playing = False
+            finally:
+                self.busy = ""
+
+        self._last = self._worker.submit(job)
+        return self._last
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the work submitted so far is done (tests, benchmarks, notebooks)."""
+        done = self._worker.submit(lambda: None)
+        done.result(timeout)
+
+    def setup(self) -> Future[None]:
+        """(Re)build the population, model and simulation with the current options and seed; day 0."""
+        self.playing = False
+        return self._submit(self._setup, f"setting up {self.scenario} with {self.agents:,} agents")
+
+    reset = setup
+
+    def new_seed(self) -> Future[None]:
+        """Draw another seed and set up again."""
+        self.seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+        return self.setup()
+
+    def step(self, days: int | None = None) -> Future[None]:
+        """Advance ``days`` days (default :attr:`days_per_frame`) and publish a frame."""
+        n = days or self.days_per_frame
+        return self._submit(lambda: self._advance(n), f"simulating {n} day{'s' if n > 1 else ''}")
+
+    def play(self) -> None:
+        """Advance until :meth:`pause`, the last day (:attr:`days`) or an error."""
+        if self.playing:
+            return
+        self.playing = True
+        self._submit(self._play, "playing")
+
+    def pause(self) -> None:
+        self.playing = False
+
+    def close(self) -> None:
+        """Stop playing and the worker thread."""
+        self.playing = False
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ the worker's side
+    def _setup(self) -> None:
+        cls = self.scenario_class
+        agents = int(self.agents)
+        with self._lock:
+            options = dict(self.options)
+            scenario = cls()
+            model = scenario.build(agents, options, seed=int(self.seed), device=self.device)
+            if self.fitted is not None:
+                load_parameters(model, self.fitted)
+            sim = Simulation(model, seed=int(self.seed), device=self.device)
+            self._live = _live_tensors(model, options)
+            self._built = options
+            self.pending = set()
+            self.model, self._sim = model, sim
+            start = cls.default_start
+            self.observed = (
+                []
+                if start is None
+                else scenario.observed(model, agents=agents, start=start, days=int(self.days))
+            )
+            recipe = scenario.recipe(options)
+            self.map = _agent_map(recipe, agents, int(self.seed)) if recipe is not None else None
+            self._history: dict[str, list[np.ndarray]] = {name: [] for name in model.observables()}
+            self._publish(sim, model)
+
+    def _advance(self, days: int) -> None:
+        with self._lock:
+            sim, model = self._sim, self.model
+            if sim is None or model is None:
+                raise RuntimeError("set up the run first")
+            t0 = time.perf_counter()
+            for _, values in sim.stream(days):
+                for name, value in values.items():
+                    self._history[name].append(value.cpu().numpy())
+            self._publish(sim, model)
+            self.step_seconds = time.perf_counter() - t0
+
+    def _play(self) -> None:
+        while self.playing and self.frame.day < self.days:
+            t0 = time.perf_counter()
+            self._advance(min(self.days_per_frame, self.days - self.frame.day))
+            if self.speed > 0:
+                time.sleep(max(0.0, self.days_per_frame / self.speed - (time.perf_counter() - t0)))
+        self.playing = False
+
+    def _publish(self, sim: Simulation, model: Model) -> None:
+        staged = model.staged_layer()
+        groups, names = None, ()
+        if staged is not None:
+            layer = model.ordered_layers()[staged]
+            names, lut = _stage_groups(layer.stage_names)
+            groups = lut[layer.stage(sim.states[staged]).cpu().numpy()]  # a new array: a snapshot
+        self.frame = Frame(
+            version=self.frame.version + 1,
+            day=sim.day,
+            groups=groups,
+            group_names=names,
+            history=self._history,
+            labels=model.labels(),
+        )
+
+    # ------------------------------------------------------------------ helpers for jobs
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[tuple[type[Scenario], dict[str, Param | Choice], int, int, int]]:
+        """``(scenario class, options, agents, days, seed)`` as they are now."""
+        with self._lock:
+            yield self.scenario_class, dict(self.options), int(self.agents), int(self.days), int(self.seed)
+
+
+def _live_tensors(model: Model, options: Mapping[str, Param | Choice]) -> dict[str, list[torch.Tensor]]:
+    """Option name → the model tensors built from it that the model reads every day."""
+    by_spec: dict[int, list[torch.Tensor]] = {}
+    for module in model.modules():
+        setup = getattr(type(module), "setup_params", frozenset())
+        for attr, spec in getattr(module, "param_specs", {}).items():
+            tensor = getattr(module, attr, None)  # some specs only document a value read at set-up
+            if attr not in setup and isinstance(tensor, torch.Tensor):
+                by_spec.setdefault(id(spec), []).append(tensor)
+    return {name: by_spec[id(opt)] for name, opt in options.items() if id(opt) in by_spec}
+
+
+def _stage_groups(stage_names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Group names (in order of first appearance) and ``uint8[stages]`` stage → group."""
+    groups = [STAGE_GROUPS.get(s, s) for s in stage_names]
+    names = tuple(dict.fromkeys(groups))
+    return names, np.array([names.index(g) for g in groups], dtype=np.uint8)
+
+
+def _agent_map(recipe: Any, agents: int, seed: int) -> AgentMap:
+    people = load_population(recipe, agents, seed).people
+    geography = recipe.geography()
+    outlines = recipe.outlines()
+    area = people.area.numpy()
+    return AgentMap(
+        x=people.x.numpy(),
+        y=people.y.numpy(),
+        area=area,
+        areas=geography.areas,
+        regions=geography.regions,
+        area_region=geography.area_region.numpy(),
+        outlines=outlines,
+        residents=np.bincount(area.astype(np.int64), minlength=len(geography.areas)),
+    )

@@ -1,0 +1,76 @@
+"""``populace explore``: serve the explorer with Panel (Bokeh server).
+
+One :class:`~.live.LiveRun` is built per server process before the first page is served (population,
+model and the first Datashader aggregation, which compiles), and every browser session views it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+import panel as pn
+
+from .app import Explorer, _extensions
+from .live import LiveRun
+
+__all__ = ["DEFAULT_AGENTS", "serve"]
+
+DEFAULT_AGENTS = {"nyc-covid": 1_000_000}
+"""Default sizes of ``populace explore`` where they differ from the scenario's own: NYC at 1M agents is
+interactive on a 2-core laptop (measured in benchmarks/bench_explorer.py); ``--agents 8.4M`` is the city."""
+
+
+def serve(
+    scenario: str,
+    *,
+    agents: int | None,
+    port: int,
+    address: str,
+    show: bool,
+    ready: Any = None,
+) -> None:
+    """Build the run, warm the map, and serve until interrupted (``ready``: a callable given the server)."""
+    _extensions()
+    t0 = time.perf_counter()
+    run = LiveRun(scenario, agents=agents or DEFAULT_AGENTS.get(scenario))
+    run.wait()
+    if run.error:
+        raise RuntimeError(run.error)
+    warm = Explorer(run=run)
+    warm._map_image(0, None, None, 64, 64)  # the first Datashader aggregation in a process compiles (~1 s)
+    warm.close()
+    print(
+        f"populace explore: {run.scenario} with {run.agents:,} agents ready in "
+        f"{time.perf_counter() - t0:.1f} s; "
+        f"serving on http://{address}:{port}/",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = pn.serve(
+        {"/": lambda: Explorer(run=run)},
+        port=port,
+        address=address,
+        websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
+        show=False,
+        title="Populace Explorer",
+        start=False,
+    )
+    if ready is not None:
+        ready(server)
+    try:
+        server.start()
+        if show:
+            server.io_loop.add_callback(server.show, "/")
+        server.io_loop.start()
+    finally:
+        run.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    serve(args.scenario, agents=args.agents, port=args.port, address=args.address, show=not args.no_browser)
+    return 0
