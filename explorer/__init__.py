@@ -8,6 +8,8 @@ on a map and the epidemic curves respond to the intervention controls.
 ``core`` never imports this package; it needs the ``explorer`` extra (``pip install 'populace[explorer]'``).
 """
 
+from . import jobs
+from .app import Explorer
 from .live import AgentMap, Frame, LiveRun
 
-__all__ = ["AgentMap", "Frame", "LiveRun"]
+__all__ = ["AgentMap", "Explorer", "Frame", "LiveRun", "jobs"]

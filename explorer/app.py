@@ -43,7 +43,8 @@ __all__ = ["Explorer"]
 log = logging.getLogger(__name__)
 
 SIDEBAR_WIDTH = 340
-MAP_SIZE = (640, 560)
+MAP_SIZE = (620, 560)
+CURVES_WIDTH = 500
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
 
 
@@ -83,35 +84,36 @@ class Explorer(pn.viewable.Viewer):
         self._job_seen = 0
         self._pinned: dict[str, Param | Choice] | None = None
         self._option_widgets: dict[str, pn.widgets.Widget] = {}
+        self._options_layout: tuple | None = None
         self._build()
 
     # ================================================================== layout
     def _build(self) -> None:
         run = self.run
         self.scenario_select = pn.widgets.Select(
-            name="Scenario", options=list(run.param.scenario.objects), value=run.scenario, width=300
+            label="Scenario", options=list(run.param.scenario.objects), value=run.scenario, width=300
         )
         self.agents_input = pn.widgets.TextInput(
-            name="Agents", value=f"{run.agents:,}".replace(",", "_"), width=140, description=_AGENTS_DOC
+            label="Agents", value=f"{run.agents:,}".replace(",", "_"), width=140, description=_AGENTS_DOC
         )
         self.seed_text = pn.pane.Markdown("", width=140, margin=(18, 5, 0, 5))
-        self.setup_button = pn.widgets.Button(name="Set up / reset", button_type="primary", width=140)
-        self.seed_button = pn.widgets.Button(name="New seed", width=140)
-        self.step_button = pn.widgets.Button(name="Step", width=90)
-        self.play_toggle = pn.widgets.Toggle(name="▶ Play", button_type="success", width=90)
-        self.days_input = pn.widgets.IntInput(name="Days", value=run.days, start=1, end=3650, width=90)
+        self.setup_button = pn.widgets.Button(label="Set up / reset", color="primary", width=140)
+        self.seed_button = pn.widgets.Button(label="New seed", width=140)
+        self.step_button = pn.widgets.Button(label="Step", width=90)
+        self.play_toggle = pn.widgets.Toggle(label="▶ Play", color="success", width=90)
+        self.days_input = pn.widgets.IntInput(label="Days", value=run.days, start=1, end=3650, width=90)
         self.speed_slider = pn.widgets.FloatSlider(
-            name="Speed (days/s, 0 = fastest)", start=0, end=50, step=0.5, value=run.speed, width=300
+            label="Speed (days/s, 0 = fastest)", start=0, end=50, step=0.5, value=run.speed, width=300
         )
         self.frame_slider = pn.widgets.IntSlider(
-            name="Days per redraw", start=1, end=30, value=run.days_per_frame, width=300
+            label="Days per redraw", start=1, end=30, value=run.days_per_frame, width=300
         )
         self.day_text = pn.pane.Markdown("", width=300, css_classes=["populace-day"])
         self.status_text = pn.pane.Markdown("", width=300, styles={"color": "#555"})
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, width=300)
         self.pending_text = pn.pane.Alert("", alert_type="warning", visible=False, width=300)
         self.observed_button = pn.widgets.Button(
-            name="Use what happened (orders, start)", width=300, visible=False
+            label="Use what happened (orders, start)", width=300, visible=False
         )
         self.live_card = pn.Card(title="Live: apply from the next day", width=320, collapsed=False)
         self.reset_card = pn.Card(title="Apply after a reset", width=320, collapsed=True)
@@ -173,7 +175,14 @@ class Explorer(pn.viewable.Viewer):
         tap.add_subscriber(self._on_tap)
         width, height = MAP_SIZE
         plot = (image * self._outlines).opts(
-            hv.opts.RGB(width=width, height=height, xaxis=None, yaxis=None, data_aspect=1),
+            hv.opts.RGB(
+                width=width,
+                height=height,
+                xaxis=None,
+                yaxis=None,
+                data_aspect=1,
+                active_tools=["pan", "wheel_zoom"],
+            ),
             hv.opts.Polygons(
                 fill_alpha=0,
                 line_color="#4a4a4a",
@@ -186,12 +195,11 @@ class Explorer(pn.viewable.Viewer):
         )
         self.map_pane = pn.pane.HoloViews(plot, width=width + 20, height=height + 30, linked_axes=False)
         self.legend = pn.pane.HTML("", width=width)
-        self.curve_select = pn.widgets.Select(name="Curves", options=list(DAY_VIEWS), width=260)
-        self.observed_toggle = pn.widgets.Checkbox(name="observed data", value=True, width=140)
-        self.curve_select.param.watch(lambda _: self._redraw_curves(), "value")
-        self.observed_toggle.param.watch(lambda _: self._redraw_curves(), "value")
-        curves = hv.DynamicMap(self._curves, streams=[self._curve_redraw])
-        self.curve_pane = pn.pane.HoloViews(curves, sizing_mode="stretch_width", height=330)
+        self.curve_select = pn.widgets.Select(label="Curves", options=list(DAY_VIEWS), width=260)
+        self.observed_toggle = pn.widgets.Checkbox(label="observed data", value=True, width=140)
+        self.curve_select.param.watch(lambda _: self._new_curves(), "value")
+        self.observed_toggle.param.watch(lambda _: self._new_curves(), "value")
+        self.curve_pane = pn.pane.HoloViews(self._curve_map(), width=CURVES_WIDTH + 10, height=330)
         self.area_text = pn.pane.Markdown("*Tap an area on the map for its counts.*", width=520)
         return pn.Row(
             pn.Column(self.map_pane, self.legend),
@@ -288,13 +296,18 @@ class Explorer(pn.viewable.Viewer):
             )
         self.area_text.object = "\n\n".join(lines)
 
+    def _curve_map(self) -> hv.DynamicMap:
+        return hv.DynamicMap(self._curves, streams=[self._curve_redraw]).opts(framewise=True)
+
+    def _new_curves(self) -> None:
+        """A new plot when the curves shown change (a new set of lines needs a new legend)."""
+        self.curve_pane.object = self._curve_map()
+
     def _curves(self, version: int) -> hv.Overlay:
         frame = self.run.frame
         view = self.curve_select.value
         curves: list[hv.Element] = []
-        days = np.arange(frame.day)
-        if frame.day == 0:
-            return hv.Overlay([hv.Curve([], "day", "agents")]).opts(responsive=True, height=320)
+        days = np.arange(frame.day)  # the same curves every frame (empty at day 0): the legend stays put
         if view == "stage groups":
             for i, (group, values) in enumerate(_group_series(self.run, frame).items()):
                 curves.append(
@@ -321,9 +334,10 @@ class Explorer(pn.viewable.Viewer):
         if not curves:
             curves = [hv.Curve([], "day", "agents")]
         return hv.Overlay(curves).opts(
-            hv.opts.Curve(tools=["hover"], line_width=2),
+            hv.opts.Curve(tools=["hover"], line_width=2, framewise=True),
+            hv.opts.Scatter(framewise=True),
             hv.opts.Overlay(
-                responsive=True,
+                width=CURVES_WIDTH,
                 height=320,
                 legend_position="top_left",
                 framewise=True,
@@ -366,21 +380,21 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ sensitivity tab
     def _sensitivity_tab(self) -> pn.viewable.Viewable:
-        self.outcome_select = pn.widgets.Select(name="Outcome", options=[], width=260)
+        self.outcome_select = pn.widgets.Select(label="Outcome", options=[], width=260)
         self.sens_agents = pn.widgets.TextInput(
-            name="Agents",
+            label="Agents",
             value="50_000",
             width=120,
             description="size of the differentiable run (tape memory)",
         )
-        self.sens_button = pn.widgets.Button(name="Compute sensitivities", button_type="primary", width=200)
+        self.sens_button = pn.widgets.Button(label="Compute sensitivities", color="primary", width=200)
         self.sens_bars = pn.pane.HoloViews(
             hv.Bars([], "lever", "effect"), sizing_mode="stretch_width", height=380
         )
         self.sens_text = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self.whatif_select = pn.widgets.Select(name="What if this option…", options=[], width=260)
-        self.whatif_value = pn.widgets.FloatInput(name="…took this value", width=160)
-        self.whatif_button = pn.widgets.Button(name="Re-simulate", width=140)
+        self.whatif_select = pn.widgets.Select(label="What if this option…", options=[], width=260)
+        self.whatif_value = pn.widgets.FloatInput(label="…took this value", width=160)
+        self.whatif_button = pn.widgets.Button(label="Re-simulate", width=140)
         self.whatif_text = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.sens_button.on_click(lambda _: self._guard(self._start_sensitivity))
         self.whatif_select.param.watch(lambda _: self._whatif_changed(reset_value=True), "value")
@@ -495,9 +509,9 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ compare tab
     def _compare_tab(self) -> pn.viewable.Viewable:
-        self.pin_button = pn.widgets.Button(name="Pin the current settings as A", width=260)
+        self.pin_button = pn.widgets.Button(label="Pin the current settings as A", width=260)
         self.compare_button = pn.widgets.Button(
-            name="Run A and the current settings (B)", button_type="primary", width=280
+            label="Run A and the current settings (B)", color="primary", width=280
         )
         self.pin_text = pn.pane.Markdown("*Nothing pinned yet.*")
         self.compare_plot = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", height=360)
@@ -557,13 +571,11 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ calibrate tab
     def _calibrate_tab(self) -> pn.viewable.Viewable:
-        self.cal_agents = pn.widgets.TextInput(name="Agents", value="50_000", width=120)
-        self.cal_epochs = pn.widgets.IntInput(name="Epochs", value=10, start=1, end=500, width=100)
-        self.cal_button = pn.widgets.Button(
-            name="Calibrate to observed data", button_type="primary", width=240
-        )
+        self.cal_agents = pn.widgets.TextInput(label="Agents", value="50_000", width=120)
+        self.cal_epochs = pn.widgets.IntInput(label="Epochs", value=10, start=1, end=500, width=100)
+        self.cal_button = pn.widgets.Button(label="Calibrate to observed data", color="primary", width=240)
         self.cal_use = pn.widgets.Button(
-            name="Use the fitted parameters in the run", width=300, disabled=True
+            label="Use the fitted parameters in the run", width=300, disabled=True
         )
         self.cal_plot = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", height=380)
         self.cal_text = pn.pane.Markdown("")
@@ -731,9 +743,14 @@ class Explorer(pn.viewable.Viewer):
         self._setup()
 
     def _sync_options(self) -> None:
-        """One control per option of the scenario, grouped by whether it applies live (rebuilt after every
-        set-up: which options are live depends on the model built)."""
+        """One control per option of the scenario, grouped by whether it applies live. Which options are
+        live depends on the model built, so a set-up rebuilds the controls, but only when the grouping
+        changed (building forty widgets is slow)."""
         run = self.run
+        layout = (run.scenario, tuple(run.options), tuple(run.is_live(n) for n in run.options))
+        if layout == self._options_layout:
+            return
+        self._options_layout = layout
         live, reset = [], []
         self._option_widgets = {}
         for name, option in run.options.items():
@@ -762,7 +779,7 @@ class Explorer(pn.viewable.Viewer):
         try:
             if self.play_toggle.value != run.playing:
                 self.play_toggle.value = run.playing
-            self.play_toggle.name = "⏸ Pause" if run.playing else "▶ Play"
+            self.play_toggle.label = "❚❚ Pause" if run.playing else "▶ Play"
             if self.scenario_select.value != run.scenario:
                 self.scenario_select.value = run.scenario
             for name, widget in self._option_widgets.items():
@@ -775,6 +792,9 @@ class Explorer(pn.viewable.Viewer):
                     widget.value = value
         finally:
             self._syncing = False
+        if frame.version != self._drawn:
+            self._draw(frame)
+        # after the drawing: when the page shows the day, it has that day's map and curves
         self.seed_text.object = f"seed **{run.seed}**"
         self.day_text.object = f"### Day {frame.day} of {run.days}"
         step = f" · last step {1000 * run.step_seconds:.0f} ms" if run.step_seconds else ""
@@ -787,18 +807,20 @@ class Explorer(pn.viewable.Viewer):
             f"Press **Set up / reset** to apply: {', '.join(pending)}" if pending else ""
         )
         self.pending_text.visible = bool(pending)
-        if frame.version != self._drawn:
-            first = self._drawn < 0 or frame.day == 0
-            self._drawn = frame.version
-            if first:
-                self._sync_options()
-                self.outcome_select.options = jobs.outcomes(run.model) if run.model is not None else []
-                self.curve_select.options = [*DAY_VIEWS, *(n for n in frame.names() if "_by_" in n)]
-                self._legend(frame)
-            self._map_redraw.event(version=frame.version)
-            self._redraw_curves()
-            self._show_area()
         self._refresh_job()
+
+    def _draw(self, frame: Frame) -> None:
+        run = self.run
+        if self._drawn < 0 or frame.day == 0:  # a new set-up
+            self._sync_options()
+            self.outcome_select.options = jobs.outcomes(run.model) if run.model is not None else []
+            self.curve_select.options = [*DAY_VIEWS, *(n for n in frame.names() if "_by_" in n)]
+            self._legend(frame)
+            self._new_curves()
+        self._drawn = frame.version
+        self._map_redraw.event(version=frame.version)
+        self._redraw_curves()
+        self._show_area()
 
     def _redraw_curves(self) -> None:
         self._curve_redraw.event(version=self.run.frame.version)
@@ -897,13 +919,13 @@ def _count(text: str, name: str) -> int:
 def _option_widget(name: str, option: Param | Choice) -> pn.widgets.Widget:
     if isinstance(option, Choice):
         return pn.widgets.Select(
-            name=name, options=list(option.options), value=option.value, width=290, description=option.doc
+            label=name, options=list(option.options), value=option.value, width=290, description=option.doc
         )
     low, high = option.bounds
     end = high if high - low <= 1000 else max(low + 1.0, min(high, 2 * abs(option.value) or high))
     step = _nice_step((end - low) / 200)
     return pn.widgets.EditableFloatSlider(
-        name=name, start=low, end=end, step=step, value=option.value, width=265
+        label=name, start=low, end=end, step=step, value=option.value, width=265
     )
 
 

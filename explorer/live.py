@@ -109,7 +109,8 @@ class Frame:
         """``[day]`` or ``[day, k]``: the values of ``name`` up to this frame's day."""
         rows = self.history[name][: self.day]
         if not rows:
-            return np.zeros(0)
+            k = len(self.labels.get(name, ()))
+            return np.zeros((0, k)) if k else np.zeros(0)
         return np.stack(rows)
 
     def names(self) -> tuple[str, ...]:

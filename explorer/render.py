@@ -63,7 +63,7 @@ def shade_agents(
         return homes
     key = {name: colour(name, i) for i, name in enumerate(group_names)}
     coloured = tf.shade(affected, color_key=[key[g] for g in group_names[1:]], how="eq_hist", min_alpha=140)
-    return tf.stack(homes, coloured)
+    return tf.stack(homes, tf.dynspread(coloured, threshold=0.5, max_px=2))
 
 
 def to_rgba(image: tf.Image) -> np.ndarray:

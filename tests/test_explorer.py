@@ -1,0 +1,316 @@
+"""The explorer without a server: the run model (LiveRun), the views (Explorer) driven from Python, the
+Datashader rendering, the jobs and the `populace explore` command's checks."""
+
+from __future__ import annotations
+
+import io
+
+import holoviews as hv
+import numpy as np
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from populace import ParamError, Simulation
+from populace.cli import main
+from populace.explorer import Explorer, LiveRun, jobs
+from populace.explorer.render import shade_agents, to_png, to_rgba
+from populace.layers.covid import Covid
+from populace.scenarios.nyc_covid import Classroom, NycCovid
+
+AGENTS = 3_000
+
+
+@pytest.fixture
+def run():
+    live = LiveRun("classroom", agents=AGENTS)
+    live.wait()
+    assert live.error == ""
+    yield live
+    live.close()
+
+
+def test_setup_gives_day_zero_with_every_agent_on_the_map(run):
+    frame = run.frame
+    assert frame.day == 0
+    assert frame.group_names == ("susceptible", "exposed", "infectious", "hospitalised", "recovered", "dead")
+    assert frame.groups is not None
+    assert frame.groups.shape == (AGENTS,)
+    assert run.map is not None
+    assert run.map.x.shape == (AGENTS,)
+    assert run.map.outlines is not None
+    assert run.map.outlines.n == 16
+    assert int(run.map.residents.sum()) == AGENTS
+
+
+def test_steps_publish_frames_whose_groups_match_the_series(run):
+    run.step(12).result()
+    frame = run.frame
+    assert frame.day == 12
+    assert frame.series("S").shape == (12,)
+    counts = np.bincount(frame.groups, minlength=len(frame.group_names))
+    assert counts.sum() == AGENTS
+    assert counts[0] == frame.series("S")[-1]
+    infectious = sum(frame.series(s)[-1] for s in ("P", "A", "M", "MH"))
+    assert counts[frame.group_names.index("infectious")] == infectious
+
+
+def test_same_seed_same_run_and_reset_starts_again(run):
+    run.step(20).result()
+    first = run.frame.series("new_infections").copy()
+    run.reset().result()
+    assert run.frame.day == 0
+    run.step(20).result()
+    assert np.array_equal(run.frame.series("new_infections"), first)
+    direct = Simulation(Classroom().build(AGENTS, run.options, seed=0, device="cpu"), seed=0).run(20)
+    assert np.array_equal(direct.series["new_infections"].numpy(), first)
+
+
+def test_a_live_option_applies_from_the_next_day(run):
+    run.step(10).result()
+    base = LiveRun("classroom", agents=AGENTS)
+    base.step(10).result()
+    assert run.is_live("beta")
+    assert run.set_option("beta", 0.2) is True
+    covid = next(m for m in run.model.modules() if isinstance(m, Covid))
+    assert float(covid.beta) == pytest.approx(0.2)
+    run.step(15).result()
+    base.step(15).result()
+    same, changed = run.frame.series("new_infections"), base.frame.series("new_infections")
+    assert np.array_equal(same[:10], changed[:10])  # the past is untouched
+    assert same[10:].sum() > changed[10:].sum()  # four times the transmission from day 10
+    base.close()
+
+
+def test_options_that_need_a_reset_wait_for_it(run):
+    assert not run.is_live("test_type")
+    assert not run.is_live("mask_adoption")
+    assert run.set_option("test_type", "antigen") is False
+    assert run.pending == {"test_type"}
+    run.set_option("test_type", "pcr")  # back to what the model was built with
+    assert run.pending == set()
+    run.set_option("vaccination", "on")
+    run.reset().result()
+    assert run.pending == set()
+    assert "first_doses" in run.frame.names()
+
+
+def test_bad_values_are_refused_and_named(run):
+    with pytest.raises(ParamError, match=r"beta: 5 is outside the bounds \[0, 1\]"):
+        run.set_option("beta", 5.0)
+    with pytest.raises(ParamError, match="test_type: expected one of none, pcr, antigen"):
+        run.set_option("test_type", "saliva")
+    with pytest.raises(ParamError, match="no_such: not an option of classroom"):
+        run.set_option("no_such", 1.0)
+    assert run.options["beta"].value == 0.05
+
+
+def test_play_stops_at_the_last_day(run):
+    run.days = 15
+    run.days_per_frame = 4
+    run.play()
+    run.wait()
+    assert run.frame.day == 15
+    assert not run.playing
+
+
+def test_a_failed_setup_is_reported_not_raised(run, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Classroom, "build", broken)
+    run.setup()
+    run.wait()
+    assert "setting up classroom" in run.error
+    assert "disk on fire" in run.error
+    assert not run.playing
+    assert run.busy == ""
+
+
+def test_changing_scenario_resets_the_options(run):
+    run.scenario = "bench-seir"
+    assert "latent_mean" in run.options
+    assert run.agents == 100_000
+    run.agents = 2_000
+    run.setup().result()
+    assert run.error == ""
+    assert run.map is None
+    assert run.frame.group_names == ("susceptible", "exposed", "infectious", "recovered")
+
+
+# ---------------------------------------------------------------------- rendering
+def test_shading_colours_the_affected_and_re_aggregates_at_a_new_extent():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 100, (2, 50_000)).astype(np.float32)
+    groups = np.zeros(50_000, dtype=np.uint8)
+    groups[x > 50] = 2  # the right half is infectious
+    names = ("susceptible", "exposed", "infectious")
+    image = to_rgba(
+        shade_agents(x, y, groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    )
+    assert image.shape == (20, 40, 4)
+    left, right = image[:, :15, :3].astype(int), image[:, 25:, :3].astype(int)
+    assert (np.abs(left[..., 0] - left[..., 1]) < 12).all()  # grey homes
+    assert (right[..., 0] > right[..., 1] + 60).all()  # red
+    zoomed = to_rgba(
+        shade_agents(x, y, groups, names, x_range=(0, 40), y_range=(0, 100), width=40, height=20)
+    )
+    assert (np.abs(zoomed[..., 0].astype(int) - zoomed[..., 1]) < 12).all()  # all of it left of x = 50
+    assert to_png(shade_agents(x, y, None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)).startswith(
+        b"\x89PNG"
+    )
+    with pytest.raises(ValueError, match="width, height"):
+        shade_agents(x, y, None, (), x_range=(0, 1), y_range=(0, 1), width=0, height=8)
+
+
+# ---------------------------------------------------------------------- views driven from Python
+@pytest.fixture
+def explorer(run):
+    view = Explorer(run=run)
+    root = view.layout.get_root()  # render once, as a served page does: the DynamicMaps come alive
+    view.refresh()
+    yield view, root
+    view.close()
+
+
+def _map_bytes(view: Explorer) -> bytes:
+    assert view.image is not None
+    return bytes(to_rgba(view.image))
+
+
+def test_views_redraw_the_map_and_curves_after_steps(explorer):
+    view, _ = explorer
+    before = _map_bytes(view)
+    assert "Day 0 of" in view.day_text.object
+    view.run.set_option("beta", 0.3)
+    view.run.step(25).result()
+    view.refresh()
+    assert "Day 25 of" in view.day_text.object
+    assert _map_bytes(view) != before
+    overlay = view._curves(0)
+    susceptible = next(c for c in overlay if c.label == "susceptible")
+    assert len(susceptible) == 25
+    assert susceptible.dimension_values(1)[-1] < AGENTS
+
+
+def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer):
+    view, _ = explorer
+    assert "beta" in view._option_widgets
+    assert "test_type" in view._option_widgets
+    view._option_widgets["beta"].value = 7.0
+    assert view.alert.visible
+    assert "beta: 7 is outside the bounds" in view.alert.object
+    assert view.run.options["beta"].value == 0.05
+    view.agents_input.value = "12abc"
+    view.setup_button.clicks += 1
+    assert "agents: expected a positive whole number" in view.alert.object
+
+
+def test_tapping_an_area_shows_its_counts(explorer):
+    view, _ = explorer
+    agents = view.run.map
+    a = int(agents.area[0])
+    inside = agents.area == a
+    view._on_tap(x=float(agents.x[inside][0]), y=float(agents.y[inside][0]))
+    assert f"**{agents.areas[a]}**" in view.area_text.object
+    assert f"{int(inside.sum()):,} residents" in view.area_text.object
+
+
+def test_exports_are_real_files(explorer):
+    view, _ = explorer
+    view.run.step(5).result()
+    view.refresh()
+    table = pcsv.read_csv(io.BytesIO(view._curves_file(".csv").getvalue()))
+    assert table.column("day").to_pylist() == [0, 1, 2, 3, 4]
+    parquet = pq.read_table(view._curves_file(".parquet"))
+    assert (
+        parquet.column("new_deaths_by_borough.north-west").to_pylist()
+        == table.column("new_deaths_by_borough.north-west").to_pylist()
+    )
+    assert view._map_png().getvalue().startswith(b"\x89PNG")
+
+
+def test_the_zoom_stream_re_aggregates(explorer):
+    view, _ = explorer
+    full = view._map_image(1, None, None, 100, 100)
+    x0, y0, x1, y1 = view.run.map.extent
+    zoomed = view._map_image(1, (x0, (x0 + x1) / 2), (y0, (y0 + y1) / 2), 100, 100)
+    assert isinstance(zoomed, hv.RGB)
+    assert zoomed.bounds.lbrt() == pytest.approx((x0, y0, (x0 + x1) / 2, (y0 + y1) / 2))
+    assert not np.array_equal(full.data, zoomed.data)
+
+
+# ---------------------------------------------------------------------- jobs
+def test_levers_and_what_if_agree_in_sign_with_the_gradient():
+    options = Classroom.options()
+    levers = jobs.levers(Classroom, options, agents=AGENTS, days=40, seed=0, outcome="total:new_infections")
+    by_option = {lever.option: lever for lever in levers.levers}
+    beta = by_option["beta"]
+    assert beta.gradient > 0
+    assert np.isfinite(beta.gradient)
+    again = jobs.what_if(
+        Classroom,
+        options,
+        agents=AGENTS,
+        days=40,
+        seed=0,
+        outcome="total:new_infections",
+        option="beta",
+        value=beta.value,
+    )
+    assert again == pytest.approx(levers.value)  # the same seed: the same run
+    higher = jobs.what_if(
+        Classroom,
+        options,
+        agents=AGENTS,
+        days=40,
+        seed=0,
+        outcome="total:new_infections",
+        option="beta",
+        value=beta.value * 1.2,
+    )
+    assert higher > levers.value
+
+
+def test_compare_runs_two_settings_with_one_seed():
+    a = Classroom.options()
+    b = dict(a)
+    b["school_close"] = b["school_close"].parse("0", "school_close")
+    b["work_close"] = b["work_close"].parse("0", "work_close")
+    c = jobs.compare(Classroom, a, b, agents=AGENTS, days=60, seed=0)
+    assert set(c.differences) == {"school_close", "work_close"}
+    infections = c.totals()["new_infections"]
+    assert infections[1] < infections[0]
+
+
+def test_calibrate_job_reports_progress():
+    seen = []
+    report, texts = jobs.calibrate(
+        NycCovid, agents=2_000, days=28, epochs=2, seed=0, on_epoch=lambda e, loss: seen.append((e, loss))
+    )
+    assert [e for e, _ in seen] == [0, 1]
+    assert all(np.isfinite(loss) for _, loss in seen)
+    assert "school_close" in texts
+    assert set(report.predictions) == {"cases", "hosp", "deaths"}
+    with pytest.raises(ValueError, match="no observed data"):
+        jobs.calibrate(Classroom, agents=100, days=7, epochs=1, seed=0)
+
+
+# ---------------------------------------------------------------------- command line
+def test_explore_command_checks_its_arguments(capsys):
+    assert main(["explore", "--scenario", "no-such"]) == 2
+    assert "no-such" in capsys.readouterr().err
+    assert main(["explore", "--agents", "many"]) == 2
+    assert "--agents: expected a positive whole number" in capsys.readouterr().err
+    assert main(["explore", "--port", "70000"]) == 2
+    assert "port number" in capsys.readouterr().err
+
+
+def test_device_is_passed_through():
+    live = LiveRun("classroom", agents=500, device=torch.device("cpu"))
+    live.wait()
+    assert live.error == ""
+    assert live._sim is not None
+    assert live._sim.device.type == "cpu"
+    live.close()

@@ -1,0 +1,240 @@
+"""The explorer in a real headless Chromium (Debian's ``chromium``, driven by Playwright) against
+``populace explore`` served on localhost: load, slider + play, step, reset, zoom, bad values.
+
+The Bokeh models are read through ``Bokeh.documents[0]`` (the plots live in shadow DOM). One server serves
+every test; its run is shared by all sessions (as in a workshop), so each test starts with a reset.
+``.ci/run`` installs Chromium (``apt-get install -y chromium``); elsewhere set ``POPULACE_CHROMIUM``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM = os.environ.get("POPULACE_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+AGENTS = 20_000  # the classroom town
+
+# JavaScript probes of the page's Bokeh document.
+MAP = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type === 'GlyphRenderer' && m.glyph.type === 'ImageRGBA') {
+      const d = m.data_source.data; const img = d.image[0]; let sum = 0;
+      for (let i = 0; i < img.length; i += 7) sum = (sum + img[i] * (i % 1013 + 1)) % 1e15;
+      return {sum: sum, n: img.length, x: d.x[0], dw: d.dw[0]};
+    }
+  }
+  return null;
+}"""
+CURVES = """() => {
+  const out = {};
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type === 'GlyphRenderer' && m.glyph.type === 'Line') {
+      const field = m.glyph.y.field; const y = (field && m.data_source.data[field]) || []; let s = 0;
+      for (const v of y) s += v;
+      out[m.name || m.id] = [y.length, s];
+    }
+  }
+  return out;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (or set POPULACE_CHROMIUM)"
+        )
+    port = _free_port()
+    log = tmp_path_factory.mktemp("explore") / "server.log"
+    command = [sys.executable, "-m", "populace.cli", "explore", "--scenario", "classroom"]
+    command += ["--agents", str(AGENTS), "--port", str(port), "--no-browser"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"populace explore did not start:\n{log.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator[object]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server)
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+    _wait(page, lambda: page.evaluate(MAP) is not None, "the map image")
+    _reset(page)
+    yield page
+    assert errors == [], f"errors in the page: {errors}"
+    page.close()
+
+
+def _wait(page: Page, condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(100)
+
+
+def _day(page: Page) -> int:
+    text = page.get_by_text(re.compile(r"Day \d+ of \d+")).first.inner_text()
+    return int(re.search(r"Day (\d+)", text).group(1))
+
+
+def _days(page: Page, days: int) -> None:
+    spinner = page.get_by_label("Days", exact=True)
+    spinner.fill(str(days))
+    spinner.press("Enter")
+
+
+def _reset(page: Page) -> None:
+    page.get_by_role("button", name="Set up / reset").click()
+    _wait(page, lambda: _day(page) == 0 and "ready" in _status(page), "the reset")
+    _settled_map(page)
+
+
+def _settled_map(page: Page) -> dict:
+    """The map once it stops changing (the image follows the day counter by a redraw)."""
+    last = page.evaluate(MAP)
+    for _ in range(100):
+        page.wait_for_timeout(300)
+        now = page.evaluate(MAP)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the map keeps changing")
+
+
+def _status(page: Page) -> str:
+    return page.get_by_text(re.compile(r"^(ready|.*…)")).first.inner_text()
+
+
+def _play_to_end(page: Page, days: int) -> None:
+    page.get_by_role("button", name="▶ Play").click()
+    _wait(page, lambda: _day(page) == days, f"day {days}")
+    _wait(page, lambda: sum(n for n, _ in page.evaluate(CURVES).values()) >= days, "the curves")
+
+
+def _slider_handle(page: Page, label: str):
+    """The slider handle right below the option's label."""
+    top = page.get_by_text(f"{label}:", exact=True).first.bounding_box()["y"]
+    handles = page.locator(".noUi-handle")
+    boxes = [(handles.nth(i).bounding_box(), i) for i in range(handles.count())]
+    below = [(box["y"], i) for box, i in boxes if box is not None and box["y"] > top]
+    return handles.nth(min(below)[1])
+
+
+def test_page_loads_with_the_map_the_controls_and_day_zero(page: Page):
+    assert _day(page) == 0
+    image = page.evaluate(MAP)
+    assert image["n"] > 10_000
+    for name in ("Set up / reset", "Step", "▶ Play", "New seed"):
+        assert page.get_by_role("button", name=name).count() == 1
+    assert page.get_by_text("Live: apply from the next day").count() == 1
+    assert page.get_by_text("beta:", exact=True).count() == 1
+
+
+def test_moving_a_slider_and_playing_changes_the_curves_and_the_map(page: Page):
+    _days(page, 30)
+    _play_to_end(page, 30)
+    base_map, base_curves = _settled_map(page), page.evaluate(CURVES)
+    _reset(page)
+    assert page.evaluate(MAP)["sum"] != base_map["sum"]  # day 0 again
+    handle = _slider_handle(page, "beta")
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 70, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    assert page.get_by_text(re.compile("Press .* to apply")).count() == 0  # beta is live: no reset needed
+    _play_to_end(page, 30)
+    moved_map, moved_curves = _settled_map(page), page.evaluate(CURVES)
+    assert moved_map["sum"] != base_map["sum"]
+    assert sorted(v[1] for v in moved_curves.values()) != sorted(v[1] for v in base_curves.values())
+
+
+def test_step_and_reset(page: Page):
+    before = _settled_map(page)
+    page.get_by_role("button", name="Step").click()
+    _wait(page, lambda: _day(page) == 1, "day 1")
+    for _ in range(4):
+        page.get_by_role("button", name="Step").click()
+        page.wait_for_timeout(150)
+    _wait(page, lambda: _day(page) == 5, "day 5")
+    _wait(page, lambda: page.evaluate(MAP)["sum"] != before["sum"], "the map to change")
+    _reset(page)
+    _wait(page, lambda: page.evaluate(MAP)["sum"] == before["sum"], "the day-0 map")  # same seed
+
+
+def test_zoom_re_aggregates_the_map(page: Page):
+    before = _settled_map(page)
+    box = page.locator("canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    for _ in range(5):
+        page.mouse.wheel(0, -240)
+        page.wait_for_timeout(100)
+    _wait(page, lambda: page.evaluate(MAP)["dw"] < 0.8 * before["dw"], "a narrower image after zooming")
+    after = page.evaluate(MAP)
+    assert after["sum"] != before["sum"]
+    assert after["n"] > 10_000
+
+
+def test_a_bad_value_shows_an_error(page: Page):
+    agents = page.get_by_label("Agents").first  # the sidebar's (the other tabs have their own)
+    agents.fill("12abc")
+    agents.press("Enter")
+    page.get_by_role("button", name="Set up / reset").click()
+    alert = page.get_by_text(re.compile("agents: expected a positive whole number"))
+    _wait(page, lambda: alert.count() > 0, "the error")
+    assert alert.first.is_visible()
+    agents.fill(str(AGENTS))
+    agents.press("Enter")
+    _reset(page)
+    _wait(page, lambda: page.get_by_text(re.compile("agents: expected")).count() == 0, "the error to clear")
