@@ -19,6 +19,7 @@ import logging
 import math
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +37,7 @@ from populace.simulate import Result
 
 from . import jobs
 from .live import MAX_AGENTS, Frame, LiveRun
-from .render import colour, shade_agents, to_png, to_rgba
+from .render import MapPainter, colour, to_png
 
 __all__ = ["Explorer"]
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 SIDEBAR_WIDTH = 340
 MAP_SIZE = (620, 560)
 CURVES_WIDTH = 500
+CURVES_EVERY_S = 0.25
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
 
 
@@ -74,9 +76,11 @@ class Explorer(pn.viewable.Viewer):
         _extensions()
         self.run = run if run is not None else LiveRun(scenario, agents=agents)
         self.refresh_ms = refresh_ms
-        self.image: Any = None
-        """The map's last Datashader image (exported as PNG)."""
+        self.image: np.ndarray | None = None
+        """The map as last drawn, ``uint8[height, width, 4]`` (exported as PNG)."""
+        self._painter: MapPainter | None = None
         self._drawn = -1
+        self._curves_drawn, self._curves_at = -1, 0.0
         self._tapped: int | None = None
         self._syncing = False
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="populace-job")
@@ -161,7 +165,14 @@ class Explorer(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+        self.run.viewers += 1
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda _: self._detach())
         return self.layout
+
+    def _detach(self) -> None:
+        self.run.viewers = max(0, self.run.viewers - 1)
+        self.close()
 
     # ------------------------------------------------------------------ run tab
     def _run_tab(self) -> pn.viewable.Viewable:
@@ -228,9 +239,9 @@ class Explorer(pn.viewable.Viewer):
         x_range = x_range if x_range is not None and all(map(math.isfinite, x_range)) else (x0, x1)
         y_range = y_range if y_range is not None and all(map(math.isfinite, y_range)) else (y0, y1)
         groups = frame.groups if frame.groups is not None and len(frame.groups) == len(agents.x) else None
-        self.image = shade_agents(
-            agents.x,
-            agents.y,
+        if self._painter is None or self._painter.x is not agents.x:
+            self._painter = MapPainter(agents.x, agents.y)
+        self.image = self._painter.paint(
             groups,
             frame.group_names,
             x_range=x_range,
@@ -239,7 +250,7 @@ class Explorer(pn.viewable.Viewer):
             height=int(height or MAP_SIZE[1]),
         )
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        return hv.RGB(to_rgba(self.image), bounds=bounds, kdims=["x", "y"])
+        return hv.RGB(self.image, bounds=bounds, kdims=["x", "y"])
 
     def _outline_paths(self, v: int) -> hv.Polygons:
         agents = self.run.map
@@ -794,6 +805,10 @@ class Explorer(pn.viewable.Viewer):
             self._syncing = False
         if frame.version != self._drawn:
             self._draw(frame)
+        if frame.version != self._curves_drawn and (
+            not run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S
+        ):  # the curves cost as much as the map: while playing they follow at most a few times a second
+            self._redraw_curves()
         # after the drawing: when the page shows the day, it has that day's map and curves
         self.seed_text.object = f"seed **{run.seed}**"
         self.day_text.object = f"### Day {frame.day} of {run.days}"
@@ -819,11 +834,13 @@ class Explorer(pn.viewable.Viewer):
             self._new_curves()
         self._drawn = frame.version
         self._map_redraw.event(version=frame.version)
-        self._redraw_curves()
         self._show_area()
+        self.run.shown(frame.version)
 
     def _redraw_curves(self) -> None:
-        self._curve_redraw.event(version=self.run.frame.version)
+        self._curves_drawn = self.run.frame.version
+        self._curves_at = time.perf_counter()
+        self._curve_redraw.event(version=self._curves_drawn)
 
     def _legend(self, frame: Frame) -> None:
         items = [

@@ -181,6 +181,10 @@ class LiveRun(param.Parameterized):
         self._lock = threading.RLock()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="populace-run")
         self._last: Future[None] | None = None
+        self.viewers = 0
+        """Sessions drawing this run: while there are any, play waits for each frame to be drawn (every day
+        shown, and the simulation thread leaves the drawing threads time to run)."""
+        self._shown = threading.Event()
         self.param.watch(self._scenario_changed, "scenario")
         if setup:
             self.setup()
@@ -324,10 +328,18 @@ class LiveRun(param.Parameterized):
             self._publish(sim, model)
             self.step_seconds = time.perf_counter() - t0
 
+    def shown(self, version: int) -> None:
+        """A view drew frame ``version`` (see :attr:`viewers`)."""
+        if version == self.frame.version:
+            self._shown.set()
+
     def _play(self) -> None:
         while self.playing and self.frame.day < self.days:
             t0 = time.perf_counter()
+            self._shown.clear()
             self._advance(min(self.days_per_frame, self.days - self.frame.day))
+            if self.viewers > 0:
+                self._shown.wait(timeout=2.0)
             if self.speed > 0:
                 time.sleep(max(0.0, self.days_per_frame / self.speed - (time.perf_counter() - t0)))
         self.playing = False

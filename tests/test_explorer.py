@@ -15,7 +15,7 @@ import torch
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
-from populace.explorer.render import shade_agents, to_png, to_rgba
+from populace.explorer.render import MapPainter, to_png
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -140,28 +140,28 @@ def test_changing_scenario_resets_the_options(run):
 
 
 # ---------------------------------------------------------------------- rendering
-def test_shading_colours_the_affected_and_re_aggregates_at_a_new_extent():
+def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 100, (2, 50_000)).astype(np.float32)
     groups = np.zeros(50_000, dtype=np.uint8)
     groups[x > 50] = 2  # the right half is infectious
+    groups[(x > 50) & (y > 90)] = 1  # and the top of it exposed
     names = ("susceptible", "exposed", "infectious")
-    image = to_rgba(
-        shade_agents(x, y, groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
-    )
+    painter = MapPainter(x, y)
+    image = painter.paint(groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
     assert image.shape == (20, 40, 4)
-    left, right = image[:, :15, :3].astype(int), image[:, 25:, :3].astype(int)
+    assert image.dtype == np.uint8
+    left, right = image[:, :15, :3].astype(int), image[2:, 25:, :3].astype(int)
     assert (np.abs(left[..., 0] - left[..., 1]) < 12).all()  # grey homes
-    assert (right[..., 0] > right[..., 1] + 60).all()  # red
-    zoomed = to_rgba(
-        shade_agents(x, y, groups, names, x_range=(0, 40), y_range=(0, 100), width=40, height=20)
-    )
+    assert (right[..., 0] > right[..., 1] + 60).all()  # red below y = 90
+    top = image[0, 25:, :3].astype(int)  # the first row is the top (y near 100): exposed, orange
+    assert ((top[:, 0] > 200) & (top[:, 1] > 120) & (top[:, 2] < 100)).all()
+    zoomed = painter.paint(groups, names, x_range=(0, 40), y_range=(0, 100), width=40, height=20)
     assert (np.abs(zoomed[..., 0].astype(int) - zoomed[..., 1]) < 12).all()  # all of it left of x = 50
-    assert to_png(shade_agents(x, y, None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)).startswith(
-        b"\x89PNG"
-    )
+    homes = painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)
+    assert to_png(homes).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="width, height"):
-        shade_agents(x, y, None, (), x_range=(0, 1), y_range=(0, 1), width=0, height=8)
+        painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=0, height=8)
 
 
 # ---------------------------------------------------------------------- views driven from Python
@@ -176,7 +176,7 @@ def explorer(run):
 
 def _map_bytes(view: Explorer) -> bytes:
     assert view.image is not None
-    return bytes(to_rgba(view.image))
+    return view.image.tobytes()
 
 
 def test_views_redraw_the_map_and_curves_after_steps(explorer):

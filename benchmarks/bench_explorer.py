@@ -1,0 +1,213 @@
+"""Benchmark: the explorer in a real browser (Debian Chromium + Playwright) against a Panel server in this
+process, at NYC scale and at classroom scale.
+
+    python benchmarks/bench_explorer.py [--cases nyc-covid:8.4M,classroom:20k] [--seconds 15] [--screenshots DIR]
+
+For each case it measures (with every day drawn unless ``--days-per-frame`` says otherwise):
+
+* ``slider_to_map_s`` — move a live slider (β) in the page, press Step: seconds until the page holds the new
+  map image (one simulated day, the Datashader redraw and the transfer); median of 5;
+* ``play_days_per_s`` — press Play: days per second shown by the page's day counter over ``--seconds``,
+  and ``play_frames_per_s``, distinct map images the page received per second;
+* ``zoom_s`` — a wheel zoom on the map: seconds until the page holds the re-aggregated image; median of 3;
+* in-process parts: ``step_s`` (a simulated day and its frame) and ``render_s`` (the Datashader image at
+  620 × 560), medians.
+
+Targets (issue 6): at 8.4M agents the map redraws in under 0.5 s after a slider change and a day plus its
+redraw keeps up at least 2 days per second; at classroom size 20+ days per second. Prints one JSON object per
+case and appends it to ``benchmarks/bench_explorer_results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import panel as pn
+
+from _record import append, machine
+from populace.cli import parse_count
+from populace.explorer import Explorer, LiveRun
+from populace.explorer.app import _extensions
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "bench_explorer_results.json"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MAP_SUM = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type === 'GlyphRenderer' && m.glyph.type === 'ImageRGBA') {
+      const d = m.data_source.data; const img = d.image[0]; let s = 0;
+      for (let i = 0; i < img.length; i += 7) s = (s + img[i] * (i % 1013 + 1)) % 1e15;
+      return [s, d.dw[0]];
+    }
+  }
+  return null;
+}"""
+DAY = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    const t = m.text; if (typeof t === 'string') { const r = /Day (\\d+) of/.exec(t); if (r) return +r[1]; }
+  }
+  return -1;
+}"""
+RECORD = """async (ms) => {
+  const mapSum = (%s); const day = (%s); const out = []; const t0 = performance.now(); let last = null;
+  while (performance.now() - t0 < ms) {
+    const m = mapSum(); const d = day();
+    if (!last || m[0] !== last[0] || d !== last[1]) { out.push([performance.now() - t0, d, m[0]]); last = [m[0], d]; }
+    await new Promise(r => setTimeout(r, 10));
+  }
+  return out;
+}""" % (MAP_SUM, DAY)
+WAIT_CHANGE = (
+    """async ([before, ms]) => {
+  const mapSum = (%s); const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    const m = mapSum(); if (m && m[0] !== before) return (performance.now() - t0) / 1000;
+    await new Promise(r => setTimeout(r, 5));
+  }
+  return null;
+}"""
+    % MAP_SUM
+)
+
+
+def measure(
+    scenario: str, agents: int, seconds: float, port: int, screenshots: Path | None, days_per_frame: int
+) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    _extensions()
+    t0 = time.perf_counter()
+    run = LiveRun(scenario, agents=agents)
+    run.wait()
+    if run.error:
+        raise RuntimeError(run.error)
+    setup_s = time.perf_counter() - t0
+    run.days = 10_000 // 10
+    probe = Explorer(run=run)
+    render = []
+    for _ in range(5):
+        t = time.perf_counter()
+        probe._map_image(0, None, None, 620, 560)
+        render.append(time.perf_counter() - t)
+    steps = []
+    for _ in range(5):
+        t = time.perf_counter()
+        run.step(1).result()
+        steps.append(time.perf_counter() - t)
+    probe.close()
+    run.reset().result()
+    run.days_per_frame = days_per_frame
+    server = pn.serve({"/": lambda: Explorer(run=run)}, port=port, show=False, threaded=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.goto(f"http://localhost:{port}/")
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=120_000)
+            page.wait_for_function(f"() => ({MAP_SUM})() !== null", timeout=120_000)
+            run.step(10).result()  # a few days in: every step changes the map
+            page.wait_for_timeout(2000)
+            # slider → Step → new map
+            top = page.get_by_text("beta:", exact=True).first.bounding_box()["y"]
+            handles = page.locator(".noUi-handle")
+            boxes = [(handles.nth(i).bounding_box(), i) for i in range(handles.count())]
+            handle = handles.nth(min((b["y"], i) for b, i in boxes if b and b["y"] > top)[1])
+            latencies = []
+            for k in range(5):
+                box = handle.bounding_box()
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.mouse.down()
+                page.mouse.move(
+                    box["x"] + box["width"] / 2 + (6 if k % 2 == 0 else -6), box["y"] + 5, steps=3
+                )
+                page.mouse.up()
+                page.wait_for_timeout(300)
+                before = page.evaluate(MAP_SUM)[0]
+                page.get_by_role("button", name="Step").click()
+                latencies.append(page.evaluate(WAIT_CHANGE, [before, 20_000]))
+                page.wait_for_timeout(500)
+            # play
+            page.get_by_role("button", name="▶ Play").click()
+            trace = page.evaluate(RECORD, seconds * 1000)
+            page.get_by_role("button", name="❚❚ Pause").click()
+            page.wait_for_timeout(1500)
+            days = [d for _, d, _ in trace if d >= 0]
+            span = (trace[-1][0] - trace[0][0]) / 1000 if len(trace) > 1 else float("nan")
+            frames = len({m for _, _, m in trace})
+            if screenshots is not None:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshots / f"explorer-{scenario}-{agents}.png"))
+            # zoom
+            zooms = []
+            canvas = page.locator("canvas").first.bounding_box()
+            for _ in range(3):
+                before = page.evaluate(MAP_SUM)[0]
+                page.mouse.move(canvas["x"] + canvas["width"] * 0.45, canvas["y"] + canvas["height"] * 0.5)
+                page.mouse.wheel(0, -300)
+                zooms.append(page.evaluate(WAIT_CHANGE, [before, 20_000]))
+                page.wait_for_timeout(800)
+            if screenshots is not None:
+                page.screenshot(path=str(screenshots / f"explorer-{scenario}-{agents}-zoom.png"))
+            browser.close()
+    finally:
+        server.stop()
+        run.close()
+    return {
+        "scenario": scenario,
+        "agents": agents,
+        "days_per_frame": days_per_frame,
+        "setup_s": round(setup_s, 2),
+        "step_s": round(statistics.median(steps), 4),
+        "render_s": round(statistics.median(render), 4),
+        "slider_to_map_s": round(statistics.median(x for x in latencies if x is not None), 3),
+        "slider_to_map_all_s": latencies,
+        "play_days_per_s": round((max(days) - min(days)) / span, 2) if days else None,
+        "play_frames_per_s": round(frames / span, 2),
+        "zoom_s": round(statistics.median(x for x in zooms if x is not None), 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="nyc-covid:8.4M,classroom:20k")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--port", type=int, default=5123)
+    parser.add_argument("--screenshots", type=Path)
+    parser.add_argument("--days-per-frame", type=int, default=1, help="days simulated per redraw (default 1)")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args()
+    for case in args.cases.split(","):
+        scenario, _, size = case.partition(":")
+        measured = measure(
+            scenario,
+            parse_count(size, "--cases"),
+            args.seconds,
+            args.port,
+            args.screenshots,
+            args.days_per_frame,
+        )
+        result = {**machine(), **measured}
+        print(json.dumps(result), flush=True)
+        if not args.no_record:
+            append(RESULTS, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
