@@ -1,7 +1,8 @@
 """Benchmark: the explorer in a real browser (Debian Chromium + Playwright) against a Panel server in this
 process, at NYC scale and at classroom scale.
 
-    python benchmarks/bench_explorer.py [--cases nyc-covid:8.4M,classroom:20k] [--seconds 15] [--screenshots DIR]
+    python benchmarks/bench_explorer.py [--cases nyc-covid:8.4M,classroom:20k] [--seconds 15]
+                                        [--days-per-frame K] [--screenshots DIR]
 
 For each case it measures (with every day drawn unless ``--days-per-frame`` says otherwise):
 
@@ -29,8 +30,8 @@ import time
 from pathlib import Path
 
 import panel as pn
-
 from _record import append, machine
+
 from populace.cli import parse_count
 from populace.explorer import Explorer, LiveRun
 from populace.explorer.app import _extensions
@@ -64,25 +65,25 @@ DAY = """() => {
   return -1;
 }"""
 RECORD = """async (ms) => {
-  const mapSum = (%s); const day = (%s); const out = []; const t0 = performance.now(); let last = null;
+  const mapSum = (MAP_SUM); const day = (DAY); const out = []; const t0 = performance.now();
+  let last = null;
   while (performance.now() - t0 < ms) {
     const m = mapSum(); const d = day();
-    if (!last || m[0] !== last[0] || d !== last[1]) { out.push([performance.now() - t0, d, m[0]]); last = [m[0], d]; }
+    if (!last || m[0] !== last[0] || d !== last[1]) {
+      out.push([performance.now() - t0, d, m[0]]); last = [m[0], d];
+    }
     await new Promise(r => setTimeout(r, 10));
   }
   return out;
-}""" % (MAP_SUM, DAY)
-WAIT_CHANGE = (
-    """async ([before, ms]) => {
-  const mapSum = (%s); const t0 = performance.now();
+}""".replace("MAP_SUM", MAP_SUM).replace("DAY", DAY)
+WAIT_CHANGE = """async ([before, ms]) => {
+  const mapSum = (MAP_SUM); const t0 = performance.now();
   while (performance.now() - t0 < ms) {
     const m = mapSum(); if (m && m[0] !== before) return (performance.now() - t0) / 1000;
     await new Promise(r => setTimeout(r, 5));
   }
   return null;
-}"""
-    % MAP_SUM
-)
+}""".replace("MAP_SUM", MAP_SUM)
 
 
 def measure(

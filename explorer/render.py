@@ -60,7 +60,8 @@ class MapPainter:
         width: int,
         height: int,
     ) -> np.ndarray:
-        """Args: ``groups``: ``uint8[agents]`` group of each agent (index into ``group_names``), or ``None``."""
+        """The image; ``groups``: ``uint8[agents]``, each agent's group (index into ``group_names``), or
+        ``None``."""
         if width < 1 or height < 1:
             raise ValueError(f"width, height: expected a positive canvas size, got {width} x {height}")
         canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
