@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SIDEBAR_WIDTH = 340
 MAP_SIZE = (620, 560)
-CURVES_WIDTH = 500
+CURVES_WIDTH = 450
 CURVES_EVERY_S = 0.25
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import panel as pn
 
+from populace.cli import UsageError
+
 from .app import Explorer, _extensions
 from .live import LiveRun
 
@@ -50,15 +52,21 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
-    server = pn.serve(
-        {"/": lambda: Explorer(run=run)},
-        port=port,
-        address=address,
-        websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
-        show=False,
-        title="Populace Explorer",
-        start=False,
-    )
+    try:
+        server = pn.serve(
+            {"/": lambda: Explorer(run=run)},
+            port=port,
+            address=address,
+            websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
+            show=False,
+            title="Populace Explorer",
+            start=False,
+        )
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        run.close()
+        raise UsageError(
+            f"--port {port} / --address {address}: cannot listen: {exc.strerror or exc}"
+        ) from None
     if ready is not None:
         ready(server)
     try:

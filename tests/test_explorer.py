@@ -314,3 +314,17 @@ def test_device_is_passed_through():
     assert live._sim is not None
     assert live._sim.device.type == "cpu"
     live.close()
+
+
+def test_explore_reports_a_port_in_use(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(
+            ["explore", "--scenario", "classroom", "--agents", "500", "--port", str(port), "--no-browser"]
+        )
+    assert code == 2
+    assert f"--port {port}" in capsys.readouterr().err
