@@ -96,12 +96,13 @@ class Farms:
 
 
 BETA_ENV = Param(
-    0.002,
+    1.2e-6,
     (0.0, 1.0),
     "1/day per unit of pressure",
     learnable=True,
-    doc="Infection hazard of a farm per unit of environmental (wild-bird) pressure. Assumed (scale set so "
-    "that the default run has detections of the observed order; to be calibrated).",
+    doc="Infection hazard of a farm per unit of environmental pressure. Set by hand (in-sample) so that the "
+    "h5n1-fowl-to-fork default run has as many detections as observed (766 commercial layer, broiler and "
+    "turkey flocks, APHIS 2022-2025); to be calibrated.",
 )
 BETA_FARM = Param(
     0.002,
