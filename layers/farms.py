@@ -4,9 +4,12 @@ detected, culled and restocked. Agents are farms (no people), with integer state
 Each farm is susceptible (S), infected and not yet detected (I), or depopulated (D: culled, cleaned and
 waiting to restock). A day:
 
-1. farms whose detection day is today are detected: the whole flock is culled (``birds_culled``), the
-   farm is empty until its restocking day (``restock_days_<kind>``), producing nothing;
-   depopulated farms whose restocking day is today restock (S) with a fresh infection threshold;
+1. farms whose detection day is today are detected: the whole flock is culled (``birds_culled``) and the
+   farm stays empty, producing nothing, for at least ``restock_days_<kind>`` (cleaning, disinfection,
+   fallow); after that it restocks (S, with a fresh infection threshold) with daily probability
+   1 − exp(−r · ρ^η): r = ``restock_rate``, ρ the price of the kind's product relative to its base (read
+   from a linked :class:`~populace.layers.graph.PriceResponse`, yesterday's; 1 for kinds without one), η =
+   ``restock_price_response`` — high prices speed repopulation;
 2. infection: the hazard of susceptible farm i is
    λ_i = σ_kind(i) · (β_env · pressure[region_i] + β_farm · Σ_{j in I} K(d_ij)),
    K(d) = 1 / (1 + (d/r₀)^α) the transmission kernel of Boender et al. (2007); ``pressure`` is read from a
@@ -21,14 +24,17 @@ waiting to restock). A day:
 The kernel sum runs over today's infected farms only (an ``[farms, infected]`` block): exact distances, no
 grid. In differentiable mode the infection draw goes through a sampler of :mod:`populace.samplers`
 (forward: the exact sample; backward: its estimator): ``infected: float32[farms]`` is 1 for farms infected
-since their last restock and carries the derivative of that infection to their onward transmission, to
-the birds culled when they are detected and to the output lost while they are empty. Fast mode keeps
+since their last restock and carries the derivative of that infection to their onward transmission and to
+the birds culled when they are detected; ``stocked: float32[farms]`` is 1 for farms with birds and carries
+the derivatives of culling (−infected) and of the restocking draw (a second sampler), so output lost while
+a farm is empty, and the risk of a farm restocked early, depend on every parameter upstream, the demand
+elasticity included. Fast mode keeps
 ``uint8`` status, ``int32`` due days and ``float32`` thresholds, updated in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -124,6 +130,18 @@ DETECTION_MEAN = Param(
     "days and producers must report sudden mortality.",
 )
 DETECTION_SD = Param(2.0, (0.0, 60.0), "days", doc="Standard deviation of the detection delay. Assumed.")
+RESTOCK_RATE = Param(
+    1 / 30,
+    (0.0, 10.0),
+    "1/day",
+    doc="Daily rate of restocking once the fallow period is over, at base prices (mean wait 30 days). Assumed.",
+)
+RESTOCK_PRICE_RESPONSE = Param(
+    1.0,
+    (0.0, 10.0),
+    "dimensionless",
+    doc="Exponent η of the relative price in the restocking rate (1: twice the price, twice as fast). Assumed.",
+)
 
 
 @dataclass
@@ -136,6 +154,8 @@ class FarmState(LayerState):
         threshold: ``float32[farms]`` hazard still needed to infect the farm (``inf`` unless S).
         infected: ``float32[farms]`` (differentiable mode only): 1 for farms infected since their last
             restock, carrying the derivative of that infection; ``None`` in fast mode.
+        stocked: ``float32[farms]`` (differentiable mode only): 1 for farms with birds, carrying the
+            derivatives of culling and restocking; ``None`` in fast mode.
         output: ``float32[farms, commodities]`` today's output.
         counts: ``[3]`` farms per status; ``new_infections``, ``detections``, ``birds_culled``: ``[]``
             today's; ``detections_by_group``: ``[groups]``; ``culled_by_kind``: ``[kinds]`` birds.
@@ -145,6 +165,7 @@ class FarmState(LayerState):
     due: torch.Tensor
     threshold: torch.Tensor
     infected: torch.Tensor | None
+    stocked: torch.Tensor | None
     output: torch.Tensor
     counts: torch.Tensor
     new_infections: torch.Tensor
@@ -162,9 +183,12 @@ class PoultryFarms(Layer):
         pressure: link to the layer whose state ``y`` is the environmental pressure by region.
         susceptibility: one spec per kind (relative hazard, ``susceptibility_<kind>``).
         restock_days: one spec per kind (days from culling to restocking, ``restock_days_<kind>``).
+        restock_rate, restock_price_response: restocking after the fallow period (see module docs).
         beta_env, beta_farm, kernel_r0, kernel_alpha, detection_mean, detection_sd: specs (defaults cited).
         estimator: gradient estimator of the infection draw, ``"smoothed"`` or ``"gumbel"``.
         tau: temperature of ``"gumbel"``.
+
+    Call :meth:`respond_to` to link the restocking of some kinds to a price.
     """
 
     phase = Phase.DISEASE
@@ -172,6 +196,8 @@ class PoultryFarms(Layer):
     beta_farm: torch.Tensor
     kernel_r0: torch.Tensor
     kernel_alpha: torch.Tensor
+    restock_rate: torch.Tensor
+    restock_price_response: torch.Tensor
 
     def __init__(
         self,
@@ -186,6 +212,8 @@ class PoultryFarms(Layer):
         kernel_alpha: Param = KERNEL_ALPHA,
         detection_mean: Param = DETECTION_MEAN,
         detection_sd: Param = DETECTION_SD,
+        restock_rate: Param = RESTOCK_RATE,
+        restock_price_response: Param = RESTOCK_PRICE_RESPONSE,
         estimator: str = "smoothed",
         tau: float = 0.1,
     ) -> None:
@@ -207,6 +235,10 @@ class PoultryFarms(Layer):
         register_param(self, "beta_farm", beta_farm)
         register_param(self, "kernel_r0", kernel_r0)
         register_param(self, "kernel_alpha", kernel_alpha)
+        register_param(self, "restock_rate", restock_rate)
+        register_param(self, "restock_price_response", restock_price_response)
+        self.market: Link[Any] | None = None
+        self.register_buffer("market_kind", torch.zeros(len(farms.kinds), dtype=torch.bool))
         for kind in farms.kinds:
             register_param(self, f"susceptibility_{kind}", susceptibility[kind])
         self.restock = torch.tensor([restock_days[k].value for k in farms.kinds]).round().to(torch.int32)
@@ -214,6 +246,16 @@ class PoultryFarms(Layer):
         for kind in farms.kinds:
             self.param_specs[f"restock_days_{kind}"] = restock_days[kind]
         self.param_specs.update(detection_mean=detection_mean, detection_sd=detection_sd)
+
+    def respond_to(self, market: Link[Any], kinds: Sequence[str]) -> None:
+        """Restock farms of ``kinds`` at a rate that grows with ``market``'s relative price (its state's
+        ``relative``, e.g. :class:`~populace.layers.graph.PriceResponse`)."""
+        unknown = [k for k in kinds if k not in self.farms.kinds]
+        if unknown:
+            raise ValueError(f"kinds: {unknown} are not kinds of these farms {self.farms.kinds}")
+        self.market = market
+        market_kind: torch.Tensor = self.market_kind
+        market_kind.copy_(torch.tensor([k in kinds for k in self.farms.kinds]))
 
     # ------------------------------------------------------------------ reporting
     def observables(self) -> tuple[str, ...]:
@@ -257,6 +299,7 @@ class PoultryFarms(Layer):
             due=torch.full((n,), -1, dtype=torch.int32, device=device),
             threshold=ctx.streams.exponential("farms.threshold", n),
             infected=torch.zeros(n, device=device) if ctx.differentiable else None,
+            stocked=torch.ones(n, device=device) if ctx.differentiable else None,
             output=capacity.clone(),
             counts=torch.tensor([n, 0, 0], dtype=dtype, device=device),
             new_infections=torch.zeros((), dtype=dtype, device=device),
@@ -272,34 +315,60 @@ class PoultryFarms(Layer):
         self._infect(state, ctx)
         return state
 
+    def _restock_probability(self, ctx: StepContext) -> torch.Tensor:
+        """``float32[farms]`` probability that a farm past its fallow period restocks today."""
+        kind: torch.Tensor = self.farm_kind
+        rate = self.restock_rate * torch.ones(len(self.farms.kinds), device=kind.device)
+        if self.market is not None:
+            relative = self.market.state(ctx).relative.clamp(min=1e-3)
+            market_kind: torch.Tensor = self.market_kind
+            rate = torch.where(market_kind, rate * relative.pow(self.restock_price_response), rate)
+        return (-torch.expm1(-rate)).index_select(0, kind)
+
     def _detect_and_restock(self, state: FarmState, ctx: StepContext) -> None:
         day = ctx.day
-        due = torch.nonzero(state.due == day).squeeze(1)
-        was = state.status[due]
-        detected = due[was == FarmStatus.I]
-        restocked = due[was == FarmStatus.D]
+        detected = torch.nonzero((state.due == day) & (state.status == FarmStatus.I)).squeeze(1)
+        ready = (state.status == FarmStatus.D) & (state.due <= day) & (state.due >= 0)
         kind: torch.Tensor = self.farm_kind
         size: torch.Tensor = self.farm_size
+        groups, kinds = len(self.farms.groups), len(self.farms.kinds)
+        restocked = torch.zeros(0, dtype=torch.int64, device=kind.device)
+        x_restock: torch.Tensor | None = None
+        if bool(ready.any()):
+            u = ctx.streams.uniform("farms.restock", self.farms.n, day)
+            q = self._restock_probability(ctx)
+            sample = ready & (u < q.detach())
+            restocked = torch.nonzero(sample).squeeze(1)
+            if state.stocked is not None:
+                x_restock = SmoothedBernoulli.apply(q * ready, sample)
         state.status[detected] = FarmStatus.D
         state.due[detected] = day + self.restock.to(state.due.device)[kind[detected]]
         state.status[restocked] = FarmStatus.S
         state.due[restocked] = -1
         if restocked.numel():
-            fresh = ctx.streams.exponential("farms.restock", self.farms.n, day)
+            fresh = ctx.streams.exponential("farms.threshold", self.farms.n, day)
             state.threshold[restocked] = fresh[restocked]
-        groups, kinds = len(self.farms.groups), len(self.farms.kinds)
-        if state.infected is None:
-            w_det = torch.ones(detected.numel(), device=due.device)
-            w_res = torch.ones(restocked.numel(), device=due.device)
+        if state.infected is None or state.stocked is None:
+            w_det = torch.ones(detected.numel(), device=kind.device)
+            w_res = torch.ones(restocked.numel(), device=kind.device)
         else:
-            w_det, w_res = state.infected[detected], state.infected[restocked]
-            keep = torch.ones_like(state.infected)
-            keep[restocked] = 0.0
-            state.infected = state.infected * keep  # restocked flocks start uninfected
+            w_det = state.infected[detected]
+            culled_now = torch.zeros_like(state.infected)
+            culled_now[detected] = 1.0
+            stocked = state.stocked - culled_now * state.infected  # 1 - 1 = 0, derivative -d(infected)
+            if x_restock is not None:
+                stocked = stocked + x_restock  # 0 + 1 for restocked farms, the draw's derivative for all
+                w_res = x_restock[restocked]
+                keep = torch.ones_like(state.infected)
+                keep[restocked] = 0.0
+                state.infected = state.infected * keep  # restocked flocks start uninfected
+            else:
+                w_res = torch.zeros(0, device=kind.device)
+            state.stocked = stocked
         group: torch.Tensor = self.farm_group
-        by_group = torch.zeros(groups, device=due.device).index_add(0, group[detected], w_det)
+        by_group = torch.zeros(groups, device=kind.device).index_add(0, group[detected], w_det)
         culled = size[detected] * w_det
-        by_kind = torch.zeros(kinds, device=due.device).index_add(0, kind[detected], culled)
+        by_kind = torch.zeros(kinds, device=kind.device).index_add(0, kind[detected], culled)
         n_det, n_res = w_det.sum(), w_res.sum()
         flow = torch.stack([n_res, -n_det, n_det - n_res])
         if state.infected is None:
@@ -323,8 +392,8 @@ class PoultryFarms(Layer):
         if sources.numel():
             fx: torch.Tensor = self.farm_x
             fy: torch.Tensor = self.farm_y
-            d = torch.sqrt((fx.unsqueeze(1) - fx[sources]) ** 2 + (fy.unsqueeze(1) - fy[sources]) ** 2)
-            kernel = 1.0 / (1.0 + (d / self.kernel_r0).pow(self.kernel_alpha))
+            d2 = (fx.unsqueeze(1) - fx[sources]).square_() + (fy.unsqueeze(1) - fy[sources]).square_()
+            kernel = 1.0 / (1.0 + (d2 / self.kernel_r0**2).pow(self.kernel_alpha / 2))
             weight = state.infected[sources] if state.infected is not None else None
             near = kernel.sum(1) if weight is None else kernel @ weight
             hazard = hazard + self.beta_farm * near
@@ -340,7 +409,8 @@ class PoultryFarms(Layer):
         else:
             h = hazard.detach()
             sample = (state.threshold - h <= 0) & (state.status == FarmStatus.S)
-            p = -torch.expm1(-hazard.clamp(min=0))
+            assert state.stocked is not None
+            p = -torch.expm1(-hazard.clamp(min=0)) * state.stocked  # value p; d(stocked) for restocked farms
             if self.estimator == "smoothed":
                 x = SmoothedBernoulli.apply(p, sample)
             else:
@@ -355,16 +425,16 @@ class PoultryFarms(Layer):
             delay = ctx.streams.lognormal("farms.detection", self.farms.n, *self.detection, day=day)
             state.due[new] = day + delay[new].round().clamp(1, 365).to(torch.int32)
         capacity: torch.Tensor = self.capacity
-        empty = (state.status == FarmStatus.D).to(capacity.dtype)
         if state.infected is None:
             k = new.numel()
             state.counts[FarmStatus.S] -= k
             state.counts[FarmStatus.I] += k
             state.new_infections = torch.tensor(k, device=capacity.device)
-            state.output = capacity * (1 - empty).unsqueeze(1)
+            state.output = capacity * (state.status != FarmStatus.D).to(capacity.dtype).unsqueeze(1)
         else:
             k_soft = x.sum()
             state.counts = state.counts + torch.stack([-k_soft, k_soft, k_soft * 0])
             state.new_infections = k_soft
-            state.output = capacity * (1 - empty * state.infected).unsqueeze(1)
+            assert state.stocked is not None
+            state.output = capacity * state.stocked.unsqueeze(1)
 

@@ -176,9 +176,18 @@ ELASTICITY = Param(
 
 @dataclass
 class PriceState(LayerState):
-    """State of :class:`PriceResponse`: ``price: float32[markets]`` on the last day."""
+    """State of :class:`PriceResponse` on the last day.
+
+    Attributes:
+        price: ``float32[markets]`` price at each market.
+        mean: ``float32[]`` consumption-weighted mean price.
+        relative: ``float32[]`` ``mean`` divided by the base price.
+        supply, baseline: ``float32[markets]`` the commodity's supply and its baseline.
+    """
 
     price: torch.Tensor
+    mean: torch.Tensor
+    relative: torch.Tensor
     supply: torch.Tensor
     baseline: torch.Tensor
 
@@ -237,23 +246,28 @@ class PriceResponse(Layer):
     def _state(self, graph: SupplyState) -> PriceState:
         supply = graph.flows[-1][:, self.index]
         baseline = graph.baseline[-1][:, self.index]
-        return PriceState(price=self.prices(supply, baseline), supply=supply, baseline=baseline)
+        price = self.prices(supply, baseline)
+        weights: torch.Tensor = self.weights
+        mean = (weights * price).sum()
+        return PriceState(
+            price=price, mean=mean, relative=mean / self.base_price, supply=supply, baseline=baseline
+        )
 
     def init_state(self, ctx: StepContext) -> PriceState:
         n = len(self.markets)
         one = torch.ones(n, device=ctx.streams.device)
-        return PriceState(price=self.base_price * one, supply=one, baseline=one)
+        base = self.base_price.detach()
+        return PriceState(price=base * one, mean=base.clone(), relative=torch.ones_like(base), supply=one, baseline=one)
 
     def step(self, state: PriceState, ctx: StepContext) -> PriceState:
         return self._state(self.graph.state(ctx))
 
     def observe(self, state: PriceState) -> dict[str, torch.Tensor]:
         c = self.commodity
-        weights: torch.Tensor = self.weights
         consumer = ((state.price - self.base_price) * state.supply).sum()
         lost = ((state.baseline - state.supply) * state.price).sum()
         return {
-            f"{c}_price": (weights * state.price).sum(),
+            f"{c}_price": state.mean,
             f"{c}_price_by_market": state.price.clone(),
             f"{c}_consumer_cost": consumer,
             f"{c}_lost_value": lost,

@@ -33,6 +33,8 @@ from populace.layers.farms import (
     DETECTION_SD,
     KERNEL_ALPHA,
     KERNEL_R0,
+    RESTOCK_PRICE_RESPONSE,
+    RESTOCK_RATE,
     PoultryFarms,
 )
 from populace.layers.graph import ELASTICITY, PriceResponse, SupplyGraph
@@ -53,10 +55,18 @@ EGG_BASE_PRICE = Param(
 )
 RESTOCK_DAYS = {
     "layers": Param(
-        180.0, (1.0, 730.0), "days", doc="Culling to restocking of a layer farm, incl. pullet rearing. Assumed."
+        150.0,
+        (1.0, 730.0),
+        "days",
+        doc="Least time from culling to restocking a layer farm (cleaning, virus elimination, fallow, pullets "
+        "of laying age). Assumed; with the restocking rate, about 180 days on average at base prices.",
     ),
-    "broilers": Param(60.0, (1.0, 730.0), "days", doc="Culling to restocking of a broiler farm. Assumed."),
-    "turkeys": Param(90.0, (1.0, 730.0), "days", doc="Culling to restocking of a turkey farm. Assumed."),
+    "broilers": Param(
+        30.0, (1.0, 730.0), "days", doc="Least time from culling to restocking a broiler farm. Assumed."
+    ),
+    "turkeys": Param(
+        60.0, (1.0, 730.0), "days", doc="Least time from culling to restocking a turkey farm. Assumed."
+    ),
 }
 
 
@@ -110,6 +120,8 @@ class H5N1FowlToFork(Scenario):
             "detection_sd": DETECTION_SD,
             **{f"susceptibility_{k}": v for k, v in susceptibility.items()},
             **{f"restock_days_{k}": v for k, v in RESTOCK_DAYS.items()},
+            "restock_rate": RESTOCK_RATE,
+            "restock_price_response": RESTOCK_PRICE_RESPONSE,
             "elasticity": ELASTICITY,
             "egg_base_price": EGG_BASE_PRICE,
         }
@@ -151,6 +163,8 @@ class H5N1FowlToFork(Scenario):
             kernel_alpha=p("kernel_alpha"),
             detection_mean=p("detection_mean"),
             detection_sd=p("detection_sd"),
+            restock_rate=p("restock_rate"),
+            restock_price_response=p("restock_price_response"),
             estimator=c("estimator"),
         )
         graph = SupplyGraph(
@@ -164,4 +178,5 @@ class H5N1FowlToFork(Scenario):
             markets=REGIONS,
             elasticity=p("elasticity"),
         )
+        farms.respond_to(Link(price), ["layers"])  # egg prices speed the restocking of layer farms
         return Model([ode, farms, graph, price])
