@@ -389,7 +389,8 @@ class PoultryFarms(Layer):
         kind: torch.Tensor = self.farm_kind
         hazard = self.beta_env * env.clamp(min=0).index_select(0, region)
         sources = torch.nonzero(state.status == FarmStatus.I).squeeze(1)
-        if sources.numel():
+        spread = (torch.is_grad_enabled() and self.beta_farm.requires_grad) or float(self.beta_farm) != 0.0
+        if sources.numel() and spread:
             fx: torch.Tensor = self.farm_x
             fy: torch.Tensor = self.farm_y
             d2 = (fx.unsqueeze(1) - fx[sources]).square_() + (fy.unsqueeze(1) - fy[sources]).square_()
