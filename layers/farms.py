@@ -90,7 +90,9 @@ class Farms:
         if n and (int(self.kind.max()) >= len(self.kinds) or int(self.group.max()) >= len(self.groups)):
             raise ValueError("Farms: a kind or group index is out of range")
         if self.output_rate.shape != (len(self.kinds), len(self.commodities)):
-            raise ValueError(f"Farms.output_rate: expected shape ({len(self.kinds)}, {len(self.commodities)})")
+            raise ValueError(
+                f"Farms.output_rate: expected shape ({len(self.kinds)}, {len(self.commodities)})"
+            )
 
     @property
     def n(self) -> int:
@@ -118,10 +120,10 @@ BETA_FARM = Param(
     doc="Farm-to-farm transmission hazard at distance 0, h0 of the kernel h0/(1+(d/r0)^alpha): 0.0020/day "
     "estimated for H7N7 in the Netherlands, 2003 (Boender et al. 2007, PLoS Comput Biol 3:e71).",
 )
-KERNEL_R0 = Param(
-    1.9, (0.1, 100.0), "km", doc="Kernel distance scale r0: 1.9 km (Boender et al. 2007)."
+KERNEL_R0 = Param(1.9, (0.1, 100.0), "km", doc="Kernel distance scale r0: 1.9 km (Boender et al. 2007).")
+KERNEL_ALPHA = Param(
+    2.1, (0.5, 6.0), "dimensionless", doc="Kernel exponent alpha: 2.1 (Boender et al. 2007)."
 )
-KERNEL_ALPHA = Param(2.1, (0.5, 6.0), "dimensionless", doc="Kernel exponent alpha: 2.1 (Boender et al. 2007).")
 DETECTION_MEAN = Param(
     5.0,
     (1.0, 60.0),
@@ -134,13 +136,15 @@ RESTOCK_RATE = Param(
     1 / 30,
     (0.0, 10.0),
     "1/day",
-    doc="Daily rate of restocking once the fallow period is over, at base prices (mean wait 30 days). Assumed.",
+    doc="Daily rate of restocking once the fallow period is over, at base prices (mean wait 30 days). "
+    "Assumed.",
 )
 RESTOCK_PRICE_RESPONSE = Param(
     1.0,
     (0.0, 10.0),
     "dimensionless",
-    doc="Exponent η of the relative price in the restocking rate (1: twice the price, twice as fast). Assumed.",
+    doc="Exponent η of the relative price in the restocking rate (1: twice the price, twice as fast). "
+    "Assumed.",
 )
 
 
@@ -438,4 +442,3 @@ class PoultryFarms(Layer):
             state.new_infections = k_soft
             assert state.stocked is not None
             state.output = capacity * state.stocked.unsqueeze(1)
-

@@ -18,6 +18,7 @@ consumption-weighted mean over markets; consumer cost is Σ_m (p_m − p₀)·S_
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,9 +73,7 @@ class Edges:
         return bool(torch.all((self.outgoing() - 1).abs() <= tol))
 
     def to(self, device: torch.device | str) -> Edges:
-        return Edges(
-            self.src.to(device), self.dst.to(device), self.share.to(device), self.n_src, self.n_dst
-        )
+        return Edges(self.src.to(device), self.dst.to(device), self.share.to(device), self.n_src, self.n_dst)
 
     def propagate(self, flow: torch.Tensor) -> torch.Tensor:
         """``[n_dst, k]`` inflows from ``flow: [n_src, k]`` (out of place, differentiable)."""
@@ -123,14 +122,14 @@ class SupplyGraph(Layer):
             raise ValueError(f"capacity: expected [sources, {len(commodities)}], got {tuple(capacity.shape)}")
         if stages[0].n_src != capacity.shape[0]:
             raise ValueError(f"stages[0]: {stages[0].n_src} sources, capacity has {capacity.shape[0]}")
-        for a, b in zip(stages, stages[1:], strict=False):
+        for a, b in itertools.pairwise(stages):
             if a.n_dst != b.n_src:
                 raise ValueError("stages: each stage must start from the previous stage's destinations")
         self.source = source
         self.register_buffer("capacity", capacity.to(torch.float32))
         self.stages = list(stages)
         self.commodities = tuple(commodities)
-        self.param_specs = {}
+        self.param_specs: dict[str, Param] = {}
 
     def _apply(self, fn: Any, recurse: bool = True) -> SupplyGraph:  # move the edges with .to(device)
         super()._apply(fn, recurse)
@@ -219,7 +218,9 @@ class PriceResponse(Layer):
     ) -> None:
         super().__init__()
         if commodity not in graph.layer.commodities:
-            raise ValueError(f"commodity: {commodity!r} is not carried by the graph {graph.layer.commodities}")
+            raise ValueError(
+                f"commodity: {commodity!r} is not carried by the graph {graph.layer.commodities}"
+            )
         n = graph.layer.stages[-1].n_dst
         if weights.shape != (n,) or len(markets) != n:
             raise ValueError(f"weights and markets: expected {n} markets")
@@ -257,7 +258,9 @@ class PriceResponse(Layer):
         n = len(self.markets)
         one = torch.ones(n, device=ctx.streams.device)
         base = self.base_price.detach()
-        return PriceState(price=base * one, mean=base.clone(), relative=torch.ones_like(base), supply=one, baseline=one)
+        return PriceState(
+            price=base * one, mean=base.clone(), relative=torch.ones_like(base), supply=one, baseline=one
+        )
 
     def step(self, state: PriceState, ctx: StepContext) -> PriceState:
         return self._state(self.graph.state(ctx))

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from populace.model import Layer, LayerState, Phase, StepContext
+from populace.params import Param
 
 __all__ = ["ODE", "ODEState", "VectorField", "dopri5", "rk4"]
 
@@ -188,7 +189,9 @@ class ODE(Layer):
         self.substeps = substeps
         self.rtol, self.atol = rtol, atol
         self.name = name
-        self.param_specs = {}  # the field's specs are listed under it (``layers.0.field.<name>``)
+        self.param_specs: dict[
+            str, Param
+        ] = {}  # the field's specs are listed under it (``layers.0.field.<name>``)
 
     def observables(self) -> tuple[str, ...]:
         return (self.name,)
@@ -202,10 +205,14 @@ class ODE(Layer):
     def init_state(self, ctx: StepContext) -> ODEState:
         y = self.field.initial(ctx.streams.device)
         if len(y) != len(self.field.names):
-            raise ValueError(f"{type(self.field).__name__}.initial: {len(y)} values for {len(self.field.names)}")
+            raise ValueError(
+                f"{type(self.field).__name__}.initial: {len(y)} values for {len(self.field.names)}"
+            )
         return ODEState(y=y, h=torch.tensor(1.0, dtype=torch.float64))
 
-    def integrate(self, y: torch.Tensor, t0: float, t1: float, state_h: torch.Tensor | None = None) -> torch.Tensor:
+    def integrate(
+        self, y: torch.Tensor, t0: float, t1: float, state_h: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The solution at ``t1`` from ``y`` at ``t0`` with this layer's solver."""
         if self.solver == "rk4":
             return rk4(self.field, t0, y, t1, self.substeps)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from populace import Layer, LayerState, Link, Model, Param, Phase, RandomStreams, Simulation, StepContext
-from populace.layers.farms import FarmStatus, Farms, PoultryFarms
+from populace.layers.farms import Farms, FarmStatus, PoultryFarms
 from populace.layers.ode import ODE, VectorField
 
 
@@ -91,7 +91,9 @@ def test_infection_follows_one_minus_exp_of_the_cumulative_hazard() -> None:
     infected = (result.series["farms_infected"] + result.series["farms_depopulated"]).float()
     t = torch.arange(1, days + 1, dtype=torch.float64)
     n_layers = int((farms.kind == 0).sum())
-    expected = n_layers * (1 - torch.exp(-2.0 * beta * y * t)) + (n - n_layers) * (1 - torch.exp(-0.5 * beta * y * t))
+    expected = n_layers * (1 - torch.exp(-2.0 * beta * y * t)) + (n - n_layers) * (
+        1 - torch.exp(-0.5 * beta * y * t)
+    )
     sd = torch.sqrt(expected * (1 - expected / n))
     assert torch.all((infected.double() - expected).abs() <= 4 * sd + 1), (infected[-1], expected[-1])
     assert int(result.series["new_farm_infections"].sum()) == int(infected[-1])
@@ -120,7 +122,7 @@ def test_the_kernel_hazard_is_the_boender_formula() -> None:
 def test_states_stay_integral_and_add_up_and_both_modes_agree() -> None:
     farms = make_farms(600, side_km=60.0)
     kwargs = dict(beta_env=0.0005, beta_farm=0.02, restock=20.0, restock_rate=0.2)
-    fast_model, fast_layer = model(farms, 1.0, **kwargs)  # type: ignore[arg-type]
+    fast_model, _fast_layer = model(farms, 1.0, **kwargs)  # type: ignore[arg-type]
     fast = Simulation(fast_model, seed=1).run(150)
     diff_model, _ = model(farms, 1.0, **kwargs)  # type: ignore[arg-type]
     diff = Simulation(diff_model, seed=1, grad="full").run(150)
@@ -129,7 +131,8 @@ def test_states_stay_integral_and_add_up_and_both_modes_agree() -> None:
         assert torch.equal(a, b), name
     assert fast.series["detections"].dtype == torch.int64
     total = fast.series["farms_infected"] + fast.series["farms_depopulated"]
-    assert int(total.min()) >= 0 and int(total.max()) <= 600
+    assert int(total.min()) >= 0
+    assert int(total.max()) <= 600
     assert int(fast.series["detections"].sum()) > 50  # outbreaks happened and were detected
     assert torch.equal(fast.series["detections_by_state"].sum(1), fast.series["detections"])
     assert torch.allclose(fast.series["birds_culled_by_kind"].sum(1), fast.series["birds_culled"].float())
@@ -139,7 +142,7 @@ def test_states_stay_integral_and_add_up_and_both_modes_agree() -> None:
 
 def test_culled_birds_are_the_flocks_of_detected_farms() -> None:
     farms = make_farms(500)
-    m, layer = model(farms, 1.0, beta_env=0.003)  # no restocking within the run
+    m, _layer = model(farms, 1.0, beta_env=0.003)  # no restocking within the run
     sim = Simulation(m, seed=5)
     result = sim.run(60)
     state = sim.states[1]

@@ -81,7 +81,8 @@ def test_a_leaky_stage_is_detected_and_bad_edges_are_rejected() -> None:
     gen = torch.Generator().manual_seed(1)
     stage = random_stage(10, 3, 2, gen)
     leaky = Edges(stage.src, stage.dst, stage.share * 0.9, 10, 3)
-    assert stage.conserving() and not leaky.conserving()
+    assert stage.conserving()
+    assert not leaky.conserving()
     with pytest.raises(ValueError, match="destination"):
         Edges(torch.tensor([0]), torch.tensor([5]), torch.tensor([1.0]), 1, 3)
     with pytest.raises(ValueError, match="non-negative"):
@@ -109,12 +110,17 @@ def test_price_follows_the_demand_curve_and_its_gradient() -> None:
     ratio = now / full
     expected = 2.0 * ratio.pow(-1 / 0.25)
     w = weights / weights.sum()
-    assert result.series["egg_price_by_market"][1].detach().tolist() == pytest.approx(expected.tolist(), rel=1e-5)
-    assert float(result.series["egg_price"][1].detach()) == pytest.approx(float((w * expected).sum()), rel=1e-5)
+    assert result.series["egg_price_by_market"][1].detach().tolist() == pytest.approx(
+        expected.tolist(), rel=1e-5
+    )
+    assert float(result.series["egg_price"][1].detach()) == pytest.approx(
+        float((w * expected).sum()), rel=1e-5
+    )
     (grad,) = torch.autograd.grad(result.series["egg_price"][1], [price.elasticity])
     analytic = float((w * expected * torch.log(ratio) / 0.25**2).sum())
     assert float(grad) == pytest.approx(analytic, rel=1e-4)
-    assert math.isfinite(float(grad)) and float(grad) < 0  # more elastic demand, smaller price rise
+    assert math.isfinite(float(grad))
+    assert float(grad) < 0
     lost_value = float(((full - now) * expected).sum())
     assert float(result.series["egg_lost_value"][1].detach()) == pytest.approx(lost_value, rel=1e-4)
 

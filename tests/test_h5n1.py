@@ -60,7 +60,8 @@ def test_a_small_run_from_the_command_line(run_cli: CliRunner) -> None:
     assert out.code == 0, out.err
     summary = json.loads(out.out)
     daily = summary["daily"]
-    assert summary["agents"] == 1500 and len(daily["egg_price"]) == 120
+    assert summary["agents"] == 1500
+    assert len(daily["egg_price"]) == 120
     for name in ("detections_by_state.MN", "wild_pressure.IA", "egg_supply", "birds_culled_by_kind.turkeys"):
         assert name in daily
     assert all(p >= 1.79 - 1e-4 for p in daily["egg_price"])  # supply can only fall below capacity
@@ -86,7 +87,8 @@ def test_gradients_of_egg_price_and_culls_reach_every_paradigm() -> None:
     )
     for output in ("mean:egg_price", "total:birds_culled"):
         for name, value in report.gradients[output].items():
-            assert math.isfinite(value) and value != 0, (output, name, value)
+            assert math.isfinite(value), (output, name, value)
+            assert value != 0, (output, name)
     # more elastic demand: a smaller price rise for the same loss
     assert report.gradients["mean:egg_price"][ELASTICITY] < 0
     assert report.gradients["total:birds_culled"]["layers.1.beta_env"] > 0

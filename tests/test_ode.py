@@ -3,6 +3,7 @@ gradients through the solver, and the layer in the daily loop."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def exact(t: float) -> torch.Tensor:
 
 def test_rk4_converges_with_order_four() -> None:
     errors = [float((rk4(linear, 0.0, Y0, 5.0, n) - exact(5.0)).norm()) for n in (25, 50, 100, 200)]
-    orders = [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
+    orders = [math.log2(a / b) for a, b in itertools.pairwise(errors)]
     assert all(3.85 < p < 4.15 for p in orders), orders
     assert errors[-1] < 2e-7
 
@@ -55,7 +56,7 @@ def test_dopri5_is_fifth_order_on_a_fixed_grid_of_steps() -> None:
         for i in range(n):
             y = dopri5(linear, 5.0 * i / n, y, 5.0 * (i + 1) / n, rtol=1e9, atol=1e9)
         errors.append(float((y - exact(5.0)).norm()))
-    orders = [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
+    orders = [math.log2(a / b) for a, b in itertools.pairwise(errors)]
     assert all(4.85 < p < 5.15 for p in orders), orders
 
 

@@ -42,7 +42,14 @@ from populace.layers.ode import ODE
 
 from .data import KINDS, START, build_network, farm_counts, observed_detections, wild_detections
 from .geo import REGIONS
-from .wild import DECAY, MIGRATION_PEAK_DAY, MIGRATION_RATE, MIGRATION_SEASONALITY, SPILLOVER, WildBirdPressure
+from .wild import (
+    DECAY,
+    MIGRATION_PEAK_DAY,
+    MIGRATION_RATE,
+    MIGRATION_SEASONALITY,
+    SPILLOVER,
+    WildBirdPressure,
+)
 
 __all__ = ["H5N1FowlToFork"]
 
@@ -58,8 +65,9 @@ RESTOCK_DAYS = {
         150.0,
         (1.0, 730.0),
         "days",
-        doc="Least time from culling to restocking a layer farm (cleaning, virus elimination, fallow, pullets "
-        "of laying age). Assumed; with the restocking rate, about 180 days on average at base prices.",
+        doc="Least time from culling to restocking a layer farm (cleaning, virus elimination, fallow, "
+        "pullets of laying age). Assumed; with the restocking rate, about 180 days on average at base "
+        "prices.",
     ),
     "broilers": Param(
         30.0, (1.0, 730.0), "days", doc="Least time from culling to restocking a broiler farm. Assumed."
@@ -102,7 +110,9 @@ class H5N1FowlToFork(Scenario):
     def options(cls) -> dict[str, Param | Choice]:
         susceptibility = _susceptibility()
         return {
-            "solver": Choice("rk4", ("rk4", "dopri5"), "ODE solver: fixed-step RK4 or adaptive Dormand-Prince"),
+            "solver": Choice(
+                "rk4", ("rk4", "dopri5"), "ODE solver: fixed-step RK4 or adaptive Dormand-Prince"
+            ),
             "substeps": Param(4.0, (1.0, 96.0), "steps/day", doc="RK4 steps per day"),
             "estimator": Choice(
                 "smoothed", ("smoothed", "gumbel"), "gradient estimator of the farm infection draw"
@@ -167,9 +177,7 @@ class H5N1FowlToFork(Scenario):
             restock_price_response=p("restock_price_response"),
             estimator=c("estimator"),
         )
-        graph = SupplyGraph(
-            Link(farms), network.farms.capacity(), network.stages, network.farms.commodities
-        )
+        graph = SupplyGraph(Link(farms), network.farms.capacity(), network.stages, network.farms.commodities)
         price = PriceResponse(
             Link(graph),
             "egg",

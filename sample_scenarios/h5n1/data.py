@@ -93,7 +93,9 @@ def farm_counts() -> FarmCounts:
         kind: float(r["value"])
         for r in _rows("nass_agcensus2022_totals.csv")
         for kind, census in _CENSUS.items()
-        if r["livestock"] == census and r["subtype"] == "all" and r["unit"] == "heads"
+        if r["livestock"] == census
+        and r["subtype"] == "all"
+        and r["unit"] == "heads"
         and r["value_type"] == "state"
     }
     sizes: dict[str, list[float]] = {k: [] for k in KINDS}

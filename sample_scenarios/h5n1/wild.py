@@ -27,7 +27,14 @@ from populace.layers.ode import VectorField
 
 from .geo import STATES
 
-__all__ = ["DECAY", "MIGRATION_PEAK_DAY", "MIGRATION_RATE", "MIGRATION_SEASONALITY", "SPILLOVER", "WildBirdPressure"]
+__all__ = [
+    "DECAY",
+    "MIGRATION_PEAK_DAY",
+    "MIGRATION_RATE",
+    "MIGRATION_SEASONALITY",
+    "SPILLOVER",
+    "WildBirdPressure",
+]
 
 SPILLOVER = Param(
     1.0,
@@ -112,7 +119,7 @@ class WildBirdPressure(VectorField):
         """``float32[states]`` detections per day at time ``t``, linearly interpolated."""
         forcing: torch.Tensor = self.forcing
         last = forcing.shape[0] - 1
-        i = min(max(int(math.floor(t)), 0), last)
+        i = min(max(math.floor(t), 0), last)
         j = min(i + 1, last)
         f = min(max(t - i, 0.0), 1.0)
         return forcing[i] * (1 - f) + forcing[j] * f
@@ -124,11 +131,7 @@ class WildBirdPressure(VectorField):
 
     def forward(self, t: float, y: torch.Tensor) -> torch.Tensor:
         flyway_mean: torch.Tensor = self.flyway_mean
-        return (
-            self.spillover * self.detections(t)
-            - self.decay * y
-            + self.mixing(t) * (flyway_mean @ y - y)
-        )
+        return self.spillover * self.detections(t) - self.decay * y + self.mixing(t) * (flyway_mean @ y - y)
 
     def initial(self, device: torch.device) -> torch.Tensor:
         return torch.zeros(len(self.names), device=device)
