@@ -329,6 +329,12 @@ class PoultryFarms(Layer):
             rate = torch.where(market_kind, rate * relative.pow(self.restock_price_response), rate)
         return (-torch.expm1(-rate)).index_select(0, kind)
 
+    def _sample(self, p: torch.Tensor, u: torch.Tensor | None, sample: torch.Tensor) -> torch.Tensor:
+        """The exact 0/1 ``sample`` of Bernoulli(``p``) (drawn as ``u < p``) with the layer's estimator."""
+        if self.estimator == "smoothed" or u is None:
+            return SmoothedBernoulli.apply(p, sample)
+        return HardGumbel.apply(p, u, sample, self.tau)
+
     def _detect_and_restock(self, state: FarmState, ctx: StepContext) -> None:
         day = ctx.day
         detected = torch.nonzero((state.due == day) & (state.status == FarmStatus.I)).squeeze(1)
@@ -344,7 +350,7 @@ class PoultryFarms(Layer):
             sample = ready & (u < q.detach())
             restocked = torch.nonzero(sample).squeeze(1)
             if state.stocked is not None:
-                x_restock = SmoothedBernoulli.apply(q * ready, sample)
+                x_restock = self._sample(q * ready, u, sample)
         state.status[detected] = FarmStatus.D
         state.due[detected] = day + self.restock.to(state.due.device)[kind[detected]]
         state.status[restocked] = FarmStatus.S
@@ -416,11 +422,8 @@ class PoultryFarms(Layer):
             sample = (state.threshold - h <= 0) & (state.status == FarmStatus.S)
             assert state.stocked is not None
             p = -torch.expm1(-hazard.clamp(min=0)) * state.stocked  # value p; d(stocked) for restocked farms
-            if self.estimator == "smoothed":
-                x = SmoothedBernoulli.apply(p, sample)
-            else:
-                u = -torch.expm1(-state.threshold.clamp(min=0))  # the uniform the threshold implies today
-                x = HardGumbel.apply(p, u, sample, self.tau)
+            u = -torch.expm1(-state.threshold.clamp(min=0)) if self.estimator == "gumbel" else None
+            x = self._sample(p, u, sample)  # u: the uniform the Sellke threshold implies today
             state.threshold = state.threshold - h
             new = torch.nonzero(sample).squeeze(1)
             state.infected = state.infected + x

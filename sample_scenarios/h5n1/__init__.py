@@ -115,7 +115,9 @@ class H5N1FowlToFork(Scenario):
             ),
             "substeps": Param(4.0, (1.0, 96.0), "steps/day", doc="RK4 steps per day"),
             "estimator": Choice(
-                "smoothed", ("smoothed", "gumbel"), "gradient estimator of the farm infection draw"
+                "gumbel",
+                ("smoothed", "gumbel"),
+                "gradient estimator of the farm infection and restocking draws",
             ),
             "spillover": SPILLOVER,
             "decay": DECAY,
