@@ -9,6 +9,9 @@
    (in-process), monthly detections by state against APHIS's confirmed commercial layer, broiler and
    turkey flock detections (by confirmation date), before any calibration. Writes
    ``benchmarks/h5n1/detections_by_state_month.{json,png}`` and ``benchmarks/h5n1/egg_market.png``.
+4. Gradient check at full scale (``--fd-seeds K``, 0 skips it): AD (averaged over seeds 0..K-1) against
+   central finite differences with common random numbers (the same seeds at θ·(1 ± 10%), fast mode), for
+   the migration, spillover, transmission and elasticity parameters, with each estimator.
 
 Prints one JSON object and appends it to ``benchmarks/bench_h5n1_results.json``::
 
@@ -35,6 +38,7 @@ from populace.files import atomic_path
 from populace.scenarios.h5n1 import H5N1FowlToFork
 from populace.scenarios.h5n1.data import START, observed_detections
 from populace.scenarios.h5n1.geo import STATES
+from populace.sensitivity import sensitivity
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_h5n1_results.json"
@@ -255,9 +259,52 @@ def plot(
     plt.close(fig)
 
 
+FD_PARAMETERS = (
+    "layers.0.field.migration_rate",
+    "layers.0.field.migration_seasonality",
+    "layers.0.field.spillover",
+    "layers.1.beta_env",
+    "layers.1.beta_farm",
+    "layers.3.elasticity",
+)
+FD_OUTPUTS = ("mean:egg_price", "total:birds_culled", "total:detections")
+
+
+def gradient_check(seeds: int, estimator: str) -> dict:
+    model = H5N1FowlToFork().build(
+        H5N1FowlToFork.default_agents,
+        parse_sets(H5N1FowlToFork, [f"estimator={estimator}"]),
+        seed=0,
+        device="cpu",
+    )
+    t0 = time.perf_counter()
+    report = sensitivity(
+        model,
+        H5N1FowlToFork.default_days,
+        FD_OUTPUTS,
+        seeds=range(seeds),
+        parameters=FD_PARAMETERS,
+        fd_check=FD_PARAMETERS,
+        fd_step=0.1,
+    )
+    return {
+        "estimator": estimator,
+        "seeds": seeds,
+        "fd_step": 0.1,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "outputs": report.outputs,
+        "ad_over_fd": {
+            name: {o: round(v["ad"] / v["fd"], 3) if v["fd"] else None for o, v in outs.items()}
+            for name, outs in report.fd.items()
+        },
+        "ad_fd": report.fd,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the data comparison (default 5)")
+    parser.add_argument("--fd-seeds", type=int, default=4, help="seeds of the gradient check (0: skip)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to the results")
     args = parser.parse_args()
     record = {"benchmark": SCENARIO, **machine()}
@@ -268,6 +315,8 @@ def main() -> None:
     t0 = time.perf_counter()
     record["comparison"] = comparison(args.seeds)
     record["comparison"]["wall_s"] = round(time.perf_counter() - t0, 2)
+    if args.fd_seeds:
+        record["gradient_check"] = [gradient_check(args.fd_seeds, e) for e in ("gumbel", "smoothed")]
     torch.set_num_threads(threads)
     print(json.dumps(record))
     if not args.no_record:
