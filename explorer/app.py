@@ -14,6 +14,7 @@ out; slow work (set-up, simulation, jobs) runs on worker threads, so the page ne
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import io
 import logging
 import math
@@ -36,7 +37,7 @@ from populace.cli import UsageError, parse_count
 from populace.simulate import Result
 
 from . import jobs
-from .live import MAX_AGENTS, Frame, LiveRun
+from .live import MAX_AGENTS, STAGE_GROUPS, Frame, LiveRun
 from .render import MapPainter, colour, to_png
 
 __all__ = ["Explorer"]
@@ -969,8 +970,6 @@ def _group_series(run: LiveRun, frame: Frame) -> dict[str, np.ndarray]:
     if model is None or staged is None:
         return {}
     stages = model.ordered_layers()[staged].stage_names
-    from .live import STAGE_GROUPS
-
     out: dict[str, np.ndarray] = {}
     for stage in stages:
         if stage in frame.history:
@@ -990,8 +989,8 @@ def _is_test_or_cost(name: str) -> bool:
 
 def _about(run: LiveRun) -> str:
     cls = run.scenario_class
-    doc = (cls.__doc__ or "") if cls.__doc__ else ""
-    module_doc = __import__(cls.__module__, fromlist=["_"]).__doc__ or ""
+    doc = cls.__doc__ or ""
+    module_doc = importlib.import_module(cls.__module__).__doc__ or ""
     rows = ["| option | value | unit | bounds | applies | about |", "|---|---|---|---|---|---|"]
     for name, option in run.options.items():
         applies = "live" if run.is_live(name) else "after reset"
