@@ -179,10 +179,11 @@ class Explorer(pn.viewable.Viewer):
     def _run_tab(self) -> pn.viewable.Viewable:
         self._map_redraw = hv.streams.Stream.define("MapRedraw", version=0)()
         self._curve_redraw = hv.streams.Stream.define("CurveRedraw", version=0)()
+        self._setup_redraw = hv.streams.Stream.define("SetupRedraw", setup=0)()
         image = hv.DynamicMap(
             self._map_image, streams=[self._map_redraw, hv.streams.RangeXY(), hv.streams.PlotSize()]
         )
-        self._outlines = hv.DynamicMap(self._outline_paths, streams=[self._curve_redraw.rename(version="v")])
+        self._outlines = hv.DynamicMap(self._outline_paths, streams=[self._setup_redraw])
         tap = hv.streams.Tap(source=self._outlines)
         tap.add_subscriber(self._on_tap)
         width, height = MAP_SIZE
@@ -253,7 +254,7 @@ class Explorer(pn.viewable.Viewer):
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         return hv.RGB(self.image, bounds=bounds, kdims=["x", "y"])
 
-    def _outline_paths(self, v: int) -> hv.Polygons:
+    def _outline_paths(self, setup: int) -> hv.Polygons:
         agents = self.run.map
         if agents is None or agents.outlines is None:
             return hv.Polygons([], vdims=["area", "region", "residents"])
@@ -833,6 +834,7 @@ class Explorer(pn.viewable.Viewer):
             self.curve_select.options = [*DAY_VIEWS, *(n for n in frame.names() if "_by_" in n)]
             self._legend(frame)
             self._new_curves()
+            self._setup_redraw.event(setup=frame.version)  # the outlines change only with the population
         self._drawn = frame.version
         self._map_redraw.event(version=frame.version)
         self._show_area()

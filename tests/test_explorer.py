@@ -328,3 +328,20 @@ def test_explore_reports_a_port_in_use(capsys):
         )
     assert code == 2
     assert f"--port {port}" in capsys.readouterr().err
+
+
+def _outline_rows(root) -> int:
+    from bokeh.models import GlyphRenderer, MultiPolygons
+
+    (renderer,) = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, MultiPolygons)]
+    return len(renderer.data_source.data["xs"])
+
+
+def test_the_outlines_follow_a_new_population(explorer):
+    view, root = explorer
+    assert _outline_rows(root) == 16  # the classroom town's blocks
+    view.run.scenario = "nyc-covid"
+    view.run.agents = 2_000
+    view.run.setup().result()
+    view.refresh()
+    assert _outline_rows(root) > 177  # NYC's MODZCTAs (some in several parts)
