@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -77,9 +78,10 @@ class AgentMap:
     outlines: PolygonSet | None
     residents: np.ndarray
 
-    @property
+    @functools.cached_property
     def extent(self) -> tuple[float, float, float, float]:
-        """``(x0, y0, x1, y1)`` around every home, with a 2% margin."""
+        """``(x0, y0, x1, y1)`` around every home, with a 2% margin (computed once: every map frame
+        reads it, and the homes do not move)."""
         x0, x1, y0, y1 = (float(v) for v in (self.x.min(), self.x.max(), self.y.min(), self.y.max()))
         mx, my = 0.02 * (x1 - x0 or 1.0), 0.02 * (y1 - y0 or 1.0)
         return x0 - mx, y0 - my, x1 + mx, y1 + my
