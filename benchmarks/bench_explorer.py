@@ -35,55 +35,30 @@ from _record import append, machine
 from populace.cli import parse_count
 from populace.explorer import Explorer, LiveRun
 from populace.explorer.app import _extensions
+from populace.explorer.headless import CHROMIUM, DAY, FLAGS, MAP
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_explorer_results.json"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-MAP_SUM = """() => {
-  for (const m of Bokeh.documents[0].all_models) {
-    if (m.type === 'GlyphRenderer' && m.glyph.type === 'ImageRGBA') {
-      const d = m.data_source.data; const img = d.image[0]; let s = 0;
-      for (let i = 0; i < img.length; i += 7) s = (s + img[i] * (i % 1013 + 1)) % 1e15;
-      return [s, d.dw[0]];
-    }
-  }
-  return null;
-}"""
-DAY = """() => {
-  for (const m of Bokeh.documents[0].all_models) {
-    const t = m.text; if (typeof t === 'string') { const r = /Day (\\d+) of/.exec(t); if (r) return +r[1]; }
-  }
-  return -1;
-}"""
 RECORD = """async (ms) => {
-  const mapSum = (MAP_SUM); const day = (DAY); const out = []; const t0 = performance.now();
+  const map = (__MAP__); const day = (__DAY__); const out = []; const t0 = performance.now();
   let last = null;
   while (performance.now() - t0 < ms) {
-    const m = mapSum(); const d = day();
-    if (!last || m[0] !== last[0] || d !== last[1]) {
-      out.push([performance.now() - t0, d, m[0]]); last = [m[0], d];
+    const m = map().sum; const d = day();
+    if (!last || m !== last[0] || d !== last[1]) {
+      out.push([performance.now() - t0, d, m]); last = [m, d];
     }
     await new Promise(r => setTimeout(r, 10));
   }
   return out;
-}""".replace("MAP_SUM", MAP_SUM).replace("DAY", DAY)
+}""".replace("__MAP__", MAP).replace("__DAY__", DAY)
 WAIT_CHANGE = """async ([before, ms]) => {
-  const mapSum = (MAP_SUM); const t0 = performance.now();
+  const map = (__MAP__); const t0 = performance.now();
   while (performance.now() - t0 < ms) {
-    const m = mapSum(); if (m && m[0] !== before) return (performance.now() - t0) / 1000;
+    const m = map(); if (m && m.sum !== before) return (performance.now() - t0) / 1000;
     await new Promise(r => setTimeout(r, 5));
   }
   return null;
-}""".replace("MAP_SUM", MAP_SUM)
+}""".replace("__MAP__", MAP)
 
 
 def measure(
@@ -116,11 +91,11 @@ def measure(
     server = pn.serve({"/": lambda: Explorer(run=run)}, port=port, show=False, threaded=True)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             page.goto(f"http://localhost:{port}/")
             page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=120_000)
-            page.wait_for_function(f"() => ({MAP_SUM})() !== null", timeout=120_000)
+            page.wait_for_function(f"() => ({MAP})() !== null", timeout=120_000)
             run.step(10).result()  # a few days in: every step changes the map
             page.wait_for_timeout(2000)
             # slider → Step → new map
@@ -138,7 +113,7 @@ def measure(
                 )
                 page.mouse.up()
                 page.wait_for_timeout(300)
-                before = page.evaluate(MAP_SUM)[0]
+                before = page.evaluate(MAP)["sum"]
                 page.get_by_role("button", name="Step").click()
                 latencies.append(page.evaluate(WAIT_CHANGE, [before, 20_000]))
                 page.wait_for_timeout(500)
@@ -157,7 +132,7 @@ def measure(
             zooms = []
             canvas = page.locator("canvas").first.bounding_box()
             for _ in range(3):
-                before = page.evaluate(MAP_SUM)[0]
+                before = page.evaluate(MAP)["sum"]
                 page.mouse.move(canvas["x"] + canvas["width"] * 0.45, canvas["y"] + canvas["height"] * 0.5)
                 page.mouse.wheel(0, -300)
                 zooms.append(page.evaluate(WAIT_CHANGE, [before, 20_000]))

@@ -8,7 +8,6 @@ every test; its run is shared by all sessions (as in a workshop), so each test s
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -21,41 +20,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-CHROMIUM = os.environ.get("POPULACE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-AGENTS = 20_000  # the classroom town
+from populace.explorer.headless import CHROMIUM, CURVES, FLAGS, MAP
 
-# JavaScript probes of the page's Bokeh document.
-MAP = """() => {
-  for (const m of Bokeh.documents[0].all_models) {
-    if (m.type === 'GlyphRenderer' && m.glyph.type === 'ImageRGBA') {
-      const d = m.data_source.data; const img = d.image[0]; let sum = 0;
-      for (let i = 0; i < img.length; i += 7) sum = (sum + img[i] * (i % 1013 + 1)) % 1e15;
-      return {sum: sum, n: img.length, x: d.x[0], dw: d.dw[0]};
-    }
-  }
-  return null;
-}"""
-CURVES = """() => {
-  const out = {};
-  for (const m of Bokeh.documents[0].all_models) {
-    if (m.type === 'GlyphRenderer' && m.glyph.type === 'Line') {
-      const field = m.glyph.y.field; const y = (field && m.data_source.data[field]) || []; let s = 0;
-      for (const v of y) s += v;
-      out[m.name || m.id] = [y.length, s];
-    }
-  }
-  return out;
-}"""
+AGENTS = 20_000  # the classroom town
 
 
 def _free_port() -> int:
