@@ -37,7 +37,7 @@ from populace.cli import UsageError, parse_count
 from populace.simulate import Result
 
 from . import jobs
-from .live import MAX_AGENTS, STAGE_GROUPS, Frame, LiveRun
+from .live import MAX_AGENTS, Frame, LiveRun
 from .render import MapPainter, colour, to_png
 
 __all__ = ["Explorer"]
@@ -322,7 +322,7 @@ class Explorer(pn.viewable.Viewer):
         curves: list[hv.Element] = []
         days = np.arange(frame.day)  # the same curves every frame (empty at day 0): the legend stays put
         if view == "stage groups":
-            for i, (group, values) in enumerate(_group_series(self.run, frame).items()):
+            for i, (group, values) in enumerate(frame.group_series().items()):
                 curves.append(
                     hv.Curve((days, values), "day", "agents", label=group).opts(color=colour(group, i))
                 )
@@ -963,22 +963,6 @@ def _nice_step(raw: float) -> float:
         return 0.01
     power = 10 ** math.floor(math.log10(raw))
     return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
-
-
-def _group_series(run: LiveRun, frame: Frame) -> dict[str, np.ndarray]:
-    """Daily counts per stage group (the map's colours), from the stage series of the staged layer."""
-    model = run.model
-    staged = model.staged_layer() if model is not None else None
-    if model is None or staged is None:
-        return {}
-    stages = model.ordered_layers()[staged].stage_names
-    out: dict[str, np.ndarray] = {}
-    for stage in stages:
-        if stage in frame.history:
-            group = STAGE_GROUPS.get(stage, stage)
-            values = frame.series(stage).astype(np.float64)
-            out[group] = out[group] + values if group in out else values
-    return out
 
 
 def _curve(days: np.ndarray, values: np.ndarray, label: str, i: int) -> hv.Curve:

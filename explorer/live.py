@@ -96,6 +96,7 @@ class Frame:
         day: days simulated so far.
         groups: ``uint8[agents]`` each agent's stage group (index into ``group_names``), or ``None``
             when the model has no per-agent stages.
+        stage_names: the staged layer's stages (grouped by :data:`STAGE_GROUPS`); empty without one.
         history: ``{series: [value per day]}``; only the first ``day`` entries belong to this frame.
         labels: entry names of vector series.
     """
@@ -104,6 +105,7 @@ class Frame:
     day: int
     groups: np.ndarray | None
     group_names: tuple[str, ...]
+    stage_names: tuple[str, ...]
     history: Mapping[str, list[np.ndarray]]
     labels: Mapping[str, tuple[str, ...]]
 
@@ -118,8 +120,18 @@ class Frame:
     def names(self) -> tuple[str, ...]:
         return tuple(self.history)
 
+    def group_series(self) -> dict[str, np.ndarray]:
+        """``{group: float64[day]}``: agents per stage group (the map's groups), from the per-stage series."""
+        group_names, lut = _stage_groups(self.stage_names)
+        out: dict[str, np.ndarray] = {}
+        for stage, group in zip(self.stage_names, lut, strict=True):
+            if stage in self.history:
+                name, values = group_names[group], self.series(stage).astype(np.float64)
+                out[name] = out[name] + values if name in out else values
+        return out
 
-_EMPTY = Frame(0, 0, None, (), {}, {})
+
+_EMPTY = Frame(0, 0, None, (), (), {}, {})
 
 
 class LiveRun(param.Parameterized):
@@ -348,16 +360,18 @@ class LiveRun(param.Parameterized):
 
     def _publish(self, sim: Simulation, model: Model) -> None:
         staged = model.staged_layer()
-        groups, names = None, ()
+        groups, names, stages = None, (), ()
         if staged is not None:
             layer = model.ordered_layers()[staged]
-            names, lut = _stage_groups(layer.stage_names)
+            stages = layer.stage_names
+            names, lut = _stage_groups(stages)
             groups = lut[layer.stage(sim.states[staged]).cpu().numpy()]  # a new array: a snapshot
         self.frame = Frame(
             version=self.frame.version + 1,
             day=sim.day,
             groups=groups,
             group_names=names,
+            stage_names=stages,
             history=self._history,
             labels=model.labels(),
         )

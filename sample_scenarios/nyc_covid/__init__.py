@@ -36,7 +36,7 @@ from populace.layers.vaccination import Vaccination
 from populace.people import Residents
 from populace.populations import PopulationRecipe, find_recipe, load_population
 
-from .observed import ORDERS, STREAMS, observed_calibration, observed_streams
+from .observed import DEFAULT_STREAMS, ORDERS, STREAMS, observed_calibration, observed_streams
 
 __all__ = ["AGE_BANDS", "STREAMS", "Classroom", "NycCovid", "mistry_matrix", "setting_contacts"]
 
@@ -334,7 +334,7 @@ class NycCovid(Scenario):
             full_size=find_recipe("nyc")().full_size,
             start=start,
             days=days,
-            streams=["cases", "hosp", "deaths"],
+            streams=DEFAULT_STREAMS,
         )
 
     def observed_options(self, start: dt.date) -> dict[str, str]:
@@ -369,7 +369,7 @@ class NycCovid(Scenario):
             full_size=find_recipe("nyc")().full_size,
             start=start,
             days=days,
-            streams=list(streams) if streams is not None else ["cases", "hosp", "deaths"],
+            streams=list(streams) if streams is not None else DEFAULT_STREAMS,
         )
 
 

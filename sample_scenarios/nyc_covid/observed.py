@@ -25,7 +25,15 @@ from populace.calibrate import Calibration, Stream, WeeklyNetwork
 from populace.layers.covid import Covid
 from populace.layers.transmission import Transmission
 
-__all__ = ["BOROUGH_CODES", "ORDERS", "STREAMS", "covariates", "observed_calibration", "observed_streams"]
+__all__ = [
+    "BOROUGH_CODES",
+    "DEFAULT_STREAMS",
+    "ORDERS",
+    "STREAMS",
+    "covariates",
+    "observed_calibration",
+    "observed_streams",
+]
 
 DATA = Path(__file__).parent / "data"
 BOROUGH_CODES = {"Bronx": "BX", "Brooklyn": "BK", "Manhattan": "MN", "Queens": "QN", "Staten Island": "SI"}
@@ -35,6 +43,8 @@ _DAILY = {
     "hosp": ("HOSPITALIZED_COUNT", "new_admissions"),
     "deaths": ("DEATH_COUNT", "new_deaths"),
 }
+DEFAULT_STREAMS = tuple(_DAILY)
+"""What the scenario calibrates to unless told otherwise: daily cases, admissions and deaths by borough."""
 _WEEKLY = {"cases_age": "case", "hosp_age": "hosp", "deaths_age": "death"}
 _MODEL_SERIES = {"cases_age": "new_symptomatic", "hosp_age": "new_admissions", "deaths_age": "new_deaths"}
 
