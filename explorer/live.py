@@ -184,6 +184,7 @@ class LiveRun(param.Parameterized):
         """Model tensors by dotted name (from a calibration) loaded after every set-up."""
         self.model: Model | None = None
         self.map: AgentMap | None = None
+        self._map_of: tuple[str, int, int] | None = None  # (recipe, agents, seed) of the map
         self.frame: Frame = _EMPTY
         self.observed: list[Stream] = []
         """The scenario's observed streams from its start date (:meth:`Scenario.observed`), for overlays."""
@@ -326,7 +327,10 @@ class LiveRun(param.Parameterized):
                 else scenario.observed(model, agents=agents, start=start, days=int(self.days))
             )
             recipe = scenario.recipe(options)
-            self.map = _agent_map(recipe, agents, int(self.seed)) if recipe is not None else None
+            where = None if recipe is None else (recipe.name, agents, int(self.seed))
+            if where != self._map_of:  # a reset of the same population keeps its map
+                self.map = _agent_map(recipe, agents, int(self.seed)) if recipe is not None else None
+                self._map_of = where
             self._history: dict[str, list[np.ndarray]] = {name: [] for name in model.observables()}
             self._publish(sim, model)
 

@@ -18,6 +18,7 @@ from populace.cli import UsageError
 
 from .app import Explorer, _extensions
 from .live import LiveRun
+from .render import MapPainter
 
 __all__ = ["DEFAULT_AGENTS", "serve"]
 
@@ -42,9 +43,12 @@ def serve(
     run.wait()
     if run.error:
         raise RuntimeError(run.error)
-    warm = Explorer(run=run)
-    warm._map_image(0, None, None, 64, 64)  # the first Datashader aggregation in a process compiles (~1 s)
-    warm.close()
+    if run.map is not None:  # the first Datashader aggregation in a process compiles (~1 s)
+        x0, y0, x1, y1 = run.map.extent
+        frame = run.frame
+        MapPainter(run.map.x, run.map.y).paint(
+            frame.groups, frame.group_names, x_range=(x0, x1), y_range=(y0, y1), width=64, height=64
+        )
     print(
         f"populace explore: {run.scenario} with {run.agents:,} agents ready in "
         f"{time.perf_counter() - t0:.1f} s; "
