@@ -20,7 +20,6 @@ import logging
 import math
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,13 +30,16 @@ import numpy as np
 import panel as pn
 import param
 import torch
+from bokeh.events import RangesUpdate, Tap
+from panel.io.notebook import push_notebook
 
 from populace import Choice, Param, ParamError
 from populace.cli import UsageError, parse_count
 from populace.simulate import Result
 
 from . import jobs
-from .live import MAX_AGENTS, Frame, LiveRun
+from .figures import CurveFigure, Extent, Line, MapFigure, Points
+from .live import MAX_AGENTS, AgentMap, Frame, LiveRun
 from .render import MapPainter, colour, to_png
 
 __all__ = ["Explorer"]
@@ -47,7 +49,6 @@ log = logging.getLogger(__name__)
 SIDEBAR_WIDTH = 340
 MAP_SIZE = (620, 560)
 CURVES_WIDTH = 450
-CURVES_EVERY_S = 0.25
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
 
 
@@ -81,7 +82,6 @@ class Explorer(pn.viewable.Viewer):
         """The map as last drawn, ``uint8[height, width, 4]`` (exported as PNG)."""
         self._painter: MapPainter | None = None
         self._drawn = -1
-        self._curves_drawn, self._curves_at = -1, 0.0
         self._tapped: int | None = None
         self._syncing = False
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="populace-job")
@@ -177,42 +177,20 @@ class Explorer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ run tab
     def _run_tab(self) -> pn.viewable.Viewable:
-        self._map_redraw = hv.streams.Stream.define("MapRedraw", version=0)()
-        self._curve_redraw = hv.streams.Stream.define("CurveRedraw", version=0)()
-        self._setup_redraw = hv.streams.Stream.define("SetupRedraw", setup=0)()
-        image = hv.DynamicMap(
-            self._map_image, streams=[self._map_redraw, hv.streams.RangeXY(), hv.streams.PlotSize()]
-        )
-        self._outlines = hv.DynamicMap(self._outline_paths, streams=[self._setup_redraw])
-        tap = hv.streams.Tap(source=self._outlines)
-        tap.add_subscriber(self._on_tap)
         width, height = MAP_SIZE
-        plot = (image * self._outlines).opts(
-            hv.opts.RGB(
-                width=width,
-                height=height,
-                xaxis=None,
-                yaxis=None,
-                data_aspect=1,
-                active_tools=["pan", "wheel_zoom"],
-            ),
-            hv.opts.Polygons(
-                fill_alpha=0,
-                line_color="#4a4a4a",
-                line_width=0.6,
-                tools=["hover", "tap"],
-                nonselection_alpha=1,
-                selection_line_color="#0b5394",
-                selection_line_width=2.5,
-            ),
-        )
-        self.map_pane = pn.pane.HoloViews(plot, width=width + 20, height=height + 30, linked_axes=False)
+        self.map_figure = MapFigure(width, height)
+        self.map_figure.figure.on_event(RangesUpdate, self._on_ranges)
+        self.map_figure.figure.on_event(Tap, lambda event: self._on_tap(event.x, event.y))
+        self._extent: Extent | None = None  # what the map shows: set by zoom and pan, or the whole area
+        self._map_stale = False
+        self.map_pane = pn.pane.Bokeh(self.map_figure.figure, width=width + 20, height=height + 40)
         self.legend = pn.pane.HTML("", width=width)
         self.curve_select = pn.widgets.Select(label="Curves", options=list(DAY_VIEWS), width=260)
         self.observed_toggle = pn.widgets.Checkbox(label="observed data", value=True, width=140)
         self.curve_select.param.watch(lambda _: self._new_curves(), "value")
         self.observed_toggle.param.watch(lambda _: self._new_curves(), "value")
-        self.curve_pane = pn.pane.HoloViews(self._curve_map(), width=CURVES_WIDTH + 10, height=330)
+        self.curve_figure = self._curve_figure()
+        self.curve_pane = pn.pane.Bokeh(self.curve_figure.figure, width=CURVES_WIDTH + 10, height=340)
         self.area_text = pn.pane.Markdown("*Tap an area on the map for its counts.*", width=520)
         return pn.Row(
             pn.Column(self.map_pane, self.legend),
@@ -225,59 +203,46 @@ class Explorer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
 
-    def _map_image(
-        self,
-        version: int,
-        x_range: tuple[float, float] | None,
-        y_range: tuple[float, float] | None,
-        width: int | None,
-        height: int | None,
-        scale: float = 1.0,
-    ) -> hv.RGB:
+    def _on_ranges(self, event: RangesUpdate) -> None:
+        """Zoom or pan ended: re-aggregate at the new extent (on the next refresh, so that a burst of wheel
+        events costs one painting)."""
+        extent = (event.x0, event.x1, event.y0, event.y1)
+        if all(v is not None and math.isfinite(v) for v in extent) and extent != self._extent:
+            self._extent = extent
+            self._map_stale = True
+
+    def _paint_map(self) -> None:
         frame, agents = self.run.frame, self.run.map
-        if agents is None:
-            return hv.RGB(np.zeros((2, 2, 4), dtype=np.uint8), bounds=(0, 0, 1, 1))
-        x0, y0, x1, y1 = agents.extent
-        x_range = x_range if x_range is not None and all(map(math.isfinite, x_range)) else (x0, x1)
-        y_range = y_range if y_range is not None and all(map(math.isfinite, y_range)) else (y0, y1)
+        self._map_stale = False
+        if agents is None or self._extent is None:
+            return
         groups = frame.groups if frame.groups is not None and len(frame.groups) == len(agents.x) else None
         if self._painter is None or self._painter.x is not agents.x:
             self._painter = MapPainter(agents.x, agents.y)
+        x0, x1, y0, y1 = self._extent
         self.image = self._painter.paint(
             groups,
             frame.group_names,
-            x_range=x_range,
-            y_range=y_range,
-            width=int(width or MAP_SIZE[0]),
-            height=int(height or MAP_SIZE[1]),
+            x_range=(x0, x1),
+            y_range=(y0, y1),
+            width=MAP_SIZE[0],
+            height=MAP_SIZE[1],
         )
-        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        return hv.RGB(self.image, bounds=bounds, kdims=["x", "y"])
+        self.map_figure.show(self.image, self._extent)
 
-    def _outline_paths(self, setup: int) -> hv.Polygons:
+    def _new_population(self) -> None:
+        """A set-up: show the whole area and its outlines (zoom and tap start over)."""
         agents = self.run.map
-        if agents is None or agents.outlines is None:
-            return hv.Polygons([], vdims=["area", "region", "residents"])
-        items = []
-        index = {name: i for i, name in enumerate(agents.areas)}
-        for area_id, area in zip(agents.outlines.ids, agents.outlines.polygons, strict=True):
-            i = index.get(area_id)
-            region = agents.regions[int(agents.area_region[i])] if i is not None else ""
-            residents = int(agents.residents[i]) if i is not None else 0
-            for polygon in area:
-                ring = polygon[0].numpy()
-                items.append(
-                    {
-                        "x": ring[:, 0],
-                        "y": ring[:, 1],
-                        "area": area_id,
-                        "region": region,
-                        "residents": residents,
-                    }
-                )
-        return hv.Polygons(items, vdims=["area", "region", "residents"])
+        self._tapped = None
+        if agents is None:
+            self._extent = None
+            self.map_figure.set_outlines([])
+            return
+        x0, y0, x1, y1 = agents.extent
+        self._extent = self.map_figure.fit((x0, x1, y0, y1))
+        self.map_figure.set_outlines(_outline_rings(agents))
 
-    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
+    def _on_tap(self, x: float | None, y: float | None) -> None:
         agents = self.run.map
         if agents is None or agents.outlines is None or x is None or y is None:
             return
@@ -309,61 +274,59 @@ class Explorer(pn.viewable.Viewer):
             )
         self.area_text.object = "\n\n".join(lines)
 
-    def _curve_map(self) -> hv.DynamicMap:
-        return hv.DynamicMap(self._curves, streams=[self._curve_redraw]).opts(framewise=True)
-
     def _new_curves(self) -> None:
         """A new plot when the curves shown change (a new set of lines needs a new legend)."""
-        self.curve_pane.object = self._curve_map()
+        self.curve_figure = self._curve_figure()
+        self.curve_pane.object = self.curve_figure.figure
 
-    def _curves(self, version: int) -> hv.Overlay:
-        frame = self.run.frame
+    def _curve_figure(self) -> CurveFigure:
         view = self.curve_select.value
-        curves: list[hv.Element] = []
-        days = np.arange(frame.day)  # the same curves every frame (empty at day 0): the legend stays put
-        if view == "stage groups":
-            for i, (group, values) in enumerate(frame.group_series().items()):
-                curves.append(
-                    hv.Curve((days, values), "day", "agents", label=group).opts(color=colour(group, i))
-                )
-        elif view == "daily events":
-            for i, name in enumerate(n for n in frame.names() if n.startswith("new_") and "_by_" not in n):
-                curves.append(_curve(days, frame.series(name), name, i))
-            curves += self._observed_curves(None)
-        elif view == "tests and costs":
-            for i, name in enumerate(n for n in frame.names() if _is_test_or_cost(n)):
-                values = frame.series(name)
-                if values.ndim == 1:
-                    values = np.cumsum(values) if name.startswith("cost_") else values
-                    label = f"{name} (cumulative $)" if name.startswith("cost_") else name
-                    curves.append(_curve(days, values, label, i))
-        elif view in frame.history:
-            values = frame.series(view)
-            labels = frame.labels.get(view, ())
-            for i in range(values.shape[1] if values.ndim == 2 else 0):
-                label = labels[i] if i < len(labels) else str(i)
-                curves.append(_curve(days, values[:, i], label, i))
-            curves += self._observed_curves(view)
-        if not curves:
-            curves = [hv.Curve([], "day", "agents")]
-        return hv.Overlay(curves).opts(
-            hv.opts.Curve(tools=["hover"], line_width=2, framewise=True),
-            hv.opts.Scatter(framewise=True),
-            hv.opts.Overlay(
-                width=CURVES_WIDTH,
-                height=320,
-                legend_position="top_left",
-                framewise=True,
-                ylabel="agents per day" if view != "stage groups" else "agents",
-            ),
+        return CurveFigure(
+            self._lines(),
+            self._observed_points(view),
+            ylabel="agents per day" if view != "stage groups" else "agents",
+            width=CURVES_WIDTH,
+            height=320,
         )
 
-    def _observed_curves(self, series: str | None) -> list[hv.Element]:
+    def _lines(self) -> list[Line]:
+        """The curves of the chosen view, from day 0 to the frame's day (the same lines every frame, empty
+        at day 0: the legend stays put)."""
+        frame = self.run.frame
+        view = self.curve_select.value
+        if view == "stage groups":
+            return [
+                Line(group, values, colour(group, i))
+                for i, (group, values) in enumerate(frame.group_series().items())
+            ]
+        if view == "daily events":
+            names = [n for n in frame.names() if n.startswith("new_") and "_by_" not in n]
+            return [Line(name, frame.series(name), colour("", i)) for i, name in enumerate(names)]
+        if view == "tests and costs":
+            out = []
+            for name in (n for n in frame.names() if _is_test_or_cost(n)):
+                values = frame.series(name)
+                if values.ndim == 1:
+                    cost = name.startswith("cost_")
+                    label = f"{name} (cumulative $)" if cost else name
+                    out.append(Line(label, np.cumsum(values) if cost else values, colour("", len(out))))
+            return out
+        if view in frame.history:
+            values = frame.series(view)
+            labels = frame.labels.get(view, ())
+            columns = values.shape[1] if values.ndim == 2 else 0
+            return [
+                Line(labels[i] if i < len(labels) else str(i), values[:, i], colour("", i))
+                for i in range(columns)
+            ]
+        return []
+
+    def _observed_points(self, view: str) -> list[Points]:
         """Observed data in agents (observed ÷ the stream's scale), by column for a vector series or summed
         for the daily-events view."""
-        if not self.observed_toggle.value:
+        if not self.observed_toggle.value or view not in ("daily events", *self.run.frame.history):
             return []
-        out: list[hv.Element] = []
+        out: list[Points] = []
         for i, stream in enumerate(self.run.observed):
             if (
                 stream.reported is not None
@@ -373,22 +336,13 @@ class Explorer(pn.viewable.Viewer):
                 continue  # reported shares and rates per group have no plain count to compare with
             observed = stream.observed.numpy() / stream.scale
             days = np.arange(len(observed))
-            label = f"observed {stream.name}"
-            if series is None:
+            if view == "daily events":
                 total = np.where(np.isnan(observed).all(1), np.nan, np.nansum(observed, 1))
                 event = stream.series.removesuffix("_by_borough")
-                out.append(
-                    hv.Scatter((days, total), "day", "agents", label=f"{label} ({event})").opts(
-                        size=3, color=colour("", i + 3)
-                    )
-                )
-            elif stream.series == series:
+                out.append(Points(f"observed {stream.name} ({event})", days, total, colour("", i + 3)))
+            elif stream.series == view:
                 for j, name in enumerate(stream.labels):
-                    out.append(
-                        hv.Scatter((days, observed[:, j]), "day", "agents", label=f"observed {name}").opts(
-                            size=3, color=colour("", j), alpha=0.6
-                        )
-                    )
+                    out.append(Points(f"observed {name}", days, observed[:, j], colour("", j), alpha=0.6))
         return out
 
     # ------------------------------------------------------------------ sensitivity tab
@@ -807,10 +761,8 @@ class Explorer(pn.viewable.Viewer):
             self._syncing = False
         if frame.version != self._drawn:
             self._draw(frame)
-        if frame.version != self._curves_drawn and (
-            not run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S
-        ):  # the curves cost as much as the map: while playing they follow at most a few times a second
-            self._redraw_curves()
+        elif self._map_stale:
+            self._paint_map()
         # after the drawing: when the page shows the day, it has that day's map and curves
         self.seed_text.object = f"seed **{run.seed}**"
         self.day_text.object = f"### Day {frame.day} of {run.days}"
@@ -833,17 +785,21 @@ class Explorer(pn.viewable.Viewer):
             self.outcome_select.options = jobs.outcomes(run.model) if run.model is not None else []
             self.curve_select.options = [*DAY_VIEWS, *(n for n in frame.names() if "_by_" in n)]
             self._legend(frame)
+            self._new_population()
             self._new_curves()
-            self._setup_redraw.event(setup=frame.version)  # the outlines change only with the population
         self._drawn = frame.version
-        self._map_redraw.event(version=frame.version)
+        self._paint_map()
+        self.curve_figure.update(self._lines())
         self._show_area()
+        if self._in_notebook():
+            push_notebook(self.map_pane, self.curve_pane)
         self.run.shown(frame.version)
 
-    def _redraw_curves(self) -> None:
-        self._curves_drawn = self.run.frame.version
-        self._curves_at = time.perf_counter()
-        self._curve_redraw.event(version=self._curves_drawn)
+    @staticmethod
+    def _in_notebook() -> bool:
+        """Bokeh models changed in place reach a notebook only when pushed (a server syncs them itself)."""
+        doc = pn.state.curdoc
+        return doc is not None and doc.session_context is None
 
     def _legend(self, frame: Frame) -> None:
         items = [
@@ -965,10 +921,6 @@ def _nice_step(raw: float) -> float:
     return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
 
-def _curve(days: np.ndarray, values: np.ndarray, label: str, i: int) -> hv.Curve:
-    return hv.Curve((days, values.astype(np.float64)), "day", "agents", label=label).opts(color=colour("", i))
-
-
 def _is_test_or_cost(name: str) -> bool:
     return name.startswith(("tests_", "detected_", "cost_", "home_", "first_doses", "second_doses"))
 
@@ -990,3 +942,21 @@ def _about(run: LiveRun) -> str:
                 f"| {name} | {option.value} | | {', '.join(option.options)} | {applies} | {option.doc} |"
             )
     return f"## {cls.name}\n\n{cls.summary}\n\n{doc}\n\n{module_doc}\n\n### Options\n\n" + "\n".join(rows)
+
+
+def _outline_rings(agents: AgentMap) -> list[dict]:
+    """The outer ring of every polygon of every area, with the area's region and residents (hover)."""
+    if agents.outlines is None:
+        return []
+    rings = []
+    index = {name: i for i, name in enumerate(agents.areas)}
+    for area_id, area in zip(agents.outlines.ids, agents.outlines.polygons, strict=True):
+        i = index.get(area_id)
+        region = agents.regions[int(agents.area_region[i])] if i is not None else ""
+        residents = int(agents.residents[i]) if i is not None else 0
+        for polygon in area:
+            ring = polygon[0].numpy()
+            rings.append(
+                {"x": ring[:, 0], "y": ring[:, 1], "area": area_id, "region": region, "residents": residents}
+            )
+    return rings

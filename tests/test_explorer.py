@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 
-import holoviews as hv
 import numpy as np
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 import torch
+from bokeh.events import RangesUpdate
 
 from populace import ParamError, Simulation
 from populace.cli import main
@@ -188,10 +188,17 @@ def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view.refresh()
     assert "Day 25 of" in view.day_text.object
     assert _map_bytes(view) != before
-    overlay = view._curves(0)
-    susceptible = next(c for c in overlay if c.label == "susceptible")
-    assert len(susceptible) == 25
-    assert susceptible.dimension_values(1)[-1] < AGENTS
+    data = view.curve_figure.source.data
+    susceptible = data[f"y{view.curve_figure.labels.index('susceptible')}"]
+    assert list(data["day"]) == list(range(25))  # streamed day by day, none twice
+    assert np.array_equal(susceptible, view.run.frame.group_series()["susceptible"])
+    assert susceptible[-1] < AGENTS
+    view.run.step(3).result()
+    view.refresh()
+    assert list(view.curve_figure.source.data["day"]) == list(range(28))
+    view.run.reset().result()
+    view.refresh()
+    assert len(view.curve_figure.source.data["day"]) == 0  # a reset replaces the rows
 
 
 def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer):
@@ -231,14 +238,21 @@ def test_exports_are_real_files(explorer):
     assert view._map_png().getvalue().startswith(b"\x89PNG")
 
 
-def test_the_zoom_stream_re_aggregates(explorer):
+def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
     view, _ = explorer
-    full = view._map_image(1, None, None, 100, 100)
-    x0, y0, x1, y1 = view.run.map.extent
-    zoomed = view._map_image(1, (x0, (x0 + x1) / 2), (y0, (y0 + y1) / 2), 100, 100)
-    assert isinstance(zoomed, hv.RGB)
-    assert zoomed.bounds.lbrt() == pytest.approx((x0, y0, (x0 + x1) / 2, (y0 + y1) / 2))
-    assert not np.array_equal(full.data, zoomed.data)
+    full, source = view.image.copy(), view.map_figure.image
+    x0, y0 = source.data["x"][0], source.data["y"][0]
+    x1, y1 = x0 + source.data["dw"][0], y0 + source.data["dh"][0]
+    half = ((x0 + x1) / 2, x1, (y0 + y1) / 2, y1)  # the top-right quarter
+    view._on_ranges(RangesUpdate(view.map_figure.figure, x0=half[0], x1=half[1], y0=half[2], y1=half[3]))
+    view.refresh()
+    assert (source.data["x"][0], source.data["dw"][0]) == pytest.approx((half[0], (x1 - x0) / 2))
+    assert (source.data["y"][0], source.data["dh"][0]) == pytest.approx((half[2], (y1 - y0) / 2))
+    assert not np.array_equal(full, view.image)
+    h, w = view.image.shape[:2]
+    packed = source.data["image"][0]
+    assert packed.shape == (h, w)  # Bokeh's RGBA image: first row at the bottom
+    assert np.array_equal(packed[0].view(np.uint8).reshape(w, 4), view.image[-1])
 
 
 # ---------------------------------------------------------------------- jobs
@@ -331,9 +345,9 @@ def test_explore_reports_a_port_in_use(capsys):
 
 
 def _outline_rows(root) -> int:
-    from bokeh.models import GlyphRenderer, MultiPolygons
+    from bokeh.models import GlyphRenderer, Patches
 
-    (renderer,) = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, MultiPolygons)]
+    (renderer,) = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, Patches)]
     return len(renderer.data_source.data["xs"])
 
 

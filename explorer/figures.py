@@ -1,0 +1,190 @@
+"""The explorer's two live plots as plain Bokeh figures, updated in place.
+
+A frame changes two things on the page: the map image and one more day of every curve. HoloViews
+re-evaluated a DynamicMap, recomputed ranges and rebuilt glyph data for each frame, about 0.25 s per frame
+on this 2-core machine whatever the population size (benchmarks/README.md). Here a new map replaces one
+image column of a ``ColumnDataSource`` and a new day is *streamed* into the curves' source (only the new
+rows travel to the browser), so a frame costs about the Datashader aggregation and the image transfer.
+
+No simulation here: :class:`MapFigure` shows images painted by :class:`~.render.MapPainter` and
+:class:`CurveFigure` shows whatever lines it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
+from bokeh.plotting import figure
+
+__all__ = ["CurveFigure", "Line", "MapFigure", "Points"]
+
+Extent = tuple[float, float, float, float]
+"""``(x0, x1, y0, y1)``: the part of the plane a map image covers."""
+
+
+class MapFigure:
+    """Agents as an RGBA image under the area outlines (hover for an area's name, tap to select it).
+
+    ``figure`` is the Bokeh figure; its ``RangesUpdate`` and ``Tap`` events are for the caller to wire.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.image = ColumnDataSource(
+            {"image": [np.zeros((1, 1), np.uint32)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]}
+        )
+        self.outlines = ColumnDataSource({"xs": [], "ys": [], "area": [], "region": [], "residents": []})
+        fig = figure(
+            frame_width=width,
+            frame_height=height,
+            x_range=Range1d(0, 1),
+            y_range=Range1d(0, 1),
+            tools="pan,wheel_zoom,reset",
+            active_scroll="wheel_zoom",
+            toolbar_location="above",
+            min_border=0,
+            outline_line_color=None,
+        )
+        fig.axis.visible = False
+        fig.grid.visible = False
+        fig.image_rgba("image", x="x", y="y", dw="dw", dh="dh", source=self.image)
+        patches = fig.patches(
+            "xs",
+            "ys",
+            source=self.outlines,
+            fill_alpha=0,
+            line_color="#4a4a4a",
+            line_width=0.6,
+            selection_fill_alpha=0,
+            selection_line_color="#0b5394",
+            selection_line_width=2.5,
+            nonselection_fill_alpha=0,
+            nonselection_line_alpha=1,
+            nonselection_line_color="#4a4a4a",
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[patches],
+                tooltips=[("area", "@area"), ("region", "@region"), ("residents", "@residents{0,0}")],
+            ),
+            TapTool(renderers=[patches]),
+        )
+        self.figure = fig
+
+    def fit(self, extent: Extent) -> Extent:
+        """Show ``extent`` whole, padded to the frame's aspect (equal scales); also what *reset* returns to.
+        Returns the extent shown."""
+        x0, x1, y0, y1 = extent
+        w, h = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+        if w / h > self.width / self.height:
+            pad = (w * self.height / self.width - h) / 2
+            y0, y1 = y0 - pad, y1 + pad
+        else:
+            pad = (h * self.width / self.height - w) / 2
+            x0, x1 = x0 - pad, x1 + pad
+        for axis, (start, end) in ((self.figure.x_range, (x0, x1)), (self.figure.y_range, (y0, y1))):
+            axis.update(start=start, end=end, reset_start=start, reset_end=end)
+        return x0, x1, y0, y1
+
+    def show(self, rgba: np.ndarray, extent: Extent) -> None:
+        """A new image: ``uint8[height, width, 4]``, first row at the top, covering ``extent``."""
+        x0, x1, y0, y1 = extent
+        packed = np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
+        self.image.data = {"image": [packed], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
+
+    def set_outlines(self, rings: Sequence[dict]) -> None:
+        """The areas: a ``{"x", "y", "area", "region", "residents"}`` per ring (an area may have several)."""
+        self.outlines.selected.indices = []
+        self.outlines.data = {
+            "xs": [r["x"] for r in rings],
+            "ys": [r["y"] for r in rings],
+            "area": [r["area"] for r in rings],
+            "region": [r["region"] for r in rings],
+            "residents": [r["residents"] for r in rings],
+        }
+
+
+@dataclass(frozen=True)
+class Line:
+    """A curve: its values by day (``[day]``, day 0 first) and colour."""
+
+    label: str
+    values: np.ndarray
+    colour: str
+
+
+@dataclass(frozen=True)
+class Points:
+    """Observed data drawn as dots (fixed while the run goes on)."""
+
+    label: str
+    days: np.ndarray
+    values: np.ndarray
+    colour: str
+    alpha: float = 1.0
+
+
+class CurveFigure:
+    """Lines by day that grow as the run goes on: :meth:`update` streams only the days not yet shown.
+
+    The set of lines is fixed (a legend that stays put); a different set needs a new figure.
+    """
+
+    def __init__(
+        self, lines: Sequence[Line], points: Sequence[Points], *, ylabel: str, width: int, height: int
+    ) -> None:
+        self.labels = tuple(line.label for line in lines)
+        self.source = ColumnDataSource(self._columns(lines, 0))
+        fig = figure(
+            width=width,
+            height=height,
+            x_axis_label="day",
+            y_axis_label=ylabel,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            toolbar_location="above",
+        )
+        for i, line in enumerate(lines):
+            fig.line(
+                "day",
+                f"y{i}",
+                source=self.source,
+                color=line.colour,
+                line_width=2,
+                legend_label=line.label,
+                name=line.label,
+            )
+        for p in points:
+            fig.scatter(
+                p.days, p.values, size=3, color=p.colour, alpha=p.alpha, legend_label=p.label, name=p.label
+            )
+        if lines or points:
+            fig.legend.location = "top_left"
+            fig.legend.click_policy = "hide"
+            fig.legend.label_text_font_size = "9pt"
+        fig.add_tools(HoverTool(tooltips=[("", "$name"), ("day", "$x{0}"), ("value", "$y{0,0.[0]}")]))
+        self.figure = fig
+        self.days = len(lines[0].values) if lines else 0
+
+    @staticmethod
+    def _columns(lines: Sequence[Line], since: int) -> dict[str, np.ndarray]:
+        days = len(lines[0].values) if lines else 0
+        out = {"day": np.arange(since, days, dtype=np.float64)}
+        for i, line in enumerate(lines):
+            out[f"y{i}"] = np.asarray(line.values[since:], dtype=np.float64)
+        return out
+
+    def update(self, lines: Sequence[Line]) -> None:
+        """Show ``lines`` (the same labels as at construction, values up to today): new days are streamed;
+        fewer days than shown (a reset) replace the data."""
+        labels = tuple(line.label for line in lines)
+        if labels != self.labels:
+            raise ValueError(f"lines: expected {self.labels}, got {labels}")
+        days = len(lines[0].values) if lines else 0
+        if days < self.days:
+            self.source.data = self._columns(lines, 0)
+        elif days > self.days:
+            self.source.stream(self._columns(lines, self.days))
+        self.days = days
