@@ -36,6 +36,7 @@ from populace.cli import parse_count
 from populace.explorer import Explorer, LiveRun
 from populace.explorer.app import _extensions
 from populace.explorer.headless import CHROMIUM, DAY, FLAGS, MAP
+from populace.explorer.render import MapPainter
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_explorer_results.json"
@@ -74,18 +75,21 @@ def measure(
         raise RuntimeError(run.error)
     setup_s = time.perf_counter() - t0
     run.days = 10_000 // 10
-    probe = Explorer(run=run)
+    agents_map, frame = run.map, run.frame
+    assert agents_map is not None
+    painter, (x0, y0, x1, y1) = MapPainter(agents_map.x, agents_map.y), agents_map.extent
     render = []
     for _ in range(5):
         t = time.perf_counter()
-        probe._map_image(0, None, None, 620, 560)
+        painter.paint(
+            frame.groups, frame.group_names, x_range=(x0, x1), y_range=(y0, y1), width=620, height=560
+        )
         render.append(time.perf_counter() - t)
     steps = []
     for _ in range(5):
         t = time.perf_counter()
         run.step(1).result()
         steps.append(time.perf_counter() - t)
-    probe.close()
     run.reset().result()
     run.days_per_frame = days_per_frame
     server = pn.serve({"/": lambda: Explorer(run=run)}, port=port, show=False, threaded=True)

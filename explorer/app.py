@@ -40,7 +40,7 @@ from populace.simulate import Result
 from . import jobs
 from .figures import CurveFigure, Extent, Line, MapFigure, Points
 from .live import MAX_AGENTS, AgentMap, Frame, LiveRun
-from .render import MapPainter, colour, to_png
+from .render import MapPainter, colour, composite, palette, to_png
 
 __all__ = ["Explorer"]
 
@@ -71,15 +71,15 @@ class Explorer(pn.viewable.Viewer):
         *,
         agents: int | None = None,
         run: LiveRun | None = None,
-        refresh_ms: int = 50,
+        refresh_ms: int = 25,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         _extensions()
         self.run = run if run is not None else LiveRun(scenario, agents=agents)
         self.refresh_ms = refresh_ms
-        self.image: np.ndarray | None = None
-        """The map as last drawn, ``uint8[height, width, 4]`` (exported as PNG)."""
+        self._layers: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None
+        self._shown_homes: np.ndarray | None = None
         self._painter: MapPainter | None = None
         self._drawn = -1
         self._tapped: int | None = None
@@ -220,15 +220,19 @@ class Explorer(pn.viewable.Viewer):
         if self._painter is None or self._painter.x is not agents.x:
             self._painter = MapPainter(agents.x, agents.y)
         x0, x1, y0, y1 = self._extent
-        self.image = self._painter.paint(
-            groups,
-            frame.group_names,
-            x_range=(x0, x1),
-            y_range=(y0, y1),
-            width=MAP_SIZE[0],
-            height=MAP_SIZE[1],
-        )
-        self.map_figure.show(self.image, self._extent)
+        view = {"x_range": (x0, x1), "y_range": (y0, y1), "width": MAP_SIZE[0], "height": MAP_SIZE[1]}
+        homes = self._painter.homes(**view)
+        if homes is not self._shown_homes:  # a new extent
+            self.map_figure.show_homes(homes, self._extent)
+            self._shown_homes = homes
+        index = self._painter.overlay(groups, frame.group_names, **view)
+        self.map_figure.show_groups(index, self._extent, palette(frame.group_names))
+        self._layers = (homes, index, frame.group_names)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The map as last drawn, ``uint8[height, width, 4]`` (exported as PNG)."""
+        return composite(*self._layers) if self._layers is not None else None
 
     def _new_population(self) -> None:
         """A set-up: show the whole area and its outlines (zoom and tap start over)."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
+from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d, TapTool
 from bokeh.plotting import figure
 
 __all__ = ["CurveFigure", "Line", "MapFigure", "Points"]
@@ -26,16 +26,22 @@ Extent = tuple[float, float, float, float]
 
 
 class MapFigure:
-    """Agents as an RGBA image under the area outlines (hover for an area's name, tap to select it).
+    """The map under the area outlines (hover for an area's name, tap to select it): the homes as an RGBA
+    image (sent when the extent changes) and over it the agents' stage groups as colour indices (sent every
+    frame, coloured in the browser by :attr:`colours`).
 
     ``figure`` is the Bokeh figure; its ``RangesUpdate`` and ``Tap`` events are for the caller to wire.
     """
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self.image = ColumnDataSource(
+        self.homes = ColumnDataSource(
             {"image": [np.zeros((1, 1), np.uint32)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]}
         )
+        self.groups = ColumnDataSource(
+            {"image": [np.zeros((1, 1), np.uint8)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]}
+        )
+        self.colours = LinearColorMapper(palette=["#00000000"], low=0, high=1, high_color="#00000000")
         self.outlines = ColumnDataSource({"xs": [], "ys": [], "area": [], "region": [], "residents": []})
         fig = figure(
             frame_width=width,
@@ -50,7 +56,8 @@ class MapFigure:
         )
         fig.axis.visible = False
         fig.grid.visible = False
-        fig.image_rgba("image", x="x", y="y", dw="dw", dh="dh", source=self.image)
+        fig.image_rgba("image", x="x", y="y", dw="dw", dh="dh", source=self.homes)
+        fig.image("image", x="x", y="y", dw="dw", dh="dh", source=self.groups, color_mapper=self.colours)
         patches = fig.patches(
             "xs",
             "ys",
@@ -89,11 +96,17 @@ class MapFigure:
             axis.update(start=start, end=end, reset_start=start, reset_end=end)
         return x0, x1, y0, y1
 
-    def show(self, rgba: np.ndarray, extent: Extent) -> None:
-        """A new image: ``uint8[height, width, 4]``, first row at the top, covering ``extent``."""
-        x0, x1, y0, y1 = extent
+    def show_homes(self, rgba: np.ndarray, extent: Extent) -> None:
+        """The homes layer: ``uint8[height, width, 4]``, first row at the top, covering ``extent``."""
         packed = np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
-        self.image.data = {"image": [packed], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
+        self.homes.data = _placed(packed, extent)
+
+    def show_groups(self, index: np.ndarray, extent: Extent, palette: list[str]) -> None:
+        """The groups layer: ``uint8[height, width]`` indices into ``palette`` (``#rrggbbaa``), first row at
+        the top, covering ``extent``."""
+        if list(self.colours.palette) != palette:
+            self.colours.update(palette=palette, high=len(palette))
+        self.groups.data = _placed(np.ascontiguousarray(index[::-1]), extent)
 
     def set_outlines(self, rings: Sequence[dict]) -> None:
         """The areas: a ``{"x", "y", "area", "region", "residents"}`` per ring (an area may have several)."""
@@ -105,6 +118,12 @@ class MapFigure:
             "region": [r["region"] for r in rings],
             "residents": [r["residents"] for r in rings],
         }
+
+
+def _placed(image: np.ndarray, extent: Extent) -> dict[str, list]:
+    """An image source's columns (Bokeh draws the first row at the bottom)."""
+    x0, x1, y0, y1 = extent
+    return {"image": [image], "x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,23 @@ FLAGS = [
 ]
 
 MAP = """() => {
+  let groups = null, homes = null;
   for (const m of Bokeh.documents[0].all_models) {
-    if (m.type === 'GlyphRenderer' && m.glyph.type === 'ImageRGBA') {
-      const d = m.data_source.data; const img = d.image[0]; let sum = 0;
+    if (m.type !== 'GlyphRenderer') continue;
+    const d = m.data_source.data; const img = d.image && d.image[0]; let sum = 0;
+    if (m.glyph.type === 'Image' && img.length > 1) {
+      for (let i = 0; i < img.length; i++) sum = (sum + img[i] * (i % 1013 + 1)) % 1e15;
+      groups = {sum: sum, n: img.length, x: d.x[0], dw: d.dw[0]};
+    } else if (m.glyph.type === 'ImageRGBA' && img.length > 1) {
       for (let i = 0; i < img.length; i += 7) sum = (sum + img[i] * (i % 1013 + 1)) % 1e15;
-      return {sum: sum, n: img.length, x: d.x[0], dw: d.dw[0]};
+      homes = sum;
     }
   }
-  return null;
+  return groups && homes !== null ? {...groups, homes: homes} : null;
 }"""
-"""The map image: a checksum of its pixels, its size and its extent (``null`` before it is drawn)."""
+"""The map once drawn (else ``null``): a checksum of every pixel of its stage-group layer (``sum``, redrawn
+every frame), its pixel count and extent, and a checksum of its homes layer (``homes``, redrawn when the
+extent changes)."""
 
 CURVES = """() => {
   const out = {};

@@ -3,8 +3,10 @@
 One aggregation per frame counts the agents of each stage group per pixel. Homes (everyone) are drawn in
 greys, histogram-equalised; this layer changes only with the extent, so :class:`MapPainter` keeps it. Over
 it, each pixel with agents past the first group (susceptible) takes the colour of its most common such
-group, more opaque the more of them there are (log scale). Measured on this 2-core machine (benchmarks/
-README.md): Datashader's own categorical shading took 52 ms for a 620 × 560 frame, this colouring about 5.
+group, more opaque the more of them there are (log scale). That overlay is a ``uint8`` index per pixel into
+a small :func:`palette`, so a frame sends a quarter of an RGBA image's bytes and the browser colours it;
+:func:`composite` blends the two layers into one RGBA image (PNG export). Measured on this 2-core machine
+(benchmarks/README.md): Datashader's own categorical shading took 52 ms for a 620 × 560 frame.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-__all__ = ["COLOURS", "MapPainter", "colour", "to_png"]
+__all__ = ["COLOURS", "LEVELS", "MapPainter", "colour", "composite", "palette", "to_png"]
 
 COLOURS = {
     "susceptible": "#9a9a9a",
@@ -29,6 +31,8 @@ COLOURS = {
 }
 _OTHER = ("#1f77b4", "#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
 MIN_ALPHA = 150
+LEVELS = 16
+"""Opacity steps of the overlay: the map has 1 + 16 × (groups − 1) colours (:func:`palette`)."""
 
 
 def colour(group: str, index: int = 0) -> str:
@@ -36,14 +40,12 @@ def colour(group: str, index: int = 0) -> str:
     return COLOURS.get(group, _OTHER[index % len(_OTHER)])
 
 
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
-
-
 class MapPainter:
     """Paints the agents at ``(x, y)`` (``float32[agents]``, fixed) for any stage groups, extent and size.
 
-    Returns ``uint8[height, width, 4]`` RGBA, first row at the top.
+    A map is two layers: :meth:`homes` (``uint8[height, width, 4]`` RGBA, changes only with the extent) and
+    :meth:`overlay` (``uint8[height, width]`` indices into :func:`palette`, one per frame); :meth:`paint`
+    composites them. First rows at the top.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -60,42 +62,91 @@ class MapPainter:
         width: int,
         height: int,
     ) -> np.ndarray:
-        """The image; ``groups``: ``uint8[agents]``, each agent's group (index into ``group_names``), or
-        ``None``."""
-        if width < 1 or height < 1:
-            raise ValueError(f"width, height: expected a positive canvas size, got {width} x {height}")
-        canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
+        """The map as one RGBA image; ``groups``: ``uint8[agents]``, each agent's group (index into
+        ``group_names``), or ``None``."""
+        view = {"x_range": x_range, "y_range": y_range, "width": width, "height": height}
+        return composite(self.homes(**view), self.overlay(groups, group_names, **view), group_names)
+
+    def homes(
+        self, *, x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int
+    ) -> np.ndarray:
+        """Greys by the density of homes (kept per extent and size; read-only)."""
         key = (tuple(x_range), tuple(y_range), width, height)
+        if key not in self._homes:
+            canvas = _canvas(x_range, y_range, width, height)
+            density = canvas.points(pd.DataFrame({"x": self.x, "y": self.y}, copy=False), "x", "y")
+            shaded = tf.shade(density, cmap=["#ececec", "#a0a0a0"], how="eq_hist")
+            data = np.ascontiguousarray(shaded.data[::-1])
+            if len(self._homes) >= 32:  # zooming visits many extents; keep the memory bounded
+                self._homes.clear()
+            self._homes[key] = data.view(np.uint8).reshape(*data.shape, 4)
+            self._homes[key].flags.writeable = False
+        return self._homes[key]
+
+    def overlay(
+        self,
+        groups: np.ndarray | None,
+        group_names: tuple[str, ...],
+        *,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        width: int,
+        height: int,
+    ) -> np.ndarray:
+        """Each pixel's colour index in :func:`palette`: 0 where no agent is past the first group
+        (susceptible), else its most common such group at one of :data:`LEVELS` opacities by their number
+        (log scale, relative to the densest pixel)."""
+        canvas = _canvas(x_range, y_range, width, height)
+        out = np.zeros((height, width), dtype=np.uint8)
         if groups is None or len(group_names) < 2:
-            return self._homes_layer(key, canvas)[::-1].copy()
+            return out
         frame = pd.DataFrame(
             {"x": self.x, "y": self.y, "group": pd.Categorical.from_codes(groups, list(group_names))},
             copy=False,
         )
         counts = canvas.points(frame, "x", "y", ds.by("group", ds.count())).values  # [rows, cols, groups]
-        image = self._homes_layer(key, canvas).copy()
-        affected = counts[:, :, 1:]
-        total = affected.sum(axis=2)
-        if total.max() == 0:
-            return image[::-1]
-        palette = np.array([_rgb(colour(g, i + 1)) for i, g in enumerate(group_names[1:])], dtype=np.float32)
-        rgb = palette[affected.argmax(axis=2)]  # the most common group of each pixel
-        strength = np.log1p(total) / np.log1p(total.max())
-        alpha = np.where(total > 0, (MIN_ALPHA + (255 - MIN_ALPHA) * strength) / 255, 0.0)[..., None]
-        image[..., :3] = (image[..., :3] * (1 - alpha) + rgb * alpha).astype(np.uint8)
-        image[..., 3] = np.maximum(image[..., 3], (alpha[..., 0] * 255).astype(np.uint8))
-        return image[::-1]
+        flat = counts.reshape(-1, counts.shape[2])
+        total = flat[:, 1].astype(np.int64)
+        for g in range(2, flat.shape[1]):  # column by column: a reduction over a short last axis is slow
+            total += flat[:, g]
+        lit = np.flatnonzero(total)  # most pixels have no one past the first group: work on the others
+        if lit.size == 0:
+            return out
+        group = flat[lit, 1:].argmax(axis=1)
+        strength = np.log1p(total[lit]) / np.log1p(total[lit].max())
+        level = np.clip(np.ceil(strength * LEVELS), 1, LEVELS).astype(np.int64)
+        out.reshape(-1)[lit] = 1 + group * LEVELS + (level - 1)
+        return out[::-1]
 
-    def _homes_layer(self, key: tuple, canvas: ds.Canvas) -> np.ndarray:
-        """Greys by the density of homes, bottom row first (kept per extent and size; read-only)."""
-        if key not in self._homes:
-            density = canvas.points(pd.DataFrame({"x": self.x, "y": self.y}, copy=False), "x", "y")
-            shaded = tf.shade(density, cmap=["#ececec", "#a0a0a0"], how="eq_hist")
-            data = np.ascontiguousarray(shaded.data)
-            if len(self._homes) >= 32:  # zooming visits many extents; keep the memory bounded
-                self._homes.clear()
-            self._homes[key] = data.view(np.uint8).reshape(*data.shape, 4)
-        return self._homes[key]
+
+def palette(group_names: tuple[str, ...]) -> list[str]:
+    """``#rrggbbaa`` colours of :meth:`MapPainter.overlay`'s indices: 0 transparent, then for each group
+    past the first, :data:`LEVELS` opacities from ``MIN_ALPHA`` to opaque."""
+    out = ["#00000000"]
+    for i, group in enumerate(group_names[1:]):
+        for level in range(1, LEVELS + 1):
+            alpha = round(MIN_ALPHA + (255 - MIN_ALPHA) * level / LEVELS)
+            out.append(f"{colour(group, i + 1)}{alpha:02x}")
+    return out
+
+
+def composite(homes: np.ndarray, overlay: np.ndarray, group_names: tuple[str, ...]) -> np.ndarray:
+    """The overlay's colours over the homes layer (alpha blending), ``uint8[height, width, 4]``."""
+    rgba = np.array(
+        [[int(c[k : k + 2], 16) for k in (1, 3, 5, 7)] for c in palette(group_names)], dtype=np.float32
+    )
+    colours = rgba[overlay]
+    alpha = colours[..., 3:] / 255
+    image = homes.copy()
+    image[..., :3] = (homes[..., :3] * (1 - alpha) + colours[..., :3] * alpha).astype(np.uint8)
+    image[..., 3] = np.maximum(homes[..., 3], colours[..., 3].astype(np.uint8))
+    return image
+
+
+def _canvas(x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int) -> ds.Canvas:
+    if width < 1 or height < 1:
+        raise ValueError(f"width, height: expected a positive canvas size, got {width} x {height}")
+    return ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
 
 
 def to_png(rgba: np.ndarray) -> bytes:

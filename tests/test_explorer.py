@@ -15,7 +15,7 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
-from populace.explorer.render import MapPainter, to_png
+from populace.explorer.render import LEVELS, MapPainter, palette, to_png
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -158,6 +158,10 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     assert ((top[:, 0] > 200) & (top[:, 1] > 120) & (top[:, 2] < 100)).all()
     zoomed = painter.paint(groups, names, x_range=(0, 40), y_range=(0, 100), width=40, height=20)
     assert (np.abs(zoomed[..., 0].astype(int) - zoomed[..., 1]) < 12).all()  # all of it left of x = 50
+    index = painter.overlay(groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    assert (index[:, :15] == 0).all()  # no colour over the susceptible half: the browser shows the homes
+    assert ((index[2:, 25:] > LEVELS) & (index[2:, 25:] <= 2 * LEVELS)).all()  # infectious, some opacity
+    assert len(palette(names)) == 1 + 2 * LEVELS
     homes = painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)
     assert to_png(homes).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="width, height"):
@@ -240,7 +244,7 @@ def test_exports_are_real_files(explorer):
 
 def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
     view, _ = explorer
-    full, source = view.image.copy(), view.map_figure.image
+    full, source = view.image.copy(), view.map_figure.groups
     x0, y0 = source.data["x"][0], source.data["y"][0]
     x1, y1 = x0 + source.data["dw"][0], y0 + source.data["dh"][0]
     half = ((x0 + x1) / 2, x1, (y0 + y1) / 2, y1)  # the top-right quarter
@@ -249,10 +253,12 @@ def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
     assert (source.data["x"][0], source.data["dw"][0]) == pytest.approx((half[0], (x1 - x0) / 2))
     assert (source.data["y"][0], source.data["dh"][0]) == pytest.approx((half[2], (y1 - y0) / 2))
     assert not np.array_equal(full, view.image)
-    h, w = view.image.shape[:2]
-    packed = source.data["image"][0]
-    assert packed.shape == (h, w)  # Bokeh's RGBA image: first row at the bottom
-    assert np.array_equal(packed[0].view(np.uint8).reshape(w, 4), view.image[-1])
+    homes, index, names = view._layers
+    assert np.array_equal(source.data["image"][0], index[::-1])  # Bokeh draws the first row at the bottom
+    rgba = view.map_figure.homes.data["image"][0]
+    assert np.array_equal(rgba.view(np.uint8).reshape(*rgba.shape, 4), homes[::-1])
+    assert view.map_figure.homes.data["x"][0] == pytest.approx(half[0])
+    assert list(view.map_figure.colours.palette) == palette(names)
 
 
 # ---------------------------------------------------------------------- jobs
