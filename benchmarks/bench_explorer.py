@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import panel as pn
+import torch
 from _record import append, machine
 
 from populace.cli import parse_count
@@ -69,11 +70,12 @@ def measure(
 
     _extensions()
     t0 = time.perf_counter()
-    run = LiveRun(scenario, agents=agents)
+    run = LiveRun(scenario, agents=agents, threads=0)  # as `populace explore` does: one thread below 1M
     run.wait()
     if run.error:
         raise RuntimeError(run.error)
     setup_s = time.perf_counter() - t0
+    sim_threads = torch.get_num_threads()
     run.days = 10_000 // 10
     agents_map, frame = run.map, run.frame
     assert agents_map is not None
@@ -151,6 +153,7 @@ def measure(
         "scenario": scenario,
         "agents": agents,
         "days_per_frame": days_per_frame,
+        "sim_threads": sim_threads,
         "setup_s": round(setup_s, 2),
         "step_s": round(statistics.median(steps), 4),
         "render_s": round(statistics.median(render), 4),

@@ -563,6 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default="localhost", help="address to bind (default localhost: this machine only)"
     )
     explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    explore.add_argument(
+        "--threads",
+        type=_whole(0, "non-negative"),
+        default=0,
+        help="torch threads for the simulation (default 0: one below 1M agents, leaving the other cores to "
+        "the server and the browser; else torch's default)",
+    )
     explore.set_defaults(func=_explore)
 
     population = sub.add_parser("population", help="build or describe a synthetic population")

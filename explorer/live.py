@@ -35,7 +35,7 @@ from populace.model import Model
 from populace.populations import load_population
 from populace.scenario import find_scenario, scenarios
 
-__all__ = ["STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
+__all__ = ["SMALL_RUN", "STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ STAGE_GROUPS = {
 """How the map groups a disease layer's stages (names not listed here are shown as they are)."""
 
 MAX_AGENTS = 20_000_000
+SMALL_RUN = 1_000_000
+"""Below this many agents a run simulates on one torch thread when :attr:`LiveRun.threads` is 0: small
+tensors gain little from a second thread, and the server and the browser need the core. Measured on this
+2-core machine with Chromium on the page (benchmarks/README.md): classroom (20k) plays 22 days/s on one
+thread, 15 on two; NYC at 8.4M plays 3.1 days/s on two threads, 2.5 on one."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,13 @@ class LiveRun(param.Parameterized):
     )
     days_per_frame = param.Integer(default=1, bounds=(1, 365), doc="days simulated between redraws")
     playing = param.Boolean(default=False, doc="the run advances on its own")
+    threads = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(0, None),
+        doc="torch threads while the run works: None leaves torch's setting (a notebook's own), 0 picks by "
+        "size (one below SMALL_RUN agents, else torch's setting when the run was made), N exactly N",
+    )
     busy = param.String(default="", doc="the long work under way, if any")
     error = param.String(default="", doc="the last error, for the user (empty: none)")
 
@@ -200,6 +212,7 @@ class LiveRun(param.Parameterized):
         """Sessions drawing this run: while there are any, play waits for each frame to be drawn (every day
         shown, and the simulation thread leaves the drawing threads time to run)."""
         self._shown = threading.Event()
+        self._torch_threads = torch.get_num_threads()
         self.param.watch(self._scenario_changed, "scenario")
         if setup:
             self.setup()
@@ -256,6 +269,7 @@ class LiveRun(param.Parameterized):
         def job() -> None:
             self.busy = what
             try:
+                self._use_threads()
                 work()
                 self.error = ""
             except Exception as exc:  # shown in the app; the traceback goes to the log
@@ -267,6 +281,15 @@ class LiveRun(param.Parameterized):
 
         self._last = self._worker.submit(job)
         return self._last
+
+    def _use_threads(self) -> None:
+        """Set torch's threads for this run's worker (:attr:`threads`); threads started later in the
+        process inherit the setting, threads already running keep theirs."""
+        if self.threads is None:
+            return
+        n = self.threads or (1 if self.agents < SMALL_RUN else self._torch_threads)
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the work submitted so far is done (tests, benchmarks, notebooks)."""

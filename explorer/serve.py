@@ -34,12 +34,14 @@ def serve(
     port: int,
     address: str,
     show: bool,
+    threads: int = 0,
     ready: Any = None,
 ) -> None:
-    """Build the run, warm the map, and serve until interrupted (``ready``: a callable given the server)."""
+    """Build the run, warm the map, and serve until interrupted (``ready``: a callable given the server;
+    ``threads``: :attr:`LiveRun.threads`, 0 picks by size)."""
     _extensions()
     t0 = time.perf_counter()
-    run = LiveRun(scenario, agents=agents or DEFAULT_AGENTS.get(scenario))
+    run = LiveRun(scenario, agents=agents or DEFAULT_AGENTS.get(scenario), threads=threads)
     run.wait()
     if run.error:
         raise RuntimeError(run.error)
@@ -84,5 +86,12 @@ def serve(
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
-    serve(args.scenario, agents=args.agents, port=args.port, address=args.address, show=not args.no_browser)
+    serve(
+        args.scenario,
+        agents=args.agents,
+        port=args.port,
+        address=args.address,
+        show=not args.no_browser,
+        threads=args.threads,
+    )
     return 0

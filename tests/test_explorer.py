@@ -139,6 +139,25 @@ def test_changing_scenario_resets_the_options(run):
     assert run.frame.group_names == ("susceptible", "exposed", "infectious", "recovered")
 
 
+def test_threads_by_size_and_left_alone_by_default():
+    def worker_threads(run: LiveRun) -> int:
+        return run._worker.submit(torch.get_num_threads).result()
+
+    untouched = LiveRun("classroom", agents=500)  # threads=None: torch's setting stays (a notebook's own)
+    small = LiveRun("classroom", agents=500, threads=0)  # `populace explore`'s policy: one below 1M
+    try:
+        expected = worker_threads(untouched)
+        assert worker_threads(small) == 1
+        small.threads = 2
+        small.step(1).result()
+        assert worker_threads(small) == 2
+        assert worker_threads(untouched) == expected
+    finally:
+        untouched.close()
+        small.close()
+        torch.set_num_threads(torch.get_num_threads())  # threads started later get this process's own again
+
+
 # ---------------------------------------------------------------------- rendering
 def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     rng = np.random.default_rng(0)
