@@ -20,6 +20,7 @@ import logging
 import math
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,9 @@ SIDEBAR_WIDTH = 340
 MAP_SIZE = (620, 560)
 CURVES_WIDTH = 450
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
+CURVES_EVERY_S = 0.2
+"""While playing, the curves take the new days at most this often: each update re-ranges and re-lays out the
+plot in the browser, which held the classroom at 18 days/s with every day sent and 29 without curves."""
 
 
 class Explorer(pn.viewable.Viewer):
@@ -71,7 +75,7 @@ class Explorer(pn.viewable.Viewer):
         *,
         agents: int | None = None,
         run: LiveRun | None = None,
-        refresh_ms: int = 25,
+        refresh_ms: int = 10,
         **params: Any,
     ) -> None:
         super().__init__(**params)
@@ -81,6 +85,7 @@ class Explorer(pn.viewable.Viewer):
         self._layers: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None
         self._shown_homes: np.ndarray | None = None
         self._painter: MapPainter | None = None
+        self._curves_at = 0.0
         self._drawn = -1
         self._tapped: int | None = None
         self._syncing = False
@@ -767,6 +772,8 @@ class Explorer(pn.viewable.Viewer):
             self._draw(frame)
         elif self._map_stale:
             self._paint_map()
+        if not run.playing and self.curve_figure.days != frame.day:  # the days held back while playing
+            self.curve_figure.update(self._lines())
         # after the drawing: when the page shows the day, it has that day's map and curves
         self.seed_text.object = f"seed **{run.seed}**"
         self.day_text.object = f"### Day {frame.day} of {run.days}"
@@ -793,7 +800,9 @@ class Explorer(pn.viewable.Viewer):
             self._new_curves()
         self._drawn = frame.version
         self._paint_map()
-        self.curve_figure.update(self._lines())
+        if not run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S:
+            self._curves_at = time.perf_counter()
+            self.curve_figure.update(self._lines())
         self._show_area()
         if self._in_notebook():
             push_notebook(self.map_pane, self.curve_pane)

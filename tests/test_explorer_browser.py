@@ -86,7 +86,10 @@ def _wait(page: Page, condition, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(
+                f"timed out waiting for {what}; the page shows day {_day(page)}, {_status(page)!r}, "
+                f"map {page.evaluate(MAP)}"
+            )
         page.wait_for_timeout(100)
 
 
