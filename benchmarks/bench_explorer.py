@@ -75,7 +75,7 @@ def measure(
     if run.error:
         raise RuntimeError(run.error)
     setup_s = time.perf_counter() - t0
-    sim_threads = torch.get_num_threads()
+    sim_threads = run._worker.submit(torch.get_num_threads).result()  # the simulation's thread
     run.days = 10_000 // 10
     agents_map, frame = run.map, run.frame
     assert agents_map is not None

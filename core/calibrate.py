@@ -213,6 +213,7 @@ class Calibration(nn.Module):
             a ``Transmission`` layer's ``scale`` table).
         window: days of the trailing average applied to the predictions (observed series come averaged).
         log_weight: weight of the log-scale term of each stream's loss (:meth:`losses`).
+        network_lr: the networks' learning rate as a share of the direct parameters' (:meth:`fit`).
     """
 
     def __init__(
@@ -224,6 +225,7 @@ class Calibration(nn.Module):
         networks: Mapping[str, nn.Module] | None = None,
         window: int = 7,
         log_weight: float = 0.1,
+        network_lr: float = 0.2,
     ) -> None:
         super().__init__()
         if not streams:
@@ -241,7 +243,7 @@ class Calibration(nn.Module):
         self.streams = list(streams)
         self.fit_names = tuple(fit)
         self.network_names = tuple(networks or {})
-        self.window, self.log_weight = window, log_weight
+        self.window, self.log_weight, self.network_lr = window, log_weight, network_lr
         self.released = False
         self.reporting = nn.ModuleDict({s.name: s.reported for s in streams if s.reported is not None})
         for name in fit:
@@ -329,7 +331,7 @@ class Calibration(nn.Module):
         *,
         epochs: int = 30,
         lr: float = 0.05,
-        network_lr: float = 0.2,
+        network_lr: float | None = None,
         seeds: int = 1,
         seed: int = 0,
         resample: bool = True,
@@ -340,11 +342,11 @@ class Calibration(nn.Module):
         so that no one draw is over-fitted; ``resample=False`` keeps seeds ``seed … seed + seeds − 1`` in
         every epoch: common random numbers, a deterministic objective). The learning rate decays from ``lr``
         to a tenth (cosine).
-        Networks learn at ``lr × network_lr``: Adam moves every weight by about its learning rate and a
-        network's hidden units add up, so the same rate would move a table many times more than a direct
-        parameter (and an epidemic grows exponentially in it). The model keeps the fitted values
-        (parametrisations are removed at the end). ``on_epoch(epoch, loss, stream_losses)`` reports
-        progress."""
+        Networks learn at ``lr × network_lr`` (default: the calibration's ``network_lr``): Adam moves every
+        weight by about its learning rate and a network's hidden units add up, so the same rate would move
+        a table many times more than a direct parameter (and an epidemic grows exponentially in it). The
+        model keeps the fitted values (parametrisations are removed at the end). ``on_epoch(epoch, loss,
+        stream_losses)`` reports progress."""
         if epochs < 1 or seeds < 1:
             raise ValueError(f"epochs and seeds must be positive, got {epochs} and {seeds}")
         if self.released:
@@ -361,7 +363,10 @@ class Calibration(nn.Module):
         trained = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in trained if id(p) not in networks], "lr": lr},
-            {"params": [p for p in trained if id(p) in networks], "lr": lr * network_lr},
+            {
+                "params": [p for p in trained if id(p) in networks],
+                "lr": lr * (self.network_lr if network_lr is None else network_lr),
+            },
         ]
         losses: list[float] = []
         stream_losses: list[dict[str, float]] = []

@@ -174,7 +174,10 @@ def observed_calibration(
 ) -> Calibration:
     """The nyc-covid calibration: the chosen :func:`observed_streams`; direct parameters: the P(admission)
     and P(death) scales; networks: transmission by week × borough, reported share of cases by week ×
-    borough."""
+    borough. The networks learn at the direct parameters' rate and the loss has no log-scale term: at 100k
+    agents and 40 epochs (seed 0) that gave ND 0.29 / 0.36 on admissions / deaths against 0.46 / 0.51 with
+    the library defaults (networks at 0.2 × the rate, log weight 0.1), which left the transmission table
+    nearly flat after New York's orders; networks at 3 × diverged (0.65 / 0.70)."""
     built = observed_streams(
         model, agents=agents, full_size=full_size, start=start, days=days, streams=streams
     )
@@ -187,6 +190,8 @@ def observed_calibration(
         built,
         fit=[f"{covid_name}.severe_scale", f"{covid_name}.fatality_scale"],
         networks={f"{transmission_name}.scale": WeeklyNetwork(x, (0.05, 3.0), initial=1.0, seed=0)},
+        log_weight=0.0,
+        network_lr=1.0,
     )
 
 
