@@ -1,7 +1,7 @@
 """Benchmark: calibrate ``nyc-covid`` to NYC's first wave (March–June 2020: daily cases, admissions and
 deaths by borough, 7-day averages) at 1M agents, scaled to the city.
 
-    python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 40] [--days 120]
+    python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 70] [--days 120]
 
 Target (issue 5): under 20 minutes on the 2-core machine; ND = Σ|ŷ − y| / Σ|y| ≤ 0.25 on daily deaths and
 admissions by borough. Runs ``populace calibrate ... --json`` in a fresh process; copies the fitted
@@ -31,7 +31,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--agents", default="1M")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=70)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument(
         "--existing",

@@ -768,12 +768,16 @@ class Explorer(pn.viewable.Viewer):
                     widget.value = value
         finally:
             self._syncing = False
+        held_back = not run.playing and self.curve_figure.days != frame.day  # days not sent while playing
+        changed = frame.version != self._drawn or self._map_stale or held_back
         if frame.version != self._drawn:
             self._draw(frame)
         elif self._map_stale:
             self._paint_map()
-        if not run.playing and self.curve_figure.days != frame.day:  # the days held back while playing
+        if held_back:
             self.curve_figure.update(self._lines())
+        if changed:  # Bokeh models changed in place reach a notebook only when pushed (a server syncs them)
+            push_notebook(self.map_pane, self.curve_pane)
         # after the drawing: when the page shows the day, it has that day's map and curves
         self.seed_text.object = f"seed **{run.seed}**"
         self.day_text.object = f"### Day {frame.day} of {run.days}"
@@ -804,15 +808,7 @@ class Explorer(pn.viewable.Viewer):
             self._curves_at = time.perf_counter()
             self.curve_figure.update(self._lines())
         self._show_area()
-        if self._in_notebook():
-            push_notebook(self.map_pane, self.curve_pane)
         self.run.shown(frame.version)
-
-    @staticmethod
-    def _in_notebook() -> bool:
-        """Bokeh models changed in place reach a notebook only when pushed (a server syncs them itself)."""
-        doc = pn.state.curdoc
-        return doc is not None and doc.session_context is None
 
     def _legend(self, frame: Frame) -> None:
         items = [

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.models import (
+    ColumnDataSource,
+    HoverTool,
+    LinearColorMapper,
+    NumeralTickFormatter,
+    Range1d,
+    TapTool,
+)
 from bokeh.plotting import figure
 
 __all__ = ["CurveFigure", "Line", "MapFigure", "Points"]
@@ -183,6 +190,7 @@ class CurveFigure:
             fig.legend.location = "top_left"
             fig.legend.click_policy = "hide"
             fig.legend.label_text_font_size = "9pt"
+        fig.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")  # 8.4m, not 8.400e+6
         fig.add_tools(HoverTool(tooltips=[("", "$name"), ("day", "$x{0}"), ("value", "$y{0,0.[0]}")]))
         self.figure = fig
         self.days = len(lines[0].values) if lines else 0
