@@ -58,8 +58,8 @@ MAX_AGENTS = 20_000_000
 SMALL_RUN = 1_000_000
 """Below this many agents a run simulates on one torch thread when :attr:`LiveRun.threads` is 0: small
 tensors gain little from a second thread, and the server and the browser need the core. Measured on this
-2-core machine with Chromium on the page (benchmarks/README.md): classroom (20k) plays 22 days/s on one
-thread, 15 on two; NYC at 8.4M plays 3.1 days/s on two threads, 2.5 on one."""
+2-core machine with Chromium on the page, days simulated per second by the server (benchmarks/README.md):
+classroom (20k) 22 on one thread, 15 on two; NYC at 8.4M 3.1 on two threads, 2.5 on one."""
 
 
 @dataclass(frozen=True)
