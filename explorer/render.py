@@ -100,9 +100,12 @@ class MapPainter:
         out = np.zeros((height, width), dtype=np.uint8)
         if groups is None or len(group_names) < 2:
             return out
+        x, y = self.x, self.y
+        affected = np.flatnonzero(groups)
+        if affected.size < len(groups) // 2:  # early in an epidemic: aggregate only the agents past group 0
+            x, y, groups = x[affected], y[affected], groups[affected]
         frame = pd.DataFrame(
-            {"x": self.x, "y": self.y, "group": pd.Categorical.from_codes(groups, list(group_names))},
-            copy=False,
+            {"x": x, "y": y, "group": pd.Categorical.from_codes(groups, list(group_names))}, copy=False
         )
         counts = canvas.points(frame, "x", "y", ds.by("group", ds.count())).values  # [rows, cols, groups]
         flat = counts.reshape(-1, counts.shape[2])
