@@ -181,6 +181,13 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     assert (index[:, :15] == 0).all()  # no colour over the susceptible half: the browser shows the homes
     assert ((index[2:, 25:] > LEVELS) & (index[2:, 25:] <= 2 * LEVELS)).all()  # infectious, some opacity
     assert len(palette(names)) == 1 + 2 * LEVELS
+    few = np.zeros_like(groups)
+    few[:3] = (1, 2, 2)  # three agents past susceptible: only they are aggregated
+    lit = painter.overlay(few, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    rows, cols = 19 - (y[:3] / 5).astype(int), (x[:3] / 2.5).astype(int)  # the first row is the top
+    assert np.count_nonzero(lit) == len({(r, c) for r, c in zip(rows, cols, strict=True)})
+    assert lit[rows[0], cols[0]] in range(1, LEVELS + 1)  # exposed
+    assert all(LEVELS < lit[r, c] <= 2 * LEVELS for r, c in zip(rows[1:], cols[1:], strict=True))
     homes = painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)
     assert to_png(homes).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="width, height"):
