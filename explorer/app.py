@@ -686,8 +686,9 @@ class Explorer(pn.viewable.Viewer):
             self._show_error(f"{type(exc).__name__}: {exc}")
 
     def _show_error(self, message: str) -> None:
-        self.alert.object = message
-        self.alert.visible = bool(message)
+        with pn.io.hold():  # one change on the page: the text and the alert's visibility together
+            self.alert.object = message
+            self.alert.visible = bool(message)
 
     def _setup(self) -> None:
         agents = _count(self.agents_input.value, "agents")
