@@ -198,7 +198,7 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
 @pytest.fixture
 def explorer(run):
     view = Explorer(run=run)
-    root = view.layout.get_root()  # render once, as a served page does: the DynamicMaps come alive
+    root = view.layout.get_root()  # render once, as a served page does
     view.refresh()
     yield view, root
     view.close()
