@@ -37,7 +37,7 @@ from populace.cli import parse_count
 from populace.explorer import Explorer, LiveRun
 from populace.explorer.app import _extensions
 from populace.explorer.headless import CHROMIUM, DAY, FLAGS, MAP
-from populace.explorer.render import MapPainter
+from populace.explorer.render import MapPainter, View
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_explorer_results.json"
@@ -83,9 +83,7 @@ def measure(
     render = []
     for _ in range(5):
         t = time.perf_counter()
-        painter.paint(
-            frame.groups, frame.group_names, x_range=(x0, x1), y_range=(y0, y1), width=620, height=560
-        )
+        painter.paint(frame.groups, frame.group_names, View((x0, x1, y0, y1), 620, 560))
         render.append(time.perf_counter() - t)
     steps = []
     for _ in range(5):

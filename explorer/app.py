@@ -39,9 +39,9 @@ from populace.cli import UsageError, parse_count
 from populace.simulate import Result
 
 from . import jobs
-from .figures import CurveFigure, Extent, Line, MapFigure, Points
+from .figures import CurveFigure, Line, MapFigure, Points
 from .live import MAX_AGENTS, AgentMap, Frame, LiveRun
-from .render import MapPainter, colour, composite, palette, to_png
+from .render import Extent, MapPainter, View, colour, composite, palette, to_png
 
 __all__ = ["Explorer"]
 
@@ -224,13 +224,12 @@ class Explorer(pn.viewable.Viewer):
         groups = frame.groups if frame.groups is not None and len(frame.groups) == len(agents.x) else None
         if self._painter is None or self._painter.x is not agents.x:
             self._painter = MapPainter(agents.x, agents.y)
-        x0, x1, y0, y1 = self._extent
-        view = {"x_range": (x0, x1), "y_range": (y0, y1), "width": MAP_SIZE[0], "height": MAP_SIZE[1]}
-        homes = self._painter.homes(**view)
+        view = View(self._extent, *MAP_SIZE)
+        homes = self._painter.homes(view)
         if homes is not self._shown_homes:  # a new extent
             self.map_figure.show_homes(homes, self._extent)
             self._shown_homes = homes
-        index = self._painter.overlay(groups, frame.group_names, **view)
+        index = self._painter.overlay(groups, frame.group_names, view)
         self.map_figure.show_groups(index, self._extent, palette(frame.group_names))
         self._layers = (homes, index, frame.group_names)
 

@@ -26,10 +26,9 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-__all__ = ["CurveFigure", "Line", "MapFigure", "Points"]
+from .render import Extent
 
-Extent = tuple[float, float, float, float]
-"""``(x0, x1, y0, y1)``: the part of the plane a map image covers."""
+__all__ = ["CurveFigure", "Line", "MapFigure", "Points"]
 
 
 class MapFigure:
@@ -193,11 +192,11 @@ class CurveFigure:
         fig.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")  # 8.4m, not 8.400e+6
         fig.add_tools(HoverTool(tooltips=[("", "$name"), ("day", "$x{0}"), ("value", "$y{0,0.[0]}")]))
         self.figure = fig
-        self.days = len(lines[0].values) if lines else 0
+        self.days = _days(lines)
 
     @staticmethod
     def _columns(lines: Sequence[Line], since: int) -> dict[str, np.ndarray]:
-        days = len(lines[0].values) if lines else 0
+        days = _days(lines)
         out = {"day": np.arange(since, days, dtype=np.float64)}
         for i, line in enumerate(lines):
             out[f"y{i}"] = np.asarray(line.values[since:], dtype=np.float64)
@@ -209,9 +208,14 @@ class CurveFigure:
         labels = tuple(line.label for line in lines)
         if labels != self.labels:
             raise ValueError(f"lines: expected {self.labels}, got {labels}")
-        days = len(lines[0].values) if lines else 0
+        days = _days(lines)
         if days < self.days:
             self.source.data = self._columns(lines, 0)
         elif days > self.days:
             self.source.stream(self._columns(lines, self.days))
         self.days = days
+
+
+def _days(lines: Sequence[Line]) -> int:
+    """Days the lines cover (they all cover the same)."""
+    return len(lines[0].values) if lines else 0

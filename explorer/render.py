@@ -12,6 +12,7 @@ a small :func:`palette`, so a frame sends a quarter of an RGBA image's bytes and
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import datashader as ds
 import datashader.transfer_functions as tf
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-__all__ = ["COLOURS", "LEVELS", "MapPainter", "colour", "composite", "palette", "to_png"]
+__all__ = ["COLOURS", "LEVELS", "Extent", "MapPainter", "View", "colour", "composite", "palette", "to_png"]
 
 COLOURS = {
     "susceptible": "#9a9a9a",
@@ -40,6 +41,29 @@ def colour(group: str, index: int = 0) -> str:
     return COLOURS.get(group, _OTHER[index % len(_OTHER)])
 
 
+Extent = tuple[float, float, float, float]
+"""``(x0, x1, y0, y1)``: the part of the plane a map image covers."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What a map image shows: ``extent`` at ``width`` × ``height`` pixels."""
+
+    extent: Extent
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ValueError(
+                f"width, height: expected a positive canvas size, got {self.width} x {self.height}"
+            )
+
+    def canvas(self) -> ds.Canvas:
+        x0, x1, y0, y1 = self.extent
+        return ds.Canvas(plot_width=self.width, plot_height=self.height, x_range=(x0, x1), y_range=(y0, y1))
+
+
 class MapPainter:
     """Paints the agents at ``(x, y)`` (``float32[agents]``, fixed) for any stage groups, extent and size.
 
@@ -50,54 +74,30 @@ class MapPainter:
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
-        self._homes: dict[tuple, np.ndarray] = {}
+        self._homes: dict[View, np.ndarray] = {}
 
-    def paint(
-        self,
-        groups: np.ndarray | None,
-        group_names: tuple[str, ...],
-        *,
-        x_range: tuple[float, float],
-        y_range: tuple[float, float],
-        width: int,
-        height: int,
-    ) -> np.ndarray:
+    def paint(self, groups: np.ndarray | None, group_names: tuple[str, ...], view: View) -> np.ndarray:
         """The map as one RGBA image; ``groups``: ``uint8[agents]``, each agent's group (index into
         ``group_names``), or ``None``."""
-        view = {"x_range": x_range, "y_range": y_range, "width": width, "height": height}
-        return composite(self.homes(**view), self.overlay(groups, group_names, **view), group_names)
+        return composite(self.homes(view), self.overlay(groups, group_names, view), group_names)
 
-    def homes(
-        self, *, x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int
-    ) -> np.ndarray:
-        """Greys by the density of homes (kept per extent and size; read-only)."""
-        key = (tuple(x_range), tuple(y_range), width, height)
-        if key not in self._homes:
-            canvas = _canvas(x_range, y_range, width, height)
-            density = canvas.points(pd.DataFrame({"x": self.x, "y": self.y}, copy=False), "x", "y")
+    def homes(self, view: View) -> np.ndarray:
+        """Greys by the density of homes (kept per view; read-only)."""
+        if view not in self._homes:
+            density = view.canvas().points(pd.DataFrame({"x": self.x, "y": self.y}, copy=False), "x", "y")
             shaded = tf.shade(density, cmap=["#ececec", "#a0a0a0"], how="eq_hist")
             data = np.ascontiguousarray(shaded.data[::-1])
             if len(self._homes) >= 32:  # zooming visits many extents; keep the memory bounded
                 self._homes.clear()
-            self._homes[key] = data.view(np.uint8).reshape(*data.shape, 4)
-            self._homes[key].flags.writeable = False
-        return self._homes[key]
+            self._homes[view] = data.view(np.uint8).reshape(*data.shape, 4)
+            self._homes[view].flags.writeable = False
+        return self._homes[view]
 
-    def overlay(
-        self,
-        groups: np.ndarray | None,
-        group_names: tuple[str, ...],
-        *,
-        x_range: tuple[float, float],
-        y_range: tuple[float, float],
-        width: int,
-        height: int,
-    ) -> np.ndarray:
+    def overlay(self, groups: np.ndarray | None, group_names: tuple[str, ...], view: View) -> np.ndarray:
         """Each pixel's colour index in :func:`palette`: 0 where no agent is past the first group
         (susceptible), else its most common such group at one of :data:`LEVELS` opacities by their number
         (log scale, relative to the densest pixel)."""
-        canvas = _canvas(x_range, y_range, width, height)
-        out = np.zeros((height, width), dtype=np.uint8)
+        out = np.zeros((view.height, view.width), dtype=np.uint8)
         if groups is None or len(group_names) < 2:
             return out
         x, y = self.x, self.y
@@ -107,7 +107,8 @@ class MapPainter:
         frame = pd.DataFrame(
             {"x": x, "y": y, "group": pd.Categorical.from_codes(groups, list(group_names))}, copy=False
         )
-        counts = canvas.points(frame, "x", "y", ds.by("group", ds.count())).values  # [rows, cols, groups]
+        by_group = ds.by("group", ds.count())
+        counts = view.canvas().points(frame, "x", "y", by_group).values  # [rows, cols, groups]
         flat = counts.reshape(-1, counts.shape[2])
         total = flat[:, 1].astype(np.int64)
         for g in range(2, flat.shape[1]):  # column by column: a reduction over a short last axis is slow
@@ -144,12 +145,6 @@ def composite(homes: np.ndarray, overlay: np.ndarray, group_names: tuple[str, ..
     image[..., :3] = (homes[..., :3] * (1 - alpha) + colours[..., :3] * alpha).astype(np.uint8)
     image[..., 3] = np.maximum(homes[..., 3], colours[..., 3].astype(np.uint8))
     return image
-
-
-def _canvas(x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int) -> ds.Canvas:
-    if width < 1 or height < 1:
-        raise ValueError(f"width, height: expected a positive canvas size, got {width} x {height}")
-    return ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
 
 
 def to_png(rgba: np.ndarray) -> bytes:

@@ -18,7 +18,7 @@ from populace.cli import UsageError
 
 from .app import Explorer, _extensions
 from .live import LiveRun
-from .render import MapPainter
+from .render import MapPainter, View
 
 __all__ = ["DEFAULT_AGENTS", "serve"]
 
@@ -48,9 +48,8 @@ def serve(
     if run.map is not None:  # the first Datashader aggregation in a process compiles (~1 s)
         x0, y0, x1, y1 = run.map.extent
         frame = run.frame
-        MapPainter(run.map.x, run.map.y).paint(
-            frame.groups, frame.group_names, x_range=(x0, x1), y_range=(y0, y1), width=64, height=64
-        )
+        view = View((x0, x1, y0, y1), 64, 64)
+        MapPainter(run.map.x, run.map.y).paint(frame.groups, frame.group_names, view)
     print(
         f"populace explore: {run.scenario} with {run.agents:,} agents ready in "
         f"{time.perf_counter() - t0:.1f} s; "

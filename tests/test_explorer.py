@@ -15,7 +15,7 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
-from populace.explorer.render import LEVELS, MapPainter, palette, to_png
+from populace.explorer.render import LEVELS, MapPainter, View, palette, to_png
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -167,7 +167,7 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     groups[(x > 50) & (y > 90)] = 1  # and the top of it exposed
     names = ("susceptible", "exposed", "infectious")
     painter = MapPainter(x, y)
-    image = painter.paint(groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    image = painter.paint(groups, names, View((0, 100, 0, 100), 40, 20))
     assert image.shape == (20, 40, 4)
     assert image.dtype == np.uint8
     left, right = image[:, :15, :3].astype(int), image[2:, 25:, :3].astype(int)
@@ -175,23 +175,23 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     assert (right[..., 0] > right[..., 1] + 60).all()  # red below y = 90
     top = image[0, 25:, :3].astype(int)  # the first row is the top (y near 100): exposed, orange
     assert ((top[:, 0] > 200) & (top[:, 1] > 120) & (top[:, 2] < 100)).all()
-    zoomed = painter.paint(groups, names, x_range=(0, 40), y_range=(0, 100), width=40, height=20)
+    zoomed = painter.paint(groups, names, View((0, 40, 0, 100), 40, 20))
     assert (np.abs(zoomed[..., 0].astype(int) - zoomed[..., 1]) < 12).all()  # all of it left of x = 50
-    index = painter.overlay(groups, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    index = painter.overlay(groups, names, View((0, 100, 0, 100), 40, 20))
     assert (index[:, :15] == 0).all()  # no colour over the susceptible half: the browser shows the homes
     assert ((index[2:, 25:] > LEVELS) & (index[2:, 25:] <= 2 * LEVELS)).all()  # infectious, some opacity
     assert len(palette(names)) == 1 + 2 * LEVELS
     few = np.zeros_like(groups)
     few[:3] = (1, 2, 2)  # three agents past susceptible: only they are aggregated
-    lit = painter.overlay(few, names, x_range=(0, 100), y_range=(0, 100), width=40, height=20)
+    lit = painter.overlay(few, names, View((0, 100, 0, 100), 40, 20))
     rows, cols = 19 - (y[:3] / 5).astype(int), (x[:3] / 2.5).astype(int)  # the first row is the top
     assert np.count_nonzero(lit) == len({(r, c) for r, c in zip(rows, cols, strict=True)})
     assert lit[rows[0], cols[0]] in range(1, LEVELS + 1)  # exposed
     assert all(LEVELS < lit[r, c] <= 2 * LEVELS for r, c in zip(rows[1:], cols[1:], strict=True))
-    homes = painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=8, height=8)
+    homes = painter.paint(None, (), View((0, 1, 0, 1), 8, 8))
     assert to_png(homes).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="width, height"):
-        painter.paint(None, (), x_range=(0, 1), y_range=(0, 1), width=0, height=8)
+        painter.paint(None, (), View((0, 1, 0, 1), 0, 8))
 
 
 # ---------------------------------------------------------------------- views driven from Python
