@@ -75,7 +75,7 @@ class Explorer(pn.viewable.Viewer):
         *,
         agents: int | None = None,
         run: LiveRun | None = None,
-        refresh_ms: int = 10,
+        refresh_ms: int = 25,
         **params: Any,
     ) -> None:
         super().__init__(**params)

@@ -66,6 +66,10 @@ def serve(
             show=False,
             title="Populace Explorer",
             start=False,
+            # a closed tab's session stops refreshing within ~2 s, not Bokeh's default ~30 s: every
+            # session polls the shared run, and dead ones starved the live page's updates in tests
+            check_unused_sessions_milliseconds=1000,
+            unused_session_lifetime_milliseconds=1000,
         )
     except OSError as exc:  # the port is taken, or the address is not this machine's
         run.close()
