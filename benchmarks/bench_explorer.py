@@ -38,6 +38,7 @@ from populace.explorer import Explorer, LiveRun
 from populace.explorer.app import _extensions
 from populace.explorer.headless import CHROMIUM, DAY, FLAGS, MAP
 from populace.explorer.render import MapPainter, View
+from populace.memory import reuse_freed_memory
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_explorer_results.json"
@@ -173,6 +174,7 @@ def main() -> int:
     parser.add_argument("--days-per-frame", type=int, default=1, help="days simulated per redraw (default 1)")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
+    reused = reuse_freed_memory()  # as `populace explore` does
     for case in args.cases.split(","):
         scenario, _, size = case.partition(":")
         measured = measure(
@@ -183,7 +185,7 @@ def main() -> int:
             args.screenshots,
             args.days_per_frame,
         )
-        result = {**machine(), **measured}
+        result = {**machine(), "reuse_freed_memory": reused, **measured}
         print(json.dumps(result), flush=True)
         if not args.no_record:
             append(RESULTS, result)

@@ -273,7 +273,9 @@ class Behaviour(Decider):
         return {
             "work_attendance_low_income": attendance[0],
             "work_attendance_other": attendance[1],
-            "isolating_symptomatic": state.home.sum(),
+            "isolating_symptomatic": (
+                state.home.sum() if state.home.is_floating_point() else torch.count_nonzero(state.home)
+            ),
             "p_work": (p_work * weights).sum(1),
         }
 

@@ -265,7 +265,7 @@ class Testing(Modifier):
         self._results(state, ctx)
         state.daily[0] = tested
         state.present = state.home_until < ctx.day
-        state.isolating = self.n_agents - state.present.sum()
+        state.isolating = self.n_agents - torch.count_nonzero(state.present)  # bool.sum() widens first
         return state
 
     def _test(self, state: TestingState, disease: CovidState, ctx: StepContext) -> int:
