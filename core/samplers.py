@@ -38,6 +38,22 @@ central FD (h = 10% of θ, the same run seed at θ ± h) − 1, ± its bootstrap
   agents near their threshold, who, if not infected today, mostly are a day or two later and then
   transmit, so the cascade's sensitivity is kept.
 
+For an infection with Sellke thresholds (each agent is infected on the first day its cumulative hazard
+Λ passes an Exp(1) threshold drawn once), :class:`SellkeThreshold` differentiates the *hazard* instead of
+the draw. In discrete days, with g(s) the expected outcome if agent i is infected on day s and τᵢ the day it
+is (∞ if never), summation by parts of dE[g]/dθ = Σₜ e^{−Λₜ}·∂Λₜ/∂θ·(g(t) − g(t+1)) gives exactly
+
+    dE[g]/dθ = E[ Σᵢ Σ_{s < τᵢ} ∂hᵢ,ₛ/∂θ · (gᵢ(s) − gᵢ(τᵢ)) ]:
+
+each day an agent waits, a little more hazard would have pulled its infection forward from τᵢ to that
+day. The reverse pass has both terms: gᵢ(τᵢ) is the gradient that reached the agent's own infection
+(0 if never infected), and gᵢ(s), for an agent that was *not* infected on day s, is estimated by the mean
+gradient of the agents that were (the only approximation). Unlike the straight-through estimators it
+never counts an infection that would only have come later as one that would never have come.
+Reverse mode only. Measured on ``nyc-covid`` over a 120-day wave (``benchmarks/estimator_bias_wave.py``,
+100k agents, 8 seeds, AD/FD, deaths / peak hospitalised / infections): β 0.90 / 0.85 / 0.89 against
+1.84 / 3.81 / 2.77 with :class:`HardGumbel`.
+
 For a *branch* (an agent takes one of two paths, e.g. admitted or not at symptom onset), both paths are
 simulated forward as agent states, so :func:`branch_weights` gives each path its own likelihood-ratio
 weight: value 1, derivative d log P(path)/dp (x/p on the taken path, −(1−x)/(1−p) on the other). It is
@@ -54,7 +70,15 @@ from typing import Any
 import torch
 from torch.autograd import Function
 
-__all__ = ["HardGumbel", "SmoothedBernoulli", "SmoothedBinomial", "bernoulli", "binomial"]
+__all__ = [
+    "HardGumbel",
+    "LaterInfections",
+    "SellkeThreshold",
+    "SmoothedBernoulli",
+    "SmoothedBinomial",
+    "bernoulli",
+    "binomial",
+]
 
 _EPS = 1e-6
 
@@ -149,6 +173,63 @@ class HardGumbel(Function):
     @staticmethod
     def jvp(ctx: Any, p_t: torch.Tensor, u_t: Any, x_t: Any, tau_t: Any) -> torch.Tensor:
         return p_t * HardGumbel._dy_dp(ctx)
+
+
+class LaterInfections:
+    """What the reverse pass of :class:`SellkeThreshold` has learnt of later days: each agent's value of its
+    own infection (the gradient that reached it on the day it was infected; 0 for agents never infected).
+
+    One per simulated population, kept in its layer state. Reverse mode visits days from the last to the
+    first, so a pass that reaches a day at or after the last one it saw is a new backward pass (one per
+    output in :func:`~populace.sensitivity.sensitivity`) and starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self.own: torch.Tensor | None = None
+        self.day: int | None = None
+
+    def values(self, day: int, like: torch.Tensor) -> torch.Tensor:
+        """The agents' own values for the reverse pass now at ``day``."""
+        if self.own is None or self.day is None or day >= self.day:
+            self.own = torch.zeros_like(like)
+        self.day = day
+        return self.own
+
+
+class SellkeThreshold(Function):
+    """``apply(hazard, infected, waiting, day, later)``: returns ``infected`` (today's infections, 0/1, the
+    exact sample) as a float tensor whose derivative goes to ``hazard`` (``float[agents]``, today's hazard on
+    each agent, susceptibility included): for the agents ``waiting`` (``bool[agents]``, still uninfected
+    after today) the gradient of ``hazard`` is (mean value of today's infections) − (own later value, from
+    ``later``: :class:`LaterInfections`). See the module docs; reverse mode only.
+    """
+
+    @staticmethod
+    def forward(
+        hazard: torch.Tensor, infected: torch.Tensor, waiting: torch.Tensor, day: int, later: LaterInfections
+    ) -> torch.Tensor:
+        return infected.to(hazard.dtype, copy=True)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        _, infected, waiting, ctx.day, ctx.later = inputs
+        ctx.save_for_backward(infected, waiting)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        infected, waiting = ctx.saved_tensors
+        own = ctx.later.values(ctx.day, grad)
+        new = infected.bool()
+        today = grad[new].mean() if bool(new.any()) else grad.new_zeros(())
+        own[new] = grad[new]
+        return torch.where(waiting, today - own, 0.0), None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> torch.Tensor:
+        raise RuntimeError(
+            "the 'sellke' infection estimator is reverse mode only (its derivative needs the values of "
+            "later infections): use mode='reverse', or estimator='gumbel' on the layer for forward mode"
+        )
 
 
 def branch_weights(p: torch.Tensor, taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,7 +43,13 @@ import torch
 from populace.contacts import Contacts, Places
 from populace.model import Layer, LayerState, Link, Phase, StepContext
 from populace.params import Param, register_params
-from populace.samplers import HardGumbel, SmoothedBernoulli, branch_weights
+from populace.samplers import (
+    HardGumbel,
+    LaterInfections,
+    SellkeThreshold,
+    SmoothedBernoulli,
+    branch_weights,
+)
 
 from .effects import Effects, Modifier, combine
 
@@ -161,6 +167,8 @@ DURATIONS: dict[str, tuple[Param, Param]] = {
     ),
 }
 _INFECTIOUS = (Stage.P, Stage.A, Stage.M, Stage.MH)
+ESTIMATORS = ("sellke", "gumbel", "smoothed")
+"""Gradient estimators of the infection draw (:mod:`populace.samplers`); the first is the default."""
 _EVENTS = ("new_infections", "new_symptomatic", "new_admissions", "new_deaths")
 
 
@@ -213,6 +221,8 @@ class CovidState(LayerState):
         weight: ``float32[agents]`` (differentiable mode): 1 for infected agents, carrying the gradient of
             their infection and branches; ``None`` in fast mode.
         workspace: ``float32[2, agents]`` scratch buffers of fast mode.
+        later: what the reverse pass has learnt of later infections (differentiable mode with the
+            ``"sellke"`` estimator), else ``None``.
     """
 
     stage: torch.Tensor
@@ -228,6 +238,7 @@ class CovidState(LayerState):
     symptomatic: torch.Tensor
     weight: torch.Tensor | None
     workspace: torch.Tensor | None
+    later: LaterInfections | None = None
 
 
 @dataclass(frozen=True)
@@ -313,8 +324,8 @@ class Covid(Layer):
                 raise ValueError(f"breakdowns: {b.name} has {b.index.numel()} entries, expected {n}")
         if not 0 <= initial_infections <= n:
             raise ValueError(f"initial_infections: expected 0..{n}, got {initial_infections}")
-        if estimator not in ("smoothed", "gumbel"):
-            raise ValueError(f"estimator: expected 'smoothed' or 'gumbel', got {estimator!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator: expected one of {list(ESTIMATORS)}, got {estimator!r}")
         unknown = set(durations or {}) - set(DURATIONS)
         if unknown:
             raise ValueError(f"durations: unknown {sorted(unknown)}; known: {list(DURATIONS)}")
@@ -442,6 +453,7 @@ class Covid(Layer):
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
             weight=weight,
             workspace=workspace,
+            later=LaterInfections() if ctx.differentiable and self.estimator == "sellke" else None,
         )
 
     def _generation(self, durations: torch.Tensor, susceptibility: torch.Tensor) -> torch.Tensor:
@@ -571,13 +583,18 @@ class Covid(Layer):
             self._attribute(state, terms, new)
             return
         susceptible = self.probability(0, torch.arange(self.n_agents, device=hazard.device))
-        p = -torch.expm1(-(hazard * susceptible).clamp(min=0)) * (1 - state.weight)
         sample = state.threshold - hazard.detach() <= 0
-        if self.estimator == "smoothed":
-            x = SmoothedBernoulli.apply(p, sample.float())
+        rate = (hazard * susceptible).clamp(min=0)  # the Sellke hazard: thresholds are Exp(1) / susceptible
+        if state.later is not None:
+            waiting = torch.isfinite(state.threshold) & ~sample
+            x = SellkeThreshold.apply(rate, sample, waiting, ctx.day, state.later)
         else:
-            u = -torch.expm1(-state.threshold * susceptible)
-            x = HardGumbel.apply(p, u, sample.float(), self.tau)
+            p = -torch.expm1(-rate) * (1 - state.weight)
+            if self.estimator == "smoothed":
+                x = SmoothedBernoulli.apply(p, sample.float())
+            else:
+                u = -torch.expm1(-state.threshold * susceptible)
+                x = HardGumbel.apply(p, u, sample.float(), self.tau)
         state.threshold = state.threshold - hazard.detach()
         new = torch.nonzero(sample).squeeze(1)
         state.weight = state.weight + x
