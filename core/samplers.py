@@ -226,9 +226,9 @@ class SellkeThreshold(Function):
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Any) -> torch.Tensor:
-        raise RuntimeError(
-            "the 'sellke' infection estimator is reverse mode only (its derivative needs the values of "
-            "later infections): use mode='reverse', or estimator='gumbel' on the layer for forward mode"
+        raise ValueError(
+            "mode: forward mode cannot use the 'sellke' infection estimator (its derivative needs the values "
+            "of later infections): use reverse mode, or estimator='gumbel' on the layer"
         )
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from populace import Result, find_scenario, simulate
-from populace.samplers import bernoulli, binomial
+from populace.samplers import LaterInfections, SellkeThreshold, bernoulli, binomial
 
 TAU = 0.1
 
@@ -284,3 +284,39 @@ def test_seir_estimator_bias_is_the_measured_one(
     measured, margin = SEIR_BIAS[estimator]
     bias = sum(seir_gradients[estimator]) / sum(seir_gradients["fd"]) - 1
     assert bias == pytest.approx(measured, abs=margin), f"{estimator}: bias {bias:+.3f}"
+
+
+def test_later_infections_start_afresh_with_each_backward_pass() -> None:
+    """Reverse mode visits days last to first: reaching a day at or after the last one seen is a new pass,
+    which must not read the previous pass's values (a pass that stops short of the later days would)."""
+    later = LaterInfections()
+    like = torch.zeros(3)
+    own = later.values(29, like)
+    own[1] = 5.0
+    assert later.values(12, like)[1] == 5.0  # the same pass, an earlier day
+    assert later.values(20, like).tolist() == [0.0, 0.0, 0.0]  # a new pass
+
+
+def test_sellke_gradient_is_the_earlier_infection_value() -> None:
+    """Three agents over days 6 and 7: the hazard's gradient is (the day's mean value of infection) − (the
+    agent's own later value) for the agents still waiting after the day, and 0 for the others."""
+    later = LaterInfections()
+    hazard = torch.tensor([0.5, 0.2, 0.1], requires_grad=True)
+    # day 6: agent 0 infected; agents 1 and 2 wait
+    day6 = SellkeThreshold.apply(
+        hazard * 1, torch.tensor([True, False, False]), torch.tensor([False, True, True]), 6, later
+    )
+    # day 7 (its hazard depends on day 6's infections, as in a simulation): agent 1 infected; agent 2 waits
+    day7 = SellkeThreshold.apply(
+        hazard + 0 * day6.sum(),
+        torch.tensor([False, True, False]),
+        torch.tensor([False, False, True]),
+        7,
+        later,
+    )
+    (
+        2.0 * day6[0] + 3.0 * day7[1]
+    ).backward()  # values of infection: agent 0 on day 6: 2, agent 1 on day 7: 3
+    # day 7: agent 2: 3 − 0; day 6: agent 1: 2 − 3 (infected later anyway), agent 2: 2 − 0
+    assert hazard.grad is not None
+    assert hazard.grad.tolist() == [0.0, -1.0, 5.0]
