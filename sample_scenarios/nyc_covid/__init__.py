@@ -106,6 +106,11 @@ class NycCovid(Scenario):
             "asymptomatic_factor": covid.ASYMPTOMATIC_FACTOR,
             "severe_scale": covid.SEVERE_SCALE,
             "fatality_scale": covid.FATALITY_SCALE,
+            "estimator": Choice(
+                covid.ESTIMATORS[0],
+                covid.ESTIMATORS,
+                "gradient estimator of the infection (layers/covid.py); 'sellke' is reverse mode only",
+            ),
             "hospital_death_days": _p(
                 covid.DURATIONS["hospital_death"][0].value,
                 (1.0, 60.0),
@@ -274,6 +279,7 @@ class NycCovid(Scenario):
                     covid.DURATIONS["hospital_death"][1],
                 )
             },
+            estimator=str(o["estimator"]),
         )
         behaviour = Behaviour(
             archetypes,
