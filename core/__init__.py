@@ -8,7 +8,16 @@ from .model import Layer, LayerState, Link, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param, register_params
 from .population import Population, PopulationFileError, column
 from .random import RandomStreams
-from .samplers import HardGumbel, SmoothedBernoulli, SmoothedBinomial, bernoulli, binomial, branch_weights
+from .samplers import (
+    HardGumbel,
+    LaterInfections,
+    SellkeThreshold,
+    SmoothedBernoulli,
+    SmoothedBinomial,
+    bernoulli,
+    binomial,
+    branch_weights,
+)
 from .scenario import Scenario, find_scenario, parse_sets, scenarios
 from .simulate import Checkpointed, GradMode, Result, Simulation, simulate
 
@@ -22,6 +31,7 @@ __all__ = [
     "EdgeNetwork",
     "GradMode",
     "HardGumbel",
+    "LaterInfections",
     "Layer",
     "LayerState",
     "Link",
@@ -35,6 +45,7 @@ __all__ = [
     "RandomStreams",
     "Result",
     "Scenario",
+    "SellkeThreshold",
     "Simulation",
     "SmoothedBernoulli",
     "SmoothedBinomial",
