@@ -33,7 +33,6 @@ import torch
 
 from .calibrate import load_parameters, plot_fit, read_parameters, save_parameters
 from .files import atomic_path, check_writable
-from .memory import reuse_freed_memory
 from .model import Model
 from .params import ParamError
 from .populations import describe, find_recipe, load_population
@@ -587,7 +586,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    reuse_freed_memory()  # a process entry point: big tensors reuse freed memory (populace.memory)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

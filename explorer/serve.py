@@ -15,6 +15,7 @@ from typing import Any
 import panel as pn
 
 from populace.cli import UsageError
+from populace.memory import reuse_freed_memory
 
 from .app import Explorer, _extensions
 from .live import LiveRun
@@ -89,6 +90,7 @@ def serve(
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
+    reuse_freed_memory()  # this process serves one run: its days reuse freed memory (populace.memory)
     serve(
         args.scenario,
         agents=args.agents,
