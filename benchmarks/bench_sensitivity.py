@@ -2,7 +2,7 @@
 with respect to every learnable parameter, by reverse mode, against a run without gradients; with the
 finite-difference check (common random numbers) of every scalar parameter.
 
-    python benchmarks/bench_sensitivity.py [--agents 100k] [--seeds 2] [--checkpoint 0]
+    python benchmarks/bench_sensitivity.py [--agents 100k] [--seeds 2] [--checkpoint 0] [--estimator sellke]
 
 Target (issue 5): forward + backward at most 3× one forward run; AD within 20% of FD, or within the
 estimator's documented bias. Runs ``populace sensitivity ... --json --fd-check`` in a fresh process, prints
@@ -29,11 +29,13 @@ def main() -> None:
     )
     parser.add_argument("--agents", default="100k")
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--estimator", default="sellke", help="the infection estimator (default sellke)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--checkpoint", type=int, default=0, help="checkpoint every K days (0: full tape)")
     args = parser.parse_args()
     command = [sys.executable, "-m", "populace.cli", "sensitivity", "nyc-covid", "--agents", args.agents]
     command += ["--days", str(args.days), "--seeds", str(args.seeds), "--fd-check", "--json"]
+    command += ["--set", f"estimator={args.estimator}"]
     if args.checkpoint:
         command += ["--checkpoint", str(args.checkpoint)]
     out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)

@@ -7,11 +7,8 @@ float, an index) page-faults all its pages again: ``torch.index_select`` into a 
 21 ms against 5 ms into a reused buffer on the 2-core machine, and a simulated day of ``nyc-covid`` at 8.4M
 fell from 161 to 121 ms (median of 17 days) once freed memory was kept (``benchmarks/README.md``).
 
-``populace explore`` calls :func:`reuse_freed_memory` once for its process (its days allocate the same
-sizes over and over); a library import never changes the allocator. Not for calibration: a 1M-agent
-``populace calibrate`` with it grew from 8.16 to 8.63 GB peak RSS between 4 and 12 epochs (8.33 to 8.43 GB
-without), and a 70-epoch run with it was killed by the kernel at 24 GB: the checkpointed tape's many sizes
-fragment a heap that never gives memory back.
+``populace explore`` calls :func:`reuse_freed_memory` once for its process, which simulates one run day
+after day (the same sizes over and over); other commands and a library import leave the allocator alone.
 """
 
 from __future__ import annotations

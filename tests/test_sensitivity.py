@@ -49,7 +49,7 @@ def test_outputs_are_read_and_evaluated() -> None:
 def test_each_output_has_its_own_backward_pass() -> None:
     """The Sellke estimator learns later infections' values during a backward pass: with two outputs in one
     report, the second (which never reaches the later days) must not see the first's values."""
-    model = _well_mixed(2_000, 20)
+    model = _well_mixed(2_000, 20, estimator="sellke")
     params = ["layers.0.beta"]
     early = "new_infections@0-14"
     both = sensitivity(model, 30, ["total:new_infections", early], parameters=params)
@@ -60,11 +60,11 @@ def test_each_output_has_its_own_backward_pass() -> None:
 
 def test_forward_mode_names_the_reverse_only_estimator() -> None:
     with pytest.raises(ValueError, match="forward mode cannot use the 'sellke'"):
-        sensitivity(_well_mixed(2_000, 20), 20, ["total:new_infections"], mode="forward")
+        sensitivity(_well_mixed(2_000, 20, estimator="sellke"), 20, ["total:new_infections"], mode="forward")
 
 
 def test_reverse_and_forward_mode_give_the_same_gradients() -> None:
-    model = _well_mixed(3_000, 20, estimator="gumbel")  # the default ("sellke") is reverse mode only
+    model = _well_mixed(3_000, 20)
     args = dict(
         outputs=["total:new_admissions", "peak:infectious"],
         parameters=["layers.0.beta", "layers.0.severe_scale"],
