@@ -179,12 +179,16 @@ class LaterInfections:
     """What the reverse pass of :class:`SellkeThreshold` has learnt of later days: each agent's value of its
     own infection (the gradient that reached it on the day it was infected; 0 for agents never infected).
 
+    ``group`` (``int64[agents]``, optional): an earlier infection of an agent is valued at the mean of that
+    day's infections in its group (all of them for a group with none that day), not of all of them.
+
     One per simulated population, kept in its layer state. Reverse mode visits days from the last to the
     first, so a pass that reaches a day at or after the last one it saw is a new backward pass (one per
     output in :func:`~populace.sensitivity.sensitivity`) and starts afresh.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, group: torch.Tensor | None = None) -> None:
+        self.group = group
         self.own: torch.Tensor | None = None
         self.day: int | None = None
 
@@ -218,9 +222,16 @@ class SellkeThreshold(Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
         infected, waiting = ctx.saved_tensors
-        own = ctx.later.values(ctx.day, grad)
+        later = ctx.later
+        own = later.values(ctx.day, grad)
         new = infected.bool()
         today = grad[new].mean() if bool(new.any()) else grad.new_zeros(())
+        if later.group is not None:
+            members = later.group[new]
+            n = int(later.group.max()) + 1
+            count = torch.bincount(members, minlength=n).to(grad.dtype)
+            total = torch.zeros(n, dtype=grad.dtype, device=grad.device).index_add_(0, members, grad[new])
+            today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
         own[new] = grad[new]
         return torch.where(waiting, today - own, 0.0), None, None, None, None
 

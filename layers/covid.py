@@ -461,8 +461,18 @@ class Covid(Layer):
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
             weight=weight,
             workspace=workspace,
-            later=LaterInfections() if ctx.differentiable and self.estimator == "sellke" else None,
+            later=LaterInfections(self._value_groups())
+            if ctx.differentiable and self.estimator == "sellke"
+            else None,
         )
+
+    def _value_groups(self) -> torch.Tensor | None:
+        """Each agent's cell of all breakdowns combined (borough × age band), or ``None`` without any."""
+        group: torch.Tensor | None = None
+        for b in self.breakdowns:
+            index = b.index.long()
+            group = index if group is None else group * len(b.labels) + index
+        return group
 
     def _generation(self, durations: torch.Tensor, susceptibility: torch.Tensor) -> torch.Tensor:
         """Expected relative infectiousness-days of one infection, weighted by who gets infected first."""

@@ -320,3 +320,15 @@ def test_sellke_gradient_is_the_earlier_infection_value() -> None:
     # day 7: agent 2: 3 − 0; day 6: agent 1: 2 − 3 (infected later anyway), agent 2: 2 − 0
     assert hazard.grad is not None
     assert hazard.grad.tolist() == [0.0, -1.0, 5.0]
+
+
+def test_sellke_values_an_earlier_infection_within_the_agents_group() -> None:
+    """Groups 0 and 1 each have an infection today (values 2 and 6); group 2 has none and takes the day's
+    overall mean (4). Every waiting agent gets its group's value (no later infections here)."""
+    later = LaterInfections(torch.tensor([0, 1, 0, 1, 2]))
+    hazard = torch.full((5,), 0.1, requires_grad=True)
+    infected = torch.tensor([True, True, False, False, False])
+    x = SellkeThreshold.apply(hazard * 1, infected, ~infected, 3, later)
+    (2.0 * x[0] + 6.0 * x[1]).backward()
+    assert hazard.grad is not None
+    assert hazard.grad.tolist() == [0.0, 0.0, 2.0, 6.0, 4.0]
