@@ -29,7 +29,7 @@ def main() -> None:
     )
     parser.add_argument("--agents", default="100k")
     parser.add_argument("--days", type=int, default=120)
-    parser.add_argument("--estimator", default="sellke", help="the infection estimator (default sellke)")
+    parser.add_argument("--estimator", default="sellke", help="the infection estimator (default: sellke)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--checkpoint", type=int, default=0, help="checkpoint every K days (0: full tape)")
     args = parser.parse_args()

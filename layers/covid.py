@@ -168,7 +168,7 @@ DURATIONS: dict[str, tuple[Param, Param]] = {
     ),
 }
 _INFECTIOUS = (Stage.P, Stage.A, Stage.M, Stage.MH)
-ESTIMATORS = ("gumbel", "sellke", "smoothed")
+ESTIMATORS = ("sellke", "gumbel", "smoothed")
 """Gradient estimators of the infection draw (:mod:`populace.samplers`); the first is the default."""
 _EVENTS = ("new_infections", "new_symptomatic", "new_admissions", "new_deaths")
 
@@ -277,17 +277,16 @@ class Covid(Layer):
         breakdowns: groupings for the ``*_by_<name>`` series (borough, age band).
         beta, asymptomatic_factor, symptomatic_scale, severe_scale, fatality_scale: specs (defaults cited).
         durations: ``{name: (mean, sd)}`` overrides of :data:`DURATIONS`.
-        estimator: gradient estimator of the infection draw, one of :data:`ESTIMATORS`: ``"gumbel"``
-            (hard Gumbel, ``tau``; default), ``"sellke"`` (reverse mode only; for sensitivities) or
-            ``"smoothed"``. Measured on
+        estimator: gradient estimator of the infection draw, one of :data:`ESTIMATORS`: ``"sellke"``
+            (default; reverse mode only), ``"gumbel"`` (hard Gumbel, ``tau``) or ``"smoothed"``. Measured on
             d(infections by day 30)/dβ, well-mixed, 40,000 agents, CRN central differences
             (``tests/test_covid.py``): Sellke AD/FD = 0.97, 1.03, 0.97 (seeds 3-5), hard Gumbel 0.85, 0.81,
             0.80, smoothed 0.29 (its masked-path bias, :mod:`populace.samplers`). Over a whole wave the
             straight-through estimators count an infection that would only have come later as one that
             would never have come: on ``nyc-covid`` (100k, 120 days, 8 seeds) d(deaths)/dβ is 0.90 × FD
-            with Sellke, 1.84 × with hard Gumbel (``benchmarks/estimator_bias_wave.py``). Hard Gumbel stays
-            the default because calibrating ``nyc-covid`` at 1M agents with Sellke diverged (loss 1.99 →
-            0.67 by epoch 6, then up to 2.2 by epoch 15) where hard Gumbel descends to 0.18.
+            with Sellke, 1.84 × with hard Gumbel (``benchmarks/estimator_bias_wave.py``). Sellke values an
+            earlier infection within the agent's cell of the ``breakdowns`` (borough × age band): with one
+            value for the whole city, calibrating ``nyc-covid`` by borough diverged.
     """
 
     phase = Phase.DISEASE

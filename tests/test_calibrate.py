@@ -81,7 +81,7 @@ def test_synthetic_truth_is_recovered_from_perturbed_starts() -> None:
         model.layers[0].severe_scale.fill_(2.0 * 0.7)
     streams = [Stream(k, k, v) for k, v in observed.items()]
     calibration = Calibration(model, streams, fit=["layers.0.beta", "layers.0.severe_scale"])
-    report = calibration.fit(days, epochs=40, lr=0.05, resample=False, grad="full")
+    report = calibration.fit(days, epochs=80, lr=0.05, resample=False, grad="full")  # 40: severe 1.70
     assert report.loss[-1] < 0.2 * report.loss[0]
     assert report.parameters["layers.0.beta"] == pytest.approx(0.03, rel=0.10)
     assert report.parameters["layers.0.severe_scale"] == pytest.approx(2.0, rel=0.10)

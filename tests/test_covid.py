@@ -186,7 +186,7 @@ def test_beta_gradient_in_the_growth_phase_is_within_the_documented_bias(
     estimator: str, low: float, high: float
 ) -> None:
     """d(infections by day 30)/dβ chains the infection estimator through generations. Measured (Covid
-    docstring): AD/FD 0.97 with the Sellke estimator, 0.84 with hard Gumbel (the default), 0.29 with the
+    docstring): AD/FD 0.97 with the Sellke estimator (the default), 0.84 with hard Gumbel, 0.29 with the
     smoothed rule."""
     model = _well_mixed(40_000, 40, estimator=estimator)
     ad, fd = _gradient_and_fd(model, "beta", "new_infections", days=30, seed=3, h=0.1)

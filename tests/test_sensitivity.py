@@ -64,7 +64,7 @@ def test_forward_mode_names_the_reverse_only_estimator() -> None:
 
 
 def test_reverse_and_forward_mode_give_the_same_gradients() -> None:
-    model = _well_mixed(3_000, 20)
+    model = _well_mixed(3_000, 20, estimator="gumbel")  # the default ("sellke") is reverse mode only
     args = dict(
         outputs=["total:new_admissions", "peak:infectious"],
         parameters=["layers.0.beta", "layers.0.severe_scale"],

@@ -109,8 +109,7 @@ class NycCovid(Scenario):
             "estimator": Choice(
                 covid.ESTIMATORS[0],
                 covid.ESTIMATORS,
-                "gradient estimator of the infection (layers/covid.py); 'sellke' for sensitivities "
-                "(reverse mode only)",
+                "gradient estimator of the infection (layers/covid.py); 'sellke' is reverse mode only",
             ),
             "hospital_death_days": _p(
                 covid.DURATIONS["hospital_death"][0].value,
