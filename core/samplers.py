@@ -48,11 +48,12 @@ is (∞ if never), summation by parts of dE[g]/dθ = Σₜ e^{−Λₜ}·∂Λ�
 each day an agent waits, a little more hazard would have pulled its infection forward from τᵢ to that
 day. The reverse pass has both terms: gᵢ(τᵢ) is the gradient that reached the agent's own infection
 (0 if never infected), and gᵢ(s), for an agent that was *not* infected on day s, is estimated by the mean
-gradient of the agents that were (the only approximation). Unlike the straight-through estimators it
-never counts an infection that would only have come later as one that would never have come.
-Reverse mode only. Measured on ``nyc-covid`` over a 120-day wave (``benchmarks/estimator_bias_wave.py``,
-100k agents, 8 seeds, AD/FD, deaths / peak hospitalised / infections): β 0.90 / 0.85 / 0.89 against
-1.84 / 3.81 / 2.77 with :class:`HardGumbel`.
+gradient of the agents in its group (:class:`LaterInfections`) that were (the only approximation). Unlike
+the straight-through estimators it never counts an infection that would only have come later as one that
+would never have come. Reverse mode only. Measured on ``nyc-covid`` over a 120-day wave
+(``benchmarks/estimator_bias_wave.py``, 100k agents, 8 seeds, AD/FD, deaths / peak hospitalised /
+infections; groups: borough × age band): β 0.90 / 0.89 / 0.89 against 1.84 / 3.81 / 2.77 with
+:class:`HardGumbel`.
 
 For a *branch* (an agent takes one of two paths, e.g. admitted or not at symptom onset), both paths are
 simulated forward as agent states, so :func:`branch_weights` gives each path its own likelihood-ratio
