@@ -190,6 +190,7 @@ class LaterInfections:
 
     def __init__(self, group: torch.Tensor | None = None) -> None:
         self.group = group
+        self.groups = int(group.max()) + 1 if group is not None and group.numel() else 0
         self.own: torch.Tensor | None = None
         self.day: int | None = None
 
@@ -226,14 +227,14 @@ class SellkeThreshold(Function):
         later = ctx.later
         own = later.values(ctx.day, grad)
         new = infected.bool()
-        today = grad[new].mean() if bool(new.any()) else grad.new_zeros(())
+        value = grad[new]
+        today = value.mean() if value.numel() else grad.new_zeros(())
         if later.group is not None:
             members = later.group[new]
-            n = int(later.group.max()) + 1
-            count = torch.bincount(members, minlength=n).to(grad.dtype)
-            total = torch.zeros(n, dtype=grad.dtype, device=grad.device).index_add_(0, members, grad[new])
+            count = torch.bincount(members, minlength=later.groups).to(grad.dtype)
+            total = grad.new_zeros(later.groups).index_add_(0, members, value)
             today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
-        own[new] = grad[new]
+        own[new] = value
         return torch.where(waiting, today - own, 0.0), None, None, None, None
 
     @staticmethod

@@ -280,7 +280,7 @@ class Covid(Layer):
         estimator: gradient estimator of the infection draw, one of :data:`ESTIMATORS`: ``"sellke"``
             (default; reverse mode only), ``"gumbel"`` (hard Gumbel, ``tau``) or ``"smoothed"``. Measured on
             d(infections by day 30)/dβ, well-mixed, 40,000 agents, CRN central differences
-            (``tests/test_covid.py``): Sellke AD/FD = 0.97, 1.03, 0.97 (seeds 3-5), hard Gumbel 0.85, 0.81,
+            (``tests/test_covid.py``): Sellke AD/FD = 0.97, 1.03, 0.96 (seeds 3-5), hard Gumbel 0.85, 0.81,
             0.80, smoothed 0.29 (its masked-path bias, :mod:`populace.samplers`). Over a whole wave the
             straight-through estimators count an infection that would only have come later as one that
             would never have come: on ``nyc-covid`` (100k, 120 days, 8 seeds) d(deaths)/dβ is 0.90 × FD
