@@ -5,7 +5,8 @@
                           [--out PATH] [--json] [--progress]
     populace population build|describe NAME [--agents N] [--seed S] [--rebuild] [--json]
     populace calibrate SCENARIO [--agents N] [--start YYYY-MM-DD] [--days D] [--streams a,b] [--epochs E]
-                                [--seeds K] [--lr LR] [--set NAME=VALUE ...] [--out DIR] [--json]
+                                [--seeds K] [--evaluate K] [--lr LR] [--set NAME=VALUE ...] [--out DIR]
+                                [--json]
     populace sensitivity SCENARIO [--agents N] [--days D] [--outputs a,b] [--seeds K]
                                   [--mode reverse|forward] [--params FILE] [--fd-check] [--json]
 
@@ -291,7 +292,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         )
 
     report = calibration.fit(
-        days, epochs=args.epochs, lr=args.lr, seeds=args.seeds, seed=args.seed, on_epoch=progress
+        days,
+        epochs=args.epochs,
+        lr=args.lr,
+        seeds=args.seeds,
+        seed=args.seed,
+        evaluate=args.evaluate,
+        on_epoch=progress,
     )
     wall_s = time.perf_counter() - t0
     summary = {
@@ -530,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--epochs", type=_positive, default=30, help="gradient steps (default 30)")
     calibrate.add_argument("--seeds", type=_positive, default=1, help="runs averaged per step (default 1)")
+    calibrate.add_argument(
+        "--evaluate",
+        type=_positive,
+        default=8,
+        help="runs without gradients whose mean is the fitted model, on held-out seeds (default 8)",
+    )
     calibrate.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     calibrate.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
     calibrate.add_argument("--json", action="store_true", help="print one JSON object")

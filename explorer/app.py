@@ -613,10 +613,11 @@ class Explorer(pn.viewable.Viewer):
             responsive=True, height=380, legend_position="top_right", logy=False
         )
         nd = ", ".join(f"{k} ND {v['nd']:.2f}" for k, v in report.metrics.items())
+        runs = len(next(iter(report.metrics.values()))["runs"]["nd"])
         self.cal_text.object = (
             f"{report.epochs} epochs in {report.wall_s:.0f} s; "
             f"loss {report.loss[0]:.3f} → {report.loss[-1]:.3f}; "
-            f"{nd} (city totals shown; ND over boroughs)."
+            f"{nd} (fitted: the mean of {runs} runs; city totals shown; ND over boroughs)."
         )
         self.cal_use.disabled = False
 

@@ -143,6 +143,32 @@ def test_missing_days_are_masked_not_zero_filled() -> None:
     assert calibration.metrics(prediction)["a"]["nd"] == pytest.approx(0.3 / 1.3, rel=1e-4)
 
 
+def test_the_fitted_model_is_judged_by_the_mean_of_runs_on_held_out_seeds() -> None:
+    """Two steps on seeds 0 and 1, then three runs on seeds 2-4: the metrics are those of their mean, each
+    run's ND is reported, and the plotted range holds the mean."""
+    model = _well_mixed(3_000, 10)
+    days = 30
+    result = Simulation(model, seed=0).run(days)
+    observed = moving_average(result.series["new_symptomatic"].double()[:, None], 7) * 1.3
+    stream = Stream("a", "new_symptomatic", observed, labels=("all",))
+    report = Calibration(model, [stream], fit=["layers.0.beta"]).fit(days, epochs=2, evaluate=3)
+
+    judge = Calibration(model, [stream])  # the model keeps the fitted β
+    runs = [judge.run(days, seed=s, grad="off") for s in (2, 3, 4)]
+    mean = {"a": torch.stack([r["a"] for r in runs]).mean(0)}
+    assert report.metrics["a"]["nd"] == pytest.approx(judge.metrics(mean)["a"]["nd"], rel=1e-6)
+    each = [judge.metrics(r)["a"]["nd"] for r in runs]
+    assert report.metrics["a"]["runs"]["nd"] == pytest.approx(each, rel=1e-6)
+    assert report.metrics["a"]["runs"]["nd_by"]["all"] == pytest.approx(each, rel=1e-6)
+    assert len(set(each)) == 3  # three different draws
+    low, high = report.spread["a"]
+    mean_line = report.predictions["a"]
+    assert bool((low <= mean_line + 1e-6).all() and (mean_line <= high + 1e-6).all())
+    assert report.loss[-1] == pytest.approx(float(judge.losses(mean)["a"]), rel=1e-5)
+    with pytest.raises(ValueError, match="evaluate must be positive"):
+        Calibration(model, [stream]).fit(days, epochs=1, evaluate=0)
+
+
 def test_load_parameters_checks_names_shapes_and_bounds() -> None:
     model = _well_mixed(100, 1)
     load_parameters(model, {"layers.0.beta": 0.07})
