@@ -16,8 +16,9 @@ Biol 17:e1009149); each column's original source is cited at :data:`AGE_TABLE`.
 
 Infection uses Sellke thresholds (see :mod:`populace.layers.seir`): agent ``i`` is infected on the first day
 its accumulated hazard reaches ``T_i / susceptibility_i`` with ``T_i ~ Exp(1)``. The hazard on an agent is
-``β × Σ_settings presence × contacts × infectiousness of its contacts``, with presence factors, closures and
-vaccine protection from :class:`~populace.layers.effects.Modifier` layers.
+``β × Σ_settings presence × contacts × infectiousness of its contacts``, plus any imported hazard
+(:class:`~populace.layers.importation.Importation`: seeding), with presence factors, closures and vaccine
+protection from :class:`~populace.layers.effects.Modifier` layers.
 
 In differentiable mode each agent carries a float ``weight`` (1 in value) through its course: the infection
 passes its derivative to the hazard (:class:`~populace.samplers.SellkeThreshold`; or the draw's, by hard
@@ -27,10 +28,10 @@ cases, admissions and deaths carry gradients to β, the setting weights, the sev
 presence factors, to behaviour parameters. Branch gradients are unbiased; β's carries the infection
 estimator's documented bias (:mod:`populace.samplers`).
 
-Rt is the instantaneous reproduction number (Fraser 2007, PLoS ONE 2:e758): today's new infections divided
-by today's total infectiousness, times the expected infectiousness of one infection over its course (from
-the drawn durations and branch probabilities, weighted by susceptibility). In the well-mixed limit with a
-fully susceptible population it equals R0 (tested).
+Rt is the instantaneous reproduction number (Fraser 2007, PLoS ONE 2:e758): today's new infections
+(imported ones included) divided by today's total infectiousness, times the expected infectiousness of one
+infection over its course (from the drawn durations and branch probabilities, weighted by susceptibility).
+In the well-mixed limit with a fully susceptible population it equals R0 (tested).
 """
 
 from __future__ import annotations
@@ -578,18 +579,25 @@ class Covid(Layer):
 
     def _transmit(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
         sources = torch.nonzero((state.stage - Stage.P) < len(_INFECTIOUS)).squeeze(1)  # uint8 wraps below P
+        imports = [e.imported for e in effects if e.imported is not None]
+        imported = sum(imports[1:], imports[0]) if imports else None
         if sources.numel() == 0:
             state.infectiousness = torch.zeros_like(state.infectiousness)
             state.by_setting = torch.zeros_like(state.by_setting)
-            return
-        stage = state.stage[sources]
-        rel = torch.where(
-            stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor)
-        )
-        if state.weight is not None:
-            rel = rel * state.weight[sources]
-        state.infectiousness = rel.sum()
-        hazard, terms = self._hazard(state, sources, rel, effects)
+            if imported is None:
+                return
+            hazard, terms = imported.clone(), list[_Term]()
+        else:
+            stage = state.stage[sources]
+            rel = torch.where(
+                stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor)
+            )
+            if state.weight is not None:
+                rel = rel * state.weight[sources]
+            state.infectiousness = rel.sum()
+            hazard, terms = self._hazard(state, sources, rel, effects)
+            if imported is not None:
+                hazard = hazard.add_(imported) if state.weight is None else hazard + imported
         susceptibility = combine([e.susceptibility for e in effects if e.susceptibility is not None])
         if susceptibility is not None:
             hazard = hazard.mul_(susceptibility) if state.weight is None else hazard * susceptibility
@@ -597,7 +605,7 @@ class Covid(Layer):
             state.threshold.sub_(hazard)
             new = torch.nonzero(state.threshold <= 0).squeeze(1)
             self._infect(state, new, ctx.day, None)
-            self._attribute(state, terms, new)
+            self._attribute(state, terms, new, imported)
             return
         susceptible = self.probability(0, torch.arange(self.n_agents, device=hazard.device))
         sample = state.threshold - hazard.detach() <= 0
@@ -616,7 +624,7 @@ class Covid(Layer):
         new = torch.nonzero(sample).squeeze(1)
         state.weight = state.weight + x
         self._infect(state, new, ctx.day, state.weight[new])
-        self._attribute(state, terms, new)
+        self._attribute(state, terms, new, imported)
 
     def _hazard(
         self, state: CovidState, sources: torch.Tensor, rel: torch.Tensor, effects: list[Effects]
@@ -658,9 +666,12 @@ class Covid(Layer):
         assert hazard is not None
         return hazard, terms
 
-    def _attribute(self, state: CovidState, terms: list[_Term], new: torch.Tensor) -> None:
-        """Expected share of today's infections per setting: each new case split by its settings' forces."""
-        if new.numel() == 0:
+    def _attribute(
+        self, state: CovidState, terms: list[_Term], new: torch.Tensor, imported: torch.Tensor | None
+    ) -> None:
+        """Expected share of today's infections per setting: each new case split by its settings' forces
+        and the imported hazard (whose share no setting gets)."""
+        if new.numel() == 0 or not terms:
             state.by_setting = torch.zeros_like(state.by_setting)
             return
         forces = []
@@ -668,7 +679,8 @@ class Covid(Layer):
             force = t.contacts.force_at(t.pressure, t.scale, new)
             forces.append(force if t.presence is None else force * t.presence[new].detach())
         f = torch.stack(forces)
-        state.by_setting = (f / f.sum(0).clamp(min=1e-30)).sum(1)
+        total = f.sum(0) if imported is None else f.sum(0) + imported[new].detach()
+        state.by_setting = (f / total.clamp(min=1e-30)).sum(1)
 
     def _infect(self, state: CovidState, new: torch.Tensor, day: int, w: torch.Tensor | None) -> None:
         state.threshold[new] = torch.inf

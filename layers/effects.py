@@ -30,12 +30,15 @@ class Effects:
             only for :class:`~populace.Places` settings; the last slot is the "no place" slot and stays 0.
         susceptibility: ``float32[agents]`` factor on each agent's hazard of infection (vaccines).
         severity: ``float32[agents]`` factor on each agent's probability of severe disease if infected.
+        imported: ``float32[agents]`` hazard of infection from outside the population, added to the
+            contacts' hazard (:class:`~populace.layers.importation.Importation`).
     """
 
     presence: dict[str, torch.Tensor] = field(default_factory=dict)
     place_scale: dict[str, torch.Tensor] = field(default_factory=dict)
     susceptibility: torch.Tensor | None = None
     severity: torch.Tensor | None = None
+    imported: torch.Tensor | None = None
 
 
 class Modifier(Layer):

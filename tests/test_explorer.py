@@ -19,7 +19,7 @@ from populace.explorer.render import LEVELS, MapPainter, View, palette, to_png
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
-AGENTS = 3_000
+AGENTS = 20_000  # the classroom default: about 10 seeds (50 per 100k)
 
 
 @pytest.fixture

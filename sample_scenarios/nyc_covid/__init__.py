@@ -28,6 +28,7 @@ from populace.layers import covid, npi, stimulus, testing, vaccination
 from populace.layers.behaviour import DECISIONS, FEATURES, Archetypes, Behaviour, LogisticBackend
 from populace.layers.covid import Breakdown, Covid
 from populace.layers.effects import Modifier
+from populace.layers.importation import Importation
 from populace.layers.npi import Closures, Masks
 from populace.layers.stimulus import Stimulus
 from populace.layers.testing import Testing
@@ -101,7 +102,14 @@ class NycCovid(Scenario):
     def options(cls) -> dict[str, Param | Choice]:
         return {
             "population": Choice("nyc", ("nyc", "classroom"), "who: NYC residents, or the classroom town"),
-            "seeds_per_100k": _p(10.0, (0.0, 100_000.0), "agents per 100k", "agents infected at day 0"),
+            "seeds_per_100k": _p(
+                10.0,
+                (0.0, 100_000.0),
+                "per 100k per day",
+                "hazard of infection from outside the city on day 0 in every borough (:class:`Importation`):"
+                " about the agents infected per 100k while small, scaled by the age table's susceptibility;"
+                " a calibration fits it by borough",
+            ),
             "beta": covid.BETA,
             "asymptomatic_factor": covid.ASYMPTOMATIC_FACTOR,
             "severe_scale": covid.SEVERE_SCALE,
@@ -267,7 +275,7 @@ class NycCovid(Scenario):
         disease = Covid(
             people.age,
             [household, school, work, community],
-            initial_infections=min(n, round(n * float(o["seeds_per_100k"]) / 100_000)),
+            initial_infections=0,  # seeded by importation on day 0
             breakdowns=breakdowns,
             beta=spec["beta"],
             asymptomatic_factor=spec["asymptomatic_factor"],
@@ -290,7 +298,10 @@ class NycCovid(Scenario):
             stimulus=payments,
         )
         transmission = Transmission(people.region, len(regions), periods=self.transmission_weeks)
-        modifiers: list[Modifier] = [behaviour, closures, transmission]
+        seeding = Importation(
+            people.region, len(regions), torch.full((len(regions),), float(o["seeds_per_100k"]))
+        )
+        modifiers: list[Modifier] = [behaviour, closures, transmission, seeding]
         if o["test_type"] != "none":
             kind = str(o["test_type"])
             modifiers.append(
@@ -432,5 +443,5 @@ class Classroom(NycCovid):
     def options(cls) -> dict[str, Param | Choice]:
         options = super().options()
         options["population"] = Choice("classroom", ("classroom",), "who: the classroom town")
-        options["seeds_per_100k"] = replace(options["seeds_per_100k"], value=50.0)  # 10 of 20,000
+        options["seeds_per_100k"] = replace(options["seeds_per_100k"], value=50.0)  # ~10 of 20,000
         return options

@@ -23,6 +23,7 @@ import torch
 from populace import Model
 from populace.calibrate import Calibration, Stream, WeeklyNetwork
 from populace.layers.covid import Covid
+from populace.layers.importation import Importation
 from populace.layers.transmission import Transmission
 
 __all__ = [
@@ -43,6 +44,8 @@ _DAILY = {
     "hosp": ("HOSPITALIZED_COUNT", "new_admissions"),
     "deaths": ("DEATH_COUNT", "new_deaths"),
 }
+SEEDS_PER_100K_MAX = 3000.0
+"""Upper bound of the fitted seeding (imported infections per 100k on day 0, by borough)."""
 DEFAULT_STREAMS = tuple(_DAILY)
 """What the scenario calibrates to unless told otherwise: daily cases, admissions and deaths by borough."""
 _WEEKLY = {"cases_age": "case", "hosp_age": "hosp", "deaths_age": "death"}
@@ -173,23 +176,31 @@ def observed_calibration(
     streams: Sequence[str],
 ) -> Calibration:
     """The nyc-covid calibration: the chosen :func:`observed_streams`; direct parameters: the P(admission)
-    and P(death) scales; networks: transmission by week × borough, reported share of cases by week ×
-    borough. The networks learn at the direct parameters' rate and the loss has no log-scale term: at 100k
-    agents and 40 epochs (seed 0) that gave ND 0.29 / 0.36 on admissions / deaths against 0.46 / 0.51 with
-    the library defaults (networks at 0.2 × the rate, log weight 0.1), which left the transmission table
-    nearly flat after New York's orders; networks at 3 × diverged (0.65 / 0.70)."""
+    and P(death) scales; networks: transmission by week × borough, day 0's imported infections by borough
+    (the seeding, per 100k, up to :data:`SEEDS_PER_100K_MAX`), reported share of cases by week × borough.
+    The networks learn at the direct parameters' rate and the loss has no log-scale term: at 100k agents and
+    40 epochs (seed 0) that gave ND 0.29 / 0.36 on admissions / deaths against 0.46 / 0.51 with the library
+    defaults (networks at 0.2 × the rate, log weight 0.1), which left the transmission table nearly flat
+    after New York's orders; networks at 3 × diverged (0.65 / 0.70)."""
     built = observed_streams(
         model, agents=agents, full_size=full_size, start=start, days=days, streams=streams
     )
     covid_name, covid = _find(model, Covid)
     transmission_name, transmission = _find(model, Transmission)
+    seeding_name, seeding = _find(model, Importation)
     boroughs = next(b for b in covid.breakdowns if b.name == "borough").labels
     x = covariates(start, transmission.scale.shape[0], len(boroughs))
+    seeds = float(seeding.rate.mean().clamp(1.0, SEEDS_PER_100K_MAX - 1))
     return Calibration(
         model,
         built,
         fit=[f"{covid_name}.severe_scale", f"{covid_name}.fatality_scale"],
-        networks={f"{transmission_name}.scale": WeeklyNetwork(x, (0.05, 3.0), initial=1.0, seed=0)},
+        networks={
+            f"{transmission_name}.scale": WeeklyNetwork(x, (0.05, 3.0), initial=1.0, seed=0),
+            f"{seeding_name}.rate": WeeklyNetwork(
+                x[: seeding.rate.shape[0]], (0.0, SEEDS_PER_100K_MAX), initial=seeds, seed=2
+            ),
+        },
         log_weight=0.0,
         network_lr=1.0,
     )
