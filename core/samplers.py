@@ -51,9 +51,9 @@ day. The reverse pass has both terms: gᵢ(τᵢ) is the gradient that reached t
 gradient of the agents in its group (:class:`LaterInfections`) that were (the only approximation). Unlike
 the straight-through estimators it never counts an infection that would only have come later as one that
 would never have come. Reverse mode only. Measured on ``nyc-covid`` over a 120-day wave
-(``benchmarks/estimator_bias_wave.py``, 100k agents, 8 seeds, AD/FD, deaths / peak hospitalised /
-infections; groups: borough × age band): β 0.90 / 0.89 / 0.89 against 1.84 / 3.81 / 2.77 with
-:class:`HardGumbel`.
+(``benchmarks/estimator_bias_wave.py``, 100k agents, AD/FD, deaths / peak hospitalised / infections;
+groups: borough × age band): β 0.75 / 0.82 / 0.85 over 32 seeds (0.90 / 0.89 / 0.89 over 8), against
+1.84 / 3.81 / 2.77 with :class:`HardGumbel` (8 seeds).
 
 For a *branch* (an agent takes one of two paths, e.g. admitted or not at symptom onset), both paths are
 simulated forward as agent states, so :func:`branch_weights` gives each path its own likelihood-ratio

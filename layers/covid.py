@@ -284,8 +284,9 @@ class Covid(Layer):
             (``tests/test_covid.py``): Sellke AD/FD = 0.97, 1.03, 0.96 (seeds 3-5), hard Gumbel 0.85, 0.81,
             0.80, smoothed 0.29 (its masked-path bias, :mod:`populace.samplers`). Over a whole wave the
             straight-through estimators count an infection that would only have come later as one that
-            would never have come: on ``nyc-covid`` (100k, 120 days, 8 seeds) d(deaths)/dβ is 0.90 × FD
-            with Sellke, 1.84 × with hard Gumbel (``benchmarks/estimator_bias_wave.py``). Sellke values an
+            would never have come: on ``nyc-covid`` (100k, 120 days) d(deaths)/dβ is 0.75 × FD with
+            Sellke (32 seeds; 0.90 over the first 8), 1.84 × with hard Gumbel (8 seeds;
+            ``benchmarks/estimator_bias_wave.py``). Sellke values an
             earlier infection within the agent's cell of the ``breakdowns`` (borough × age band): with one
             value for the whole city, calibrating ``nyc-covid`` by borough diverged.
     """
