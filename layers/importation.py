@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from populace.model import LayerState, Phase, StepContext
+from populace.params import ParamError
 
 from .effects import Effects, Modifier
 
@@ -51,8 +52,7 @@ class Importation(Modifier):
             raise ValueError(f"Importation: groups and period must be positive, got {groups} and {period}")
         if rate.dim() != 2 or rate.shape[1] != groups:
             raise ValueError(f"rate: expected [periods, {groups}], got shape {tuple(rate.shape)}")
-        if not bool(torch.isfinite(rate).all() and (rate >= 0).all()):
-            raise ValueError("rate: expected finite values ≥ 0 (infections per 100,000 per day)")
+        _check(rate)
         if group.numel() and not 0 <= int(group.min()) <= int(group.max()) < groups:
             raise ValueError(f"group: expected values in 0..{groups - 1}")
         self.period = period
@@ -60,6 +60,7 @@ class Importation(Modifier):
         self.register_buffer("rate", rate.clone())
 
     def init_state(self, ctx: StepContext) -> ImportationState:
+        _check(self.rate)  # again: a fitted table loaded from a file (--params) has no spec bounds
         return ImportationState()
 
     def step(self, state: ImportationState, ctx: StepContext) -> ImportationState:
@@ -70,3 +71,8 @@ class Importation(Modifier):
         if row >= self.rate.shape[0]:
             return Effects()
         return Effects(imported=self.rate[row][self.group] / 100_000)
+
+
+def _check(rate: torch.Tensor) -> None:
+    if not bool(torch.isfinite(rate).all() and (rate >= 0).all()):
+        raise ParamError("Importation rate: expected finite values ≥ 0 (infections per 100,000 per day)")

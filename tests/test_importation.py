@@ -6,7 +6,8 @@ import pytest
 import torch
 from test_covid import _well_mixed
 
-from populace import Model, Simulation
+from populace import Model, ParamError, Simulation
+from populace.calibrate import load_parameters
 from populace.layers.covid import Covid
 from populace.layers.importation import Importation
 
@@ -63,6 +64,14 @@ def test_seeding_gradient_matches_finite_differences() -> None:
     fd = (values[0] - values[1]) / (2 * h * rate)
     assert fd > 0
     assert 0.9 < ad / fd < 1.1, (ad, fd)
+
+
+def test_a_loaded_negative_rate_is_named_when_the_run_starts() -> None:
+    model, _, seeding = _seeded(100, [1.0, 1.0])
+    name = next(f"{n}.rate" for n, m in model.named_modules() if m is seeding)
+    load_parameters(model, {name: [[-5.0, 1.0]]})  # a table has no spec bounds to check at load
+    with pytest.raises(ParamError, match="rate: expected finite values"):
+        Simulation(model, seed=0).run(1)
 
 
 def test_bad_arguments_are_named() -> None:
