@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from populace.model import Layer, StepContext
+from populace.params import ParamError
 
-__all__ = ["Decider", "Effects", "Modifier", "combine"]
+__all__ = ["Decider", "Effects", "Modifier", "check_table", "combine"]
 
 
 @dataclass
@@ -69,3 +70,10 @@ def combine(factors: list[torch.Tensor]) -> torch.Tensor | None:
     for scale in scales:
         out = scale if out is None else out * scale  # bool * float promotes to float
     return out
+
+
+def check_table(name: str, table: torch.Tensor, unit: str) -> None:
+    """:class:`ParamError` unless every entry of a modifier's table is finite and ≥ 0. Layers check when a
+    run starts too: a fitted table loaded from a file (``populace run --params``) has no spec bounds."""
+    if not bool(torch.isfinite(table).all() and (table >= 0).all()):
+        raise ParamError(f"{name}: expected finite values ≥ 0 ({unit})")

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from populace.model import LayerState, Phase, StepContext
-from populace.params import ParamError
 
-from .effects import Effects, Modifier
+from .effects import Effects, Modifier, check_table
 
 __all__ = ["Importation", "ImportationState"]
+
+_UNIT = "infections per 100,000 per day"
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Importation(Modifier):
             raise ValueError(f"Importation: groups and period must be positive, got {groups} and {period}")
         if rate.dim() != 2 or rate.shape[1] != groups:
             raise ValueError(f"rate: expected [periods, {groups}], got shape {tuple(rate.shape)}")
-        _check(rate)
+        check_table("Importation rate", rate, _UNIT)
         if group.numel() and not 0 <= int(group.min()) <= int(group.max()) < groups:
             raise ValueError(f"group: expected values in 0..{groups - 1}")
         self.period = period
@@ -60,7 +61,7 @@ class Importation(Modifier):
         self.register_buffer("rate", rate.clone())
 
     def init_state(self, ctx: StepContext) -> ImportationState:
-        _check(self.rate)  # again: a fitted table loaded from a file (--params) has no spec bounds
+        check_table("Importation rate", self.rate, _UNIT)
         return ImportationState()
 
     def step(self, state: ImportationState, ctx: StepContext) -> ImportationState:
@@ -71,8 +72,3 @@ class Importation(Modifier):
         if row >= self.rate.shape[0]:
             return Effects()
         return Effects(imported=self.rate[row][self.group] / 100_000)
-
-
-def _check(rate: torch.Tensor) -> None:
-    if not bool(torch.isfinite(rate).all() and (rate >= 0).all()):
-        raise ParamError("Importation rate: expected finite values ≥ 0 (infections per 100,000 per day)")

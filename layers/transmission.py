@@ -14,7 +14,7 @@ import torch
 
 from populace.model import LayerState, Phase, StepContext
 
-from .effects import Effects, Modifier
+from .effects import Effects, Modifier, check_table
 
 __all__ = ["Transmission", "TransmissionState"]
 
@@ -55,6 +55,7 @@ class Transmission(Modifier):
         return min(day // self.period, self.scale.shape[0] - 1)
 
     def init_state(self, ctx: StepContext) -> TransmissionState:
+        check_table("Transmission scale", self.scale, "relative transmission")
         return TransmissionState()
 
     def step(self, state: TransmissionState, ctx: StepContext) -> TransmissionState:

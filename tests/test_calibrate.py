@@ -181,6 +181,16 @@ def test_load_parameters_checks_names_shapes_and_bounds() -> None:
         load_parameters(model, {"layers.0.beta": [0.1, 0.2]})
 
 
+def test_a_loaded_transmission_table_is_checked_when_the_run_starts() -> None:
+    model, transmission = _with_transmission(100)
+    table = next(f"{n}.scale" for n, m in model.named_modules() if m is transmission)
+    bad = torch.ones(6, 2)
+    bad[3, 1] = -0.5
+    load_parameters(model, {table: bad.tolist()})  # a table has no spec bounds to check at load
+    with pytest.raises(ParamError, match="Transmission scale: expected finite values"):
+        Simulation(model, seed=0).run(1)
+
+
 def test_bad_calibration_input_is_named() -> None:
     model = _well_mixed(100, 1)
     stream = Stream("a", "new_deaths", torch.zeros(5, 1))
