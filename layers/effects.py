@@ -17,7 +17,7 @@ import torch
 from populace.model import Layer, StepContext
 from populace.params import ParamError
 
-__all__ = ["Decider", "Effects", "Modifier", "check_table", "combine"]
+__all__ = ["Decider", "Effects", "Modifier", "check_groups", "check_table", "combine"]
 
 
 @dataclass
@@ -70,6 +70,13 @@ def combine(factors: list[torch.Tensor]) -> torch.Tensor | None:
     for scale in scales:
         out = scale if out is None else out * scale  # bool * float promotes to float
     return out
+
+
+def check_groups(group: torch.Tensor, groups: int) -> None:
+    """``ValueError`` unless every agent's ``group`` (its column of a modifier's table) is in
+    ``0 … groups − 1``."""
+    if group.numel() and not 0 <= int(group.min()) <= int(group.max()) < groups:
+        raise ValueError(f"group: expected values in 0..{groups - 1}")
 
 
 def check_table(name: str, table: torch.Tensor, unit: str) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from populace.model import LayerState, Phase, StepContext
 
-from .effects import Effects, Modifier, check_table
+from .effects import Effects, Modifier, check_groups, check_table
 
 __all__ = ["Importation", "ImportationState"]
 
@@ -54,8 +54,7 @@ class Importation(Modifier):
         if rate.dim() != 2 or rate.shape[1] != groups:
             raise ValueError(f"rate: expected [periods, {groups}], got shape {tuple(rate.shape)}")
         check_table("Importation rate", rate, _UNIT)
-        if group.numel() and not 0 <= int(group.min()) <= int(group.max()) < groups:
-            raise ValueError(f"group: expected values in 0..{groups - 1}")
+        check_groups(group, groups)
         self.period = period
         self.register_buffer("group", group.long(), persistent=False)
         self.register_buffer("rate", rate.clone())

@@ -14,7 +14,7 @@ import torch
 
 from populace.model import LayerState, Phase, StepContext
 
-from .effects import Effects, Modifier, check_table
+from .effects import Effects, Modifier, check_groups, check_table
 
 __all__ = ["Transmission", "TransmissionState"]
 
@@ -45,8 +45,7 @@ class Transmission(Modifier):
                 f"Transmission: groups, periods and period must be positive, got {groups}, {periods}, "
                 f"{period}"
             )
-        if group.numel() and not 0 <= int(group.min()) <= int(group.max()) < groups:
-            raise ValueError(f"group: expected values in 0..{groups - 1}")
+        check_groups(group, groups)
         self.period = period
         self.register_buffer("group", group.long(), persistent=False)
         self.register_buffer("scale", torch.ones(periods, groups))
