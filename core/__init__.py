@@ -3,7 +3,9 @@
 The public API; everything else is an implementation detail.
 """
 
-from .contacts import AgeMixing, Contacts, EdgeNetwork, Places
+from .aggregation import Aggregation, LocalAggregation
+from .contacts import AgeMixing, Contacts, DistanceKernel, EdgeNetwork, Places
+from .estimators import Estimator, Gumbel, Sellke, Smoothed
 from .model import Layer, LayerState, Link, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param, register_params
 from .population import Population, PopulationFileError, column
@@ -25,16 +27,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgeMixing",
+    "Aggregation",
     "Checkpointed",
     "Choice",
     "Contacts",
+    "DistanceKernel",
     "EdgeNetwork",
+    "Estimator",
     "GradMode",
+    "Gumbel",
     "HardGumbel",
     "LaterInfections",
     "Layer",
     "LayerState",
     "Link",
+    "LocalAggregation",
     "Model",
     "Param",
     "ParamError",
@@ -45,8 +52,10 @@ __all__ = [
     "RandomStreams",
     "Result",
     "Scenario",
+    "Sellke",
     "SellkeThreshold",
     "Simulation",
+    "Smoothed",
     "SmoothedBernoulli",
     "SmoothedBinomial",
     "StepContext",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -83,8 +84,13 @@ class LayerState:
 
 
 class Layer(nn.Module, abc.ABC):
-    """Abstract model component (see module docs for the lifecycle)."""
+    """Abstract model component (see module docs for the lifecycle).
 
+    ``name`` is the layer's name in its model (given by the scenario, else the class's default): parameter
+    addresses (``covid.beta``) and random stream names (``covid.threshold``) start with it.
+    """
+
+    name: str = ""
     phase: ClassVar[Phase]
     param_specs: dict[str, Param]
     setup_params: ClassVar[frozenset[str]] = frozenset()
@@ -119,6 +125,14 @@ class Layer(nn.Module, abc.ABC):
         updated in place in fast mode: copy it to keep it)."""
         raise NotImplementedError(f"{type(self).__name__} has no per-agent stage")
 
+    def wire(self, layers: Sequence[Layer]) -> None:
+        """Called by the model with all its layers once they are named: a layer that acts on others (a
+        disease on the effects of modifiers) finds them here and checks what it needs."""
+
+    def settings_used(self) -> tuple[str, ...]:
+        """Names of the contact settings this layer refers to (checked against each disease it acts on)."""
+        return ()
+
 
 L = TypeVar("L", bound="Layer")
 
@@ -143,18 +157,49 @@ class Link(Generic[L]):
             ) from None
 
 
-class Model(nn.Module):
-    """An ordered composition of layers (sorted by phase, stable)."""
+def _default_name(layer: Layer) -> str:
+    """``SupplyGraph`` → ``supply_graph``: a layer's name when neither it nor its scenario gives one."""
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", type(layer).__name__).lower()
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+
+class Model(nn.Module):
+    """An ordered composition of named layers (sorted by phase, stable).
+
+    ``layers``: a mapping name → layer (the names a scenario gives), or a sequence of layers named by their
+    ``name`` (their class's default). Each layer becomes the model's submodule of that name, so parameter
+    addresses read ``covid.beta`` or ``covid.settings.school.weight``; names must be unique identifiers.
+    Every layer is then :meth:`~Layer.wire`\ d: each disease takes the effects of every modifier of the model,
+    and a setting name a modifier uses that a disease lacks fails here, with a message.
+    """
+
+    def __init__(self, layers: Sequence[Layer] | Mapping[str, Layer]) -> None:
         super().__init__()
         if not layers:
             raise ValueError("layers: a model needs at least one layer")
-        for layer in layers:
+        given = layers.values() if isinstance(layers, Mapping) else layers
+        for layer in given:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers: expected Layer instances, got {type(layer).__name__}")
-        ordered = sorted(layers, key=lambda layer: layer.phase)
-        self.layers = nn.ModuleList(ordered)
+        if isinstance(layers, Mapping):
+            for name, layer in layers.items():
+                layer.name = name
+        ordered = sorted(given, key=lambda layer: layer.phase)
+        for layer in ordered:
+            name = layer.name or _default_name(layer)
+            if not name.isidentifier():
+                raise ValueError(f"layers: {name!r} is not a valid layer name (letters, digits and _)")
+            if name in self._modules:
+                raise ValueError(
+                    f"layers: two layers are named {name!r}; give them names: Model({{'{name}_a': ..., ...}})"
+                )
+            layer.name = name
+            try:
+                self.add_module(name, layer)
+            except KeyError:
+                raise ValueError(f"layers: {name!r} is a reserved name, choose another") from None
+        self._order = tuple(layer.name for layer in ordered)
+        for layer in ordered:
+            layer.wire(ordered)
         names: dict[str, Layer] = {}
         for layer in ordered:
             for name in layer.observables():
@@ -173,12 +218,23 @@ class Model(nn.Module):
             out.update(layer.labels())
         return out
 
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers in the order they run."""
+        return self.ordered_layers()
+
     def ordered_layers(self) -> list[Layer]:
         """The layers in the order they run."""
-        return [cast(Layer, layer) for layer in self.layers]
+        return [cast(Layer, self._modules[name]) for name in self._order]
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``; ``KeyError`` naming the model's layers."""
+        if name not in self._order:
+            raise KeyError(f"no layer {name!r} in the model; its layers: {', '.join(self._order)}")
+        return cast(Layer, self._modules[name])
 
     def specs(self) -> dict[str, Param]:
-        """Every parameter spec, by dotted module path (``layers.0.beta``)."""
+        """Every parameter spec, by dotted module path (``covid.beta``)."""
         out: dict[str, Param] = {}
         for path, module in self.named_modules():
             for name, spec in getattr(module, "param_specs", {}).items():

@@ -1,6 +1,7 @@
 """Reusable model components (``populace.layers``)."""
 
 from .farms import Farms, FarmState, FarmStatus, PoultryFarms
+from .infection import Infection, InfectionState, Move
 from .graph import Edges, PriceResponse, PriceState, SupplyGraph, SupplyState
 from .ode import ODE, ODEState, VectorField, dopri5, rk4
 from .seir import SEIR, SEIRState, Stage
@@ -12,6 +13,9 @@ __all__ = [
     "FarmState",
     "FarmStatus",
     "Farms",
+    "Infection",
+    "InfectionState",
+    "Move",
     "ODEState",
     "PoultryFarms",
     "PriceResponse",

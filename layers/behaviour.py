@@ -281,7 +281,7 @@ class Behaviour(Decider):
 
     def init_state(self, ctx: StepContext) -> BehaviourState:
         n, device = self.n_agents, ctx.streams.device
-        disposition = torch.stack([ctx.streams.uniform(f"behaviour.{d}", n) for d in DECISIONS])
+        disposition = torch.stack([ctx.streams.uniform(f"{self.name}.{d}", n) for d in DECISIONS])
         return BehaviourState(
             disposition=disposition,
             probability=torch.zeros(len(self.names) * self.n_regions, len(DECISIONS), device=device),
@@ -333,6 +333,9 @@ class Behaviour(Decider):
     def seeks_test(self, state: BehaviourState, agents: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         p = state.probability[:, 2].detach()[self.cell[agents].long()]
         return state.disposition[2, agents] < p
+
+    def settings_used(self) -> tuple[str, ...]:
+        return (*self.home_settings, self.work)
 
     def effects(self, state: BehaviourState, ctx: StepContext) -> Effects:
         present = ~state.home if state.home.dtype == torch.bool else 1 - state.home

@@ -14,7 +14,7 @@ specific probability of that day. Durations are lognormal, drawn per agent at se
 days (at least 1), as in Covasim. The age tables are Covasim 3.1's defaults (Kerr et al. 2021, PLoS Comput
 Biol 17:e1009149); each column's original source is cited at :data:`AGE_TABLE`.
 
-Infection uses Sellke thresholds (see :mod:`populace.layers.seir`): agent ``i`` is infected on the first day
+Infection is the infection core's (:mod:`populace.layers.infection`): agent ``i`` is infected on the first day
 its accumulated hazard reaches ``T_i / susceptibility_i`` with ``T_i ~ Exp(1)``. The hazard on an agent is
 ``β × Σ_settings presence × contacts × infectiousness of its contacts``, plus any imported hazard
 (:class:`~populace.layers.importation.Importation`: seeding), with presence factors, closures and vaccine
@@ -42,18 +42,15 @@ from enum import IntEnum
 
 import torch
 
-from populace.contacts import Contacts, Places
-from populace.model import Layer, LayerState, Link, Phase, StepContext
+from populace.aggregation import Aggregation
+from populace.contacts import Contacts
+from populace.estimators import Estimator, Sellke
+from populace.model import StepContext
 from populace.params import Param, register_params
-from populace.samplers import (
-    HardGumbel,
-    LaterInfections,
-    SellkeThreshold,
-    SmoothedBernoulli,
-    branch_weights,
-)
+from populace.samplers import branch_weights
 
-from .effects import Effects, Modifier, combine
+from .effects import Effects, combine
+from .infection import Infection, InfectionState, Move
 
 __all__ = ["AGE_TABLE", "Breakdown", "Covid", "CovidState", "Stage"]
 
@@ -168,9 +165,6 @@ DURATIONS: dict[str, tuple[Param, Param]] = {
         f"{_KERR}: sev2crit 1.5 ± 2.0 plus crit2die 10.7 ± 4.8 (Verity et al. 2020), summed",
     ),
 }
-_INFECTIOUS = (Stage.P, Stage.A, Stage.M, Stage.MH)
-ESTIMATORS = ("sellke", "gumbel", "smoothed")
-"""Gradient estimators of the infection draw (:mod:`populace.samplers`); the first is the default."""
 _EVENTS = ("new_infections", "new_symptomatic", "new_admissions", "new_deaths")
 
 
@@ -203,83 +197,41 @@ class Breakdown:
 
 
 @dataclass
-class CovidState(LayerState):
-    """State of :class:`Covid`.
+class CovidState(InfectionState):
+    """State of :class:`Covid`: the infection core's (:class:`~populace.layers.infection.InfectionState`) and
 
     Attributes:
-        stage: ``uint8[agents]`` :class:`Stage`.
-        due: ``int32[agents]``, the day of the next progression (``-1``: none).
-        threshold: ``float32[agents]``, hazard still needed to infect the agent; ``inf`` once infected.
         durations: ``uint8[6, agents]``, each agent's durations in the order of :data:`DURATIONS`.
         fate: ``float32[3, agents]``, each agent's uniforms for the symptoms, severity and death branches.
-        counts: ``[10]`` agents per stage.
         events: ``[4, 1 + Σ groups]``: today's new infections, symptom onsets, admissions and deaths, in
             total and per breakdown group.
-        by_setting: ``float32[settings]`` today's new infections split by setting (expected shares).
-        infectiousness: ``[]`` today's total relative infectiousness (for Rt).
         generation: ``[]`` expected infectiousness-days of one infection (for Rt).
         symptomatic: ``int64[k]``, the agents in stage M or MH at the end of the day (read by testing and
             behaviour, so the population is scanned once a day).
-        weight: ``float32[agents]`` (differentiable mode): 1 for infected agents, carrying the gradient of
-            their infection and branches; ``None`` in fast mode.
-        workspace: ``float32[2, agents]`` scratch buffers of fast mode.
-        later: what the reverse pass has learnt of later infections (differentiable mode with the
-            ``"sellke"`` estimator), else ``None``.
     """
 
-    stage: torch.Tensor
-    due: torch.Tensor
-    threshold: torch.Tensor
     durations: torch.Tensor
     fate: torch.Tensor
-    counts: torch.Tensor
     events: torch.Tensor
-    by_setting: torch.Tensor
-    infectiousness: torch.Tensor
     generation: torch.Tensor
     symptomatic: torch.Tensor
-    weight: torch.Tensor | None
-    workspace: torch.Tensor | None
-    later: LaterInfections | None = None
-
-
-@dataclass(frozen=True)
-class _Term:
-    """One setting's part of today's hazard: force = contacts.force(pressure, scale) × presence."""
-
-    contacts: Contacts
-    pressure: torch.Tensor
-    scale: torch.Tensor
-    presence: torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class _Move:
-    """Agents moving from one stage to another today; ``duration``: row of their next due day."""
-
-    agents: torch.Tensor
-    src: Stage
-    to: Stage
-    duration: int | None
-    weight: torch.Tensor | None
 
 
 _EVENT_OF = {Stage.M: 1, Stage.MH: 1, Stage.H: 2, Stage.HD: 2, Stage.D: 3}  # row of CovidState.events
 
 
-class Covid(Layer):
+class Covid(Infection):
     """COVID-19 in a population of ``len(age)`` agents (see module docs).
 
     Args:
         age: ``uint8[agents]`` ages in years.
         settings: contact structures (household, school, work, community, ...); names must be unique.
         initial_infections: agents exposed at day 0, chosen uniformly.
-        modifiers: layers whose :class:`Effects` act on this disease each day (interventions, behaviour).
         breakdowns: groupings for the ``*_by_<name>`` series (borough, age band).
         beta, asymptomatic_factor, symptomatic_scale, severe_scale, fatality_scale: specs (defaults cited).
         durations: ``{name: (mean, sd)}`` overrides of :data:`DURATIONS`.
-        estimator: gradient estimator of the infection draw, one of :data:`ESTIMATORS`: ``"sellke"``
-            (default; reverse mode only), ``"gumbel"`` (hard Gumbel, ``tau``) or ``"smoothed"``. Measured on
+        estimator: gradient estimator of the infection draw (:mod:`populace.estimators`): ``Sellke()``
+            (default; reverse mode only), ``Gumbel(tau)`` (hard Gumbel) or ``Smoothed()``. Measured on
             d(infections by day 30)/dβ, well-mixed, 40,000 agents, CRN central differences
             (``tests/test_covid.py``): Sellke AD/FD = 0.97, 1.03, 0.96 (seeds 3-5), hard Gumbel 0.85, 0.81,
             0.80, smoothed 0.29 (its masked-path bias, :mod:`populace.samplers`). Over a whole wave the
@@ -289,10 +241,16 @@ class Covid(Layer):
             ``benchmarks/estimator_bias_wave.py``). Sellke values an
             earlier infection within the agent's cell of the ``breakdowns`` (borough × age band): with one
             value for the whole city, calibrating ``nyc-covid`` by borough diverged.
+        aggregation: how emissions are summed per place (:mod:`populace.aggregation`).
+
+    Modifiers (interventions, behaviour, seeding) act on it by being in the same model.
     """
 
-    phase = Phase.DISEASE
+    name = "covid"
+    Stage = Stage
     stage_names = tuple(s.name for s in Stage)
+    infected_stage = Stage.E
+    infectious = (Stage.P, Stage.MH)
     beta: torch.Tensor
     asymptomatic_factor: torch.Tensor
     symptomatic_scale: torch.Tensor
@@ -307,7 +265,6 @@ class Covid(Layer):
         settings: Sequence[Contacts],
         *,
         initial_infections: int,
-        modifiers: Sequence[Modifier] = (),
         breakdowns: Sequence[Breakdown] = (),
         beta: Param = BETA,
         asymptomatic_factor: Param = ASYMPTOMATIC_FACTOR,
@@ -315,36 +272,26 @@ class Covid(Layer):
         severe_scale: Param = SEVERE_SCALE,
         fatality_scale: Param = FATALITY_SCALE,
         durations: Mapping[str, tuple[Param, Param]] | None = None,
-        estimator: str = ESTIMATORS[0],
-        tau: float = 0.1,
+        estimator: Estimator | None = None,
+        aggregation: Aggregation | None = None,
     ) -> None:
-        super().__init__()
         n = int(age.numel())
-        names = [s.name for s in settings]
         if not settings:
             raise ValueError("settings: Covid needs at least one contact structure")
-        if len(set(names)) != len(names):
-            raise ValueError(f"settings: names must be unique, got {names}")
-        for s in settings:
-            if s.n_agents != n:
-                raise ValueError(f"settings: {s.name} covers {s.n_agents} agents, expected {n}")
         for b in breakdowns:
             if b.index.numel() != n:
                 raise ValueError(f"breakdowns: {b.name} has {b.index.numel()} entries, expected {n}")
-        if not 0 <= initial_infections <= n:
-            raise ValueError(f"initial_infections: expected 0..{n}, got {initial_infections}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator: expected one of {list(ESTIMATORS)}, got {estimator!r}")
         unknown = set(durations or {}) - set(DURATIONS)
         if unknown:
             raise ValueError(f"durations: unknown {sorted(unknown)}; known: {list(DURATIONS)}")
-        self.n_agents = n
-        self.settings = torch.nn.ModuleList(settings)
-        self.modifiers: tuple[Link[Modifier], ...] = ()
-        self.add_modifiers(*modifiers)
+        super().__init__(
+            n,
+            settings,
+            initial_infections=initial_infections,
+            estimator=Sellke() if estimator is None else estimator,
+            aggregation=aggregation,
+        )
         self.breakdowns = tuple(breakdowns)
-        self.initial_infections = initial_infections
-        self.estimator, self.tau = estimator, tau
         register_params(
             self,
             beta=beta,
@@ -364,22 +311,7 @@ class Covid(Layer):
         )
         self.register_buffer("table", table.to(torch.float32), persistent=False)
 
-    def add_modifiers(self, *modifiers: Modifier) -> None:
-        """Layers whose :class:`Effects` act on this disease each day. Interventions that read the disease's
-        state are built after it, so they are added here. Held as links, not submodules (the model owns
-        them)."""
-        for m in modifiers:
-            if not isinstance(m, Modifier):
-                raise TypeError(f"modifiers: expected Modifier layers, got {type(m).__name__}")
-        self.modifiers += tuple(Link(m) for m in modifiers)
-
     # ------------------------------------------------------------------ reporting
-    def contacts(self) -> list[Contacts]:
-        return list(self.settings)
-
-    def stage(self, state: CovidState) -> torch.Tensor:
-        return state.stage
-
     def observables(self) -> tuple[str, ...]:
         names = [s.name for s in Stage] + [
             "infectious",
@@ -393,7 +325,7 @@ class Covid(Layer):
 
     def labels(self) -> dict[str, tuple[str, ...]]:
         out = {f"{e}_by_{b.name}": b.labels for b in self.breakdowns for e in _EVENTS}
-        return {**out, "new_infections_by_setting": tuple(c.name for c in self.contacts())}
+        return {**out, "new_infections_by_setting": tuple(self.settings)}
 
     def observe(self, state: CovidState) -> dict[str, torch.Tensor]:
         counts, events = state.counts.clone(), state.events.clone()
@@ -418,56 +350,38 @@ class Covid(Layer):
         scale = (None, self.symptomatic_scale, self.severe_scale, self.fatality_scale)[row]
         return base if scale is None else (base * scale).clamp(0.0, 1.0)
 
+    def fixed_susceptibility(self) -> torch.Tensor:
+        return self.probability(0, torch.arange(self.n_agents, device=self.band.device))
+
+    def relative_infectiousness(self, state: CovidState, sources: torch.Tensor) -> torch.Tensor:
+        stage = state.stage[sources]
+        return torch.where(stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor))
+
     def init_state(self, ctx: StepContext) -> CovidState:
         n, device = self.n_agents, ctx.streams.device
         durations = torch.stack(
             [
-                ctx.streams.lognormal(f"covid.{name}", n, mean.value, sd.value).round_().clamp_(1, 255)
+                ctx.streams.lognormal(f"{self.name}.{name}", n, mean.value, sd.value).round_().clamp_(1, 255)
                 for name, (mean, sd) in self.durations.items()
             ]
         ).to(torch.uint8)
-        everyone = torch.arange(n, device=device)
-        susceptibility = self.probability(0, everyone)
-        threshold = ctx.streams.exponential("covid.threshold", n) / susceptibility
         fate = torch.stack(
-            [ctx.streams.uniform(f"covid.fate.{b}", n) for b in ("symptoms", "severe", "death")]
+            [ctx.streams.uniform(f"{self.name}.fate.{b}", n) for b in ("symptoms", "severe", "death")]
         )
-        seeds = ctx.streams.choose("covid.seeds", n, self.initial_infections)
-        stage = torch.zeros(n, dtype=torch.uint8, device=device)
-        due = torch.full((n,), -1, dtype=torch.int32, device=device)
-        stage[seeds] = Stage.E
-        due[seeds] = ctx.day + durations[0, seeds].to(torch.int32)
-        threshold[seeds] = torch.inf
-        dtype = torch.float32 if ctx.differentiable else torch.int64
-        counts = torch.zeros(len(Stage), dtype=dtype, device=device)
-        counts[Stage.S], counts[Stage.E] = n - seeds.numel(), seeds.numel()
+        fields, seeds = self.infection_state(ctx, len(Stage))
+        fields["due"][seeds] = ctx.day + durations[0, seeds].to(torch.int32)
+        dtype = fields["counts"].dtype
         columns = 1 + sum(len(b.labels) for b in self.breakdowns)
-        weight = workspace = None
-        if ctx.differentiable:
-            weight = torch.zeros(n, device=device)
-            weight[seeds] = 1.0
-        else:
-            workspace = torch.empty(2, n, device=device)
         return CovidState(
-            stage=stage,
-            due=due,
-            threshold=threshold,
+            **fields,
             durations=durations,
             fate=fate,
-            counts=counts,
             events=torch.zeros(len(_EVENTS), columns, dtype=dtype, device=device),
-            by_setting=torch.zeros(len(self.settings), device=device),
-            infectiousness=torch.zeros((), dtype=torch.float32, device=device),
-            generation=self._generation(durations, susceptibility),
+            generation=self._generation(durations, self.fixed_susceptibility()),
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
-            weight=weight,
-            workspace=workspace,
-            later=LaterInfections(self._value_groups())
-            if ctx.differentiable and self.estimator == "sellke"
-            else None,
         )
 
-    def _value_groups(self) -> torch.Tensor | None:
+    def value_groups(self) -> torch.Tensor | None:
         """Each agent's cell of all breakdowns combined (borough × age band), or ``None`` without any."""
         group: torch.Tensor | None = None
         for b in self.breakdowns:
@@ -486,19 +400,17 @@ class Covid(Layer):
 
     # ------------------------------------------------------------------ day
     def step(self, state: CovidState, ctx: StepContext) -> CovidState:
-        effects = [m.layer.effects(m.state(ctx), ctx) for m in self.modifiers]
         state.events = torch.zeros_like(state.events)
-        self._progress(state, ctx, effects)
-        self._transmit(state, ctx, effects)
+        super().step(state, ctx)
         state.symptomatic = torch.nonzero((state.stage - Stage.M) < 2).squeeze(1)  # uint8 wraps below M
         return state
 
-    def _progress(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
+    def progress(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
         agents = torch.nonzero(state.due == ctx.day).squeeze(1)
         if agents.numel() == 0:
             return
         was = state.stage[agents]
-        moves: list[_Move] = []
+        moves: list[Move] = []
         for src in (Stage.E, Stage.P, Stage.A, Stage.M, Stage.MH, Stage.H, Stage.HD):
             group = agents[was == src]
             if group.numel() == 0:
@@ -519,13 +431,13 @@ class Covid(Layer):
                 )
             else:
                 w = None if state.weight is None else state.weight[group]
-                moves.append(_Move(group, src, Stage.D if src == Stage.HD else Stage.R, None, w))
-        self._move(state, ctx.day, moves)
+                moves.append(Move(group, src, Stage.D if src == Stage.HD else Stage.R, None, w))
+        self.move(state, ctx.day, moves)
 
     def _split(
         self,
         state: CovidState,
-        moves: list[_Move],
+        moves: list[Move],
         group: torch.Tensor,
         src: Stage,
         fate: int,
@@ -542,34 +454,18 @@ class Covid(Layer):
             ratio_yes, ratio_no = branch_weights(p, taken)
             w = state.weight[group]
             w_yes, w_no = w[taken] * ratio_yes, w[~taken] * ratio_no
-        moves.append(_Move(group[taken], src, *yes, w_yes))
-        moves.append(_Move(group[~taken], src, *no, w_no))
+        moves.append(Move(group[taken], src, *yes, w_yes))
+        moves.append(Move(group[~taken], src, *no, w_no))
 
-    def _move(self, state: CovidState, day: int, moves: list[_Move]) -> None:
-        delta = torch.zeros_like(state.counts)
-        moved: list[torch.Tensor] = []
-        weights: list[torch.Tensor] = []
-        for move in moves:
-            group = move.agents
-            if group.numel() == 0:
-                continue
-            state.stage[group] = move.to
-            if move.duration is None:
-                state.due[group] = -1
-            else:
-                state.due[group] = day + state.durations[move.duration, group].to(torch.int32)
-            amount = group.numel() if move.weight is None else move.weight.sum()
-            delta[move.src] -= amount
-            delta[move.to] += amount
-            event = _EVENT_OF.get(move.to)
-            if event is not None:
-                self._record(state, event, group, move.weight)
-            if move.weight is not None:
-                moved.append(group)
-                weights.append(move.weight)
-        state.counts = state.counts + delta
-        if state.weight is not None and moved:
-            state.weight = state.weight.index_put((torch.cat(moved),), torch.cat(weights))
+    def on_move(self, state: CovidState, move: Move) -> None:
+        event = _EVENT_OF.get(Stage(move.to))
+        if event is not None:
+            self._record(state, event, move.agents, move.weight)
+
+    def on_infection(self, state: CovidState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
+    ) -> None:
+        state.due[new] = ctx.day + state.durations[0, new].to(torch.int32)
+        self._record(state, 0, new, weight)
 
     def _record(self, state: CovidState, event: int, agents: torch.Tensor, w: torch.Tensor | None) -> None:
         total = torch.as_tensor(agents.numel() if w is None else w.sum(), dtype=state.events.dtype)
@@ -577,119 +473,3 @@ class Covid(Layer):
         parts += [b.count(agents, w).to(state.events.dtype) for b in self.breakdowns]
         row = torch.cat(parts)
         state.events = state.events.index_add(0, torch.tensor([event], device=row.device), row[None])
-
-    def _transmit(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
-        sources = torch.nonzero((state.stage - Stage.P) < len(_INFECTIOUS)).squeeze(1)  # uint8 wraps below P
-        imports = [e.imported for e in effects if e.imported is not None]
-        imported = sum(imports[1:], imports[0]) if imports else None
-        if sources.numel() == 0:
-            state.infectiousness = torch.zeros_like(state.infectiousness)
-            state.by_setting = torch.zeros_like(state.by_setting)
-            if imported is None:
-                return
-            hazard, terms = imported.clone(), list[_Term]()
-        else:
-            stage = state.stage[sources]
-            rel = torch.where(
-                stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor)
-            )
-            if state.weight is not None:
-                rel = rel * state.weight[sources]
-            state.infectiousness = rel.sum()
-            hazard, terms = self._hazard(state, sources, rel, effects)
-            if imported is not None:
-                hazard = hazard.add_(imported) if state.weight is None else hazard + imported
-        susceptibility = combine([e.susceptibility for e in effects if e.susceptibility is not None])
-        if susceptibility is not None:
-            hazard = hazard.mul_(susceptibility) if state.weight is None else hazard * susceptibility
-        if state.weight is None:
-            state.threshold.sub_(hazard)
-            new = torch.nonzero(state.threshold <= 0).squeeze(1)
-            self._infect(state, new, ctx.day, None)
-            self._attribute(state, terms, new, imported)
-            return
-        susceptible = self.probability(0, torch.arange(self.n_agents, device=hazard.device))
-        sample = state.threshold - hazard.detach() <= 0
-        rate = (hazard * susceptible).clamp(min=0)  # the Sellke hazard: thresholds are Exp(1) / susceptible
-        if state.later is not None:
-            waiting = torch.isfinite(state.threshold) & ~sample
-            x = SellkeThreshold.apply(rate, sample, waiting, ctx.day, state.later)
-        else:
-            p = -torch.expm1(-rate) * (1 - state.weight)
-            if self.estimator == "smoothed":
-                x = SmoothedBernoulli.apply(p, sample.float())
-            else:
-                u = -torch.expm1(-state.threshold * susceptible)
-                x = HardGumbel.apply(p, u, sample.float(), self.tau)
-        state.threshold = state.threshold - hazard.detach()
-        new = torch.nonzero(sample).squeeze(1)
-        state.weight = state.weight + x
-        self._infect(state, new, ctx.day, state.weight[new])
-        self._attribute(state, terms, new, imported)
-
-    def _hazard(
-        self, state: CovidState, sources: torch.Tensor, rel: torch.Tensor, effects: list[Effects]
-    ) -> tuple[torch.Tensor, list[_Term]]:
-        """The hazard on every agent, and each setting's term (to attribute today's infections)."""
-        fast = state.workspace is not None
-        hazard: torch.Tensor | None = None
-        terms: list[_Term] = []
-        for contacts in self.contacts():
-            presence = combine([e.presence[contacts.name] for e in effects if contacts.name in e.presence])
-            emitted = rel if presence is None else rel * presence[sources]
-            pressure = contacts.add_sources(contacts.empty_pressure(), sources, emitted)
-            scale: torch.Tensor = self.beta
-            place_scale = combine(
-                [e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale]
-            )
-            if place_scale is not None:
-                if not isinstance(contacts, Places):
-                    raise TypeError(f"place_scale: {contacts.name} is not a Places setting")
-                scale = scale * place_scale
-            terms.append(_Term(contacts, pressure.detach(), scale.detach(), presence))
-            if fast:
-                assert state.workspace is not None
-                if hazard is None:
-                    hazard = contacts.force(pressure, scale, out=state.workspace[0])
-                    if presence is not None:
-                        hazard.mul_(presence)
-                else:
-                    force = contacts.force(pressure, scale, out=state.workspace[1])
-                    if presence is None:
-                        hazard.add_(force)
-                    else:
-                        hazard.addcmul_(force, presence)
-            else:
-                force = contacts.force(pressure, scale)
-                if presence is not None:
-                    force = force * presence
-                hazard = force if hazard is None else hazard + force
-        assert hazard is not None
-        return hazard, terms
-
-    def _attribute(
-        self, state: CovidState, terms: list[_Term], new: torch.Tensor, imported: torch.Tensor | None
-    ) -> None:
-        """Expected share of today's infections per setting: each new case split by its settings' forces
-        and the imported hazard (whose share no setting gets)."""
-        if new.numel() == 0 or not terms:
-            state.by_setting = torch.zeros_like(state.by_setting)
-            return
-        forces = []
-        for t in terms:
-            force = t.contacts.force_at(t.pressure, t.scale, new)
-            forces.append(force if t.presence is None else force * t.presence[new].detach())
-        f = torch.stack(forces)
-        total = f.sum(0) if imported is None else f.sum(0) + imported[new].detach()
-        state.by_setting = (f / total.clamp(min=1e-30)).sum(1)
-
-    def _infect(self, state: CovidState, new: torch.Tensor, day: int, w: torch.Tensor | None) -> None:
-        state.threshold[new] = torch.inf
-        state.stage[new] = Stage.E
-        state.due[new] = day + state.durations[0, new].to(torch.int32)
-        amount = new.numel() if w is None else w.sum()
-        delta = torch.zeros_like(state.counts)
-        delta[Stage.S] -= amount
-        delta[Stage.E] += amount
-        state.counts = state.counts + delta
-        self._record(state, 0, new, w)

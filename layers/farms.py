@@ -21,11 +21,12 @@ waiting to restock). A day:
 3. output: each stocked farm produces ``size × output_rate[kind]`` of each commodity a day (``output``,
    read by :class:`~populace.layers.graph.SupplyGraph`).
 
-The kernel sum runs over today's infected farms only (an ``[farms, infected]`` block): exact distances, no
-grid. In differentiable mode the infection draw goes through a sampler of :mod:`populace.samplers`
-(forward: the exact sample; backward: its estimator): ``infected: float32[farms]`` is 1 for farms infected
-since their last restock and carries the derivative of that infection to their onward transmission and to
-the birds culled when they are detected; ``stocked: float32[farms]`` is 1 for farms with birds and carries
+Transmission is the infection core's (:class:`~populace.layers.infection.Infection`): the kernel is a
+contact setting (:class:`~populace.contacts.DistanceKernel`, over today's infected farms only: exact
+distances, no grid), the environment an external hazard. In differentiable mode the infection draw goes
+through the layer's estimator (:mod:`populace.estimators`; forward: the exact sample): ``weight:
+float32[farms]`` is 1 for farms infected since their last restock and carries the derivative of that
+infection to their onward transmission and to the birds culled when they are detected; ``stocked: float32[farms]`` is 1 for farms with birds and carries
 the derivatives of culling (−infected) and of the restocking draw (a second sampler), so output lost while
 a farm is empty, and the risk of a farm restocked early, depend on every parameter upstream, the demand
 elasticity included. Fast mode keeps
@@ -41,9 +42,14 @@ from typing import Any
 
 import torch
 
-from populace.model import Layer, LayerState, Link, Phase, StepContext
+from populace.aggregation import Aggregation
+from populace.contacts import DistanceKernel
+from populace.estimators import Estimator
+from populace.model import Link, StepContext
 from populace.params import Param, register_param
-from populace.samplers import HardGumbel, SmoothedBernoulli
+
+from .effects import Effects
+from .infection import Infection, InfectionState
 
 __all__ = ["FarmState", "FarmStatus", "Farms", "PoultryFarms"]
 
@@ -149,37 +155,28 @@ RESTOCK_PRICE_RESPONSE = Param(
 
 
 @dataclass
-class FarmState(LayerState):
-    """State of :class:`PoultryFarms`.
+class FarmState(InfectionState):
+    """State of :class:`PoultryFarms`: the infection core's (:class:`~populace.layers.infection.InfectionState`:
+    ``stage`` is a :class:`FarmStatus`; ``due`` the detection day of I farms and the restocking day of D
+    farms; ``weight`` 1 for farms infected since their last restock) and
 
     Attributes:
-        status: ``uint8[farms]``, a :class:`FarmStatus`.
-        due: ``int32[farms]``: the detection day of I farms, the restocking day of D farms, else -1.
-        threshold: ``float32[farms]`` hazard still needed to infect the farm (``inf`` unless S).
-        infected: ``float32[farms]`` (differentiable mode only): 1 for farms infected since their last
-            restock, carrying the derivative of that infection; ``None`` in fast mode.
         stocked: ``float32[farms]`` (differentiable mode only): 1 for farms with birds, carrying the
             derivatives of culling and restocking; ``None`` in fast mode.
         output: ``float32[farms, commodities]`` today's output.
-        counts: ``[3]`` farms per status; ``new_infections``, ``detections``, ``birds_culled``: ``[]``
-            today's; ``detections_by_group``: ``[groups]``; ``culled_by_kind``: ``[kinds]`` birds.
+        detections, birds_culled: ``[]`` today's; ``detections_by_group``: ``[groups]``;
+            ``culled_by_kind``: ``[kinds]`` birds.
     """
 
-    status: torch.Tensor
-    due: torch.Tensor
-    threshold: torch.Tensor
-    infected: torch.Tensor | None
     stocked: torch.Tensor | None
     output: torch.Tensor
-    counts: torch.Tensor
-    new_infections: torch.Tensor
     detections: torch.Tensor
     birds_culled: torch.Tensor
     detections_by_group: torch.Tensor
     culled_by_kind: torch.Tensor
 
 
-class PoultryFarms(Layer):
+class PoultryFarms(Infection):
     """Farm agents infected by environmental pressure and by a distance kernel (see module docs).
 
     Args:
@@ -189,17 +186,19 @@ class PoultryFarms(Layer):
         restock_days: one spec per kind (days from culling to restocking, ``restock_days_<kind>``).
         restock_rate, restock_price_response: restocking after the fallow period (see module docs).
         beta_env, beta_farm, kernel_r0, kernel_alpha, detection_mean, detection_sd: specs (defaults cited).
-        estimator: gradient estimator of the infection draw, ``"smoothed"`` or ``"gumbel"``.
-        tau: temperature of ``"gumbel"``.
+        estimator: gradient estimator of the infection and restocking draws (:mod:`populace.estimators`;
+            default ``Smoothed()``).
+        aggregation: how emissions are summed (:mod:`populace.aggregation`).
 
     Call :meth:`respond_to` to link the restocking of some kinds to a price.
     """
 
-    phase = Phase.DISEASE
+    name = "farms"
+    Stage = FarmStatus
+    infected_stage = FarmStatus.I
+    infectious = (FarmStatus.I, FarmStatus.I)
     beta_env: torch.Tensor
     beta_farm: torch.Tensor
-    kernel_r0: torch.Tensor
-    kernel_alpha: torch.Tensor
     restock_rate: torch.Tensor
     restock_price_response: torch.Tensor
 
@@ -218,27 +217,22 @@ class PoultryFarms(Layer):
         detection_sd: Param = DETECTION_SD,
         restock_rate: Param = RESTOCK_RATE,
         restock_price_response: Param = RESTOCK_PRICE_RESPONSE,
-        estimator: str = "smoothed",
-        tau: float = 0.1,
+        estimator: Estimator | None = None,
+        aggregation: Aggregation | None = None,
     ) -> None:
-        super().__init__()
         for what, specs in (("susceptibility", susceptibility), ("restock_days", restock_days)):
             if set(specs) != set(farms.kinds):
                 raise ValueError(f"{what}: expected one spec per kind {farms.kinds}, got {sorted(specs)}")
-        if estimator not in ("smoothed", "gumbel"):
-            raise ValueError(f"estimator: expected 'smoothed' or 'gumbel', got {estimator!r}")
+        kernel = DistanceKernel("kernel", farms.x, farms.y, r0=kernel_r0, alpha=kernel_alpha)
+        super().__init__(farms.n, [kernel], estimator=estimator, aggregation=aggregation)
         self.farms = farms
         self.pressure = pressure
-        self.estimator, self.tau = estimator, tau
-        for name, tensor in (("x", farms.x), ("y", farms.y), ("size", farms.size)):
-            self.register_buffer(f"farm_{name}", tensor.to(torch.float32))
+        self.register_buffer("farm_size", farms.size.to(torch.float32))
         for name, tensor in (("kind", farms.kind), ("region", farms.region), ("group", farms.group)):
             self.register_buffer(f"farm_{name}", tensor.to(torch.int64))
         self.register_buffer("capacity", farms.capacity().to(torch.float32))
         register_param(self, "beta_env", beta_env)
         register_param(self, "beta_farm", beta_farm)
-        register_param(self, "kernel_r0", kernel_r0)
-        register_param(self, "kernel_alpha", kernel_alpha)
         register_param(self, "restock_rate", restock_rate)
         register_param(self, "restock_price_response", restock_price_response)
         self.market: Link[Any] | None = None
@@ -281,32 +275,53 @@ class PoultryFarms(Layer):
         return {
             "farms_infected": c[FarmStatus.I],
             "farms_depopulated": c[FarmStatus.D],
-            "new_farm_infections": state.new_infections.clone(),
+            "new_farm_infections": state.incidence.clone(),
             "detections": state.detections.clone(),
             "birds_culled": state.birds_culled.clone(),
             "detections_by_state": state.detections_by_group.clone(),
             "birds_culled_by_kind": state.culled_by_kind.clone(),
         }
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ what the core asks
     def susceptibility(self) -> torch.Tensor:
         """``float32[kinds]`` relative hazard of each kind."""
         return torch.stack([getattr(self, f"susceptibility_{k}") for k in self.farms.kinds])
 
+    def transmissibility(self) -> torch.Tensor:
+        return self.beta_farm
+
+    def hazard_factor(self, state: FarmState) -> torch.Tensor:
+        kind: torch.Tensor = self.farm_kind
+        return self.susceptibility().index_select(0, kind)
+
+    def external_hazard(self, state: FarmState, ctx: StepContext) -> torch.Tensor:
+        """The environmental pressure of each farm's region times ``beta_env``."""
+        env: torch.Tensor = self.pressure.state(ctx).y
+        region: torch.Tensor = self.farm_region
+        return self.beta_env * env.clamp(min=0).index_select(0, region)
+
+    def open_weight(self, state: FarmState) -> torch.Tensor:
+        assert state.stocked is not None
+        return state.stocked * (state.stage == FarmStatus.S)  # value 1; d(stocked) for restocked farms
+
+    def on_infection(
+        self, state: FarmState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
+    ) -> None:
+        if new.numel():
+            delay = ctx.streams.lognormal(f"{self.name}.detection", self.farms.n, *self.detection, day=ctx.day)
+            state.due[new] = ctx.day + delay[new].round().clamp(1, 365).to(torch.int32)
+
+    # ------------------------------------------------------------------ set-up
     def init_state(self, ctx: StepContext) -> FarmState:
-        n, device = self.farms.n, ctx.streams.device
+        device = ctx.streams.device
         groups, kinds = len(self.farms.groups), len(self.farms.kinds)
-        dtype = torch.float32 if ctx.differentiable else torch.int64
+        fields, _ = self.infection_state(ctx, len(FarmStatus))
+        dtype = fields["counts"].dtype
         capacity: torch.Tensor = self.capacity
         return FarmState(
-            status=torch.zeros(n, dtype=torch.uint8, device=device),
-            due=torch.full((n,), -1, dtype=torch.int32, device=device),
-            threshold=ctx.streams.exponential("farms.threshold", n),
-            infected=torch.zeros(n, device=device) if ctx.differentiable else None,
-            stocked=torch.ones(n, device=device) if ctx.differentiable else None,
+            **fields,
+            stocked=torch.ones(self.farms.n, device=device) if ctx.differentiable else None,
             output=capacity.clone(),
-            counts=torch.tensor([n, 0, 0], dtype=dtype, device=device),
-            new_infections=torch.zeros((), dtype=dtype, device=device),
             detections=torch.zeros((), dtype=dtype, device=device),
             birds_culled=torch.zeros((), device=device),
             detections_by_group=torch.zeros(groups, dtype=dtype, device=device),
@@ -315,8 +330,12 @@ class PoultryFarms(Layer):
 
     # ------------------------------------------------------------------ day
     def step(self, state: FarmState, ctx: StepContext) -> FarmState:
-        self._detect_and_restock(state, ctx)
-        self._infect(state, ctx)
+        super().step(state, ctx)
+        capacity: torch.Tensor = self.capacity
+        if state.stocked is None:
+            state.output = capacity * (state.stage != FarmStatus.D).to(capacity.dtype).unsqueeze(1)
+        else:
+            state.output = capacity * state.stocked.unsqueeze(1)
         return state
 
     def _restock_probability(self, ctx: StepContext) -> torch.Tensor:
@@ -329,49 +348,44 @@ class PoultryFarms(Layer):
             rate = torch.where(market_kind, rate * relative.pow(self.restock_price_response), rate)
         return (-torch.expm1(-rate)).index_select(0, kind)
 
-    def _sample(self, p: torch.Tensor, u: torch.Tensor | None, sample: torch.Tensor) -> torch.Tensor:
-        """The exact 0/1 ``sample`` of Bernoulli(``p``) (drawn as ``u < p``) with the layer's estimator."""
-        if self.estimator == "smoothed" or u is None:
-            return SmoothedBernoulli.apply(p, sample)
-        return HardGumbel.apply(p, u, sample, self.tau)
-
-    def _detect_and_restock(self, state: FarmState, ctx: StepContext) -> None:
+    def progress(self, state: FarmState, ctx: StepContext, effects: list[Effects]) -> None:
+        """Detection (I → D: culled) and restocking (D → S after the fallow period, a random draw)."""
         day = ctx.day
-        detected = torch.nonzero((state.due == day) & (state.status == FarmStatus.I)).squeeze(1)
-        ready = (state.status == FarmStatus.D) & (state.due <= day) & (state.due >= 0)
+        detected = torch.nonzero((state.due == day) & (state.stage == FarmStatus.I)).squeeze(1)
+        ready = (state.stage == FarmStatus.D) & (state.due <= day) & (state.due >= 0)
         kind: torch.Tensor = self.farm_kind
         size: torch.Tensor = self.farm_size
         groups, kinds = len(self.farms.groups), len(self.farms.kinds)
         restocked = torch.zeros(0, dtype=torch.int64, device=kind.device)
         x_restock: torch.Tensor | None = None
         if bool(ready.any()):
-            u = ctx.streams.uniform("farms.restock", self.farms.n, day)
+            u = ctx.streams.uniform(f"{self.name}.restock", self.farms.n, day)
             q = self._restock_probability(ctx)
             sample = ready & (u < q.detach())
             restocked = torch.nonzero(sample).squeeze(1)
             if state.stocked is not None:
-                x_restock = self._sample(q * ready, u, sample)
-        state.status[detected] = FarmStatus.D
+                x_restock = self.estimator.bernoulli(q * ready, u, sample)
+        state.stage[detected] = FarmStatus.D
         state.due[detected] = day + self.restock.to(state.due.device)[kind[detected]]
-        state.status[restocked] = FarmStatus.S
+        state.stage[restocked] = FarmStatus.S
         state.due[restocked] = -1
         if restocked.numel():
-            fresh = ctx.streams.exponential("farms.threshold", self.farms.n, day)
+            fresh = ctx.streams.exponential(f"{self.name}.threshold", self.farms.n, day)
             state.threshold[restocked] = fresh[restocked]
-        if state.infected is None or state.stocked is None:
+        if state.weight is None or state.stocked is None:
             w_det = torch.ones(detected.numel(), device=kind.device)
             w_res = torch.ones(restocked.numel(), device=kind.device)
         else:
-            w_det = state.infected[detected]
-            culled_now = torch.zeros_like(state.infected)
+            w_det = state.weight[detected]
+            culled_now = torch.zeros_like(state.weight)
             culled_now[detected] = 1.0
-            stocked = state.stocked - culled_now * state.infected  # 1 - 1 = 0, derivative -d(infected)
+            stocked = state.stocked - culled_now * state.weight  # 1 - 1 = 0, derivative -d(infected)
             if x_restock is not None:
                 stocked = stocked + x_restock  # 0 + 1 for restocked farms, the draw's derivative for all
                 w_res = x_restock[restocked]
-                keep = torch.ones_like(state.infected)
+                keep = torch.ones_like(state.weight)
                 keep[restocked] = 0.0
-                state.infected = state.infected * keep  # restocked flocks start uninfected
+                state.weight = state.weight * keep  # restocked flocks start uninfected
             else:
                 w_res = torch.zeros(0, device=kind.device)
             state.stocked = stocked
@@ -381,7 +395,7 @@ class PoultryFarms(Layer):
         by_kind = torch.zeros(kinds, device=kind.device).index_add(0, kind[detected], culled)
         n_det, n_res = w_det.sum(), w_res.sum()
         flow = torch.stack([n_res, -n_det, n_det - n_res])
-        if state.infected is None:
+        if state.weight is None:
             state.counts.add_(flow.to(state.counts.dtype))
             state.detections_by_group = by_group.to(torch.int64)
             state.detections = n_det.to(torch.int64)
@@ -391,57 +405,3 @@ class PoultryFarms(Layer):
             state.detections = n_det
         state.birds_culled = culled.sum()
         state.culled_by_kind = by_kind
-
-    def _hazard(self, state: FarmState, ctx: StepContext) -> torch.Tensor:
-        """``float32[farms]`` today's infection hazard (0 for farms that are not susceptible)."""
-        env: torch.Tensor = self.pressure.state(ctx).y
-        region: torch.Tensor = self.farm_region
-        kind: torch.Tensor = self.farm_kind
-        hazard = self.beta_env * env.clamp(min=0).index_select(0, region)
-        sources = torch.nonzero(state.status == FarmStatus.I).squeeze(1)
-        spread = (torch.is_grad_enabled() and self.beta_farm.requires_grad) or float(self.beta_farm) != 0.0
-        if sources.numel() and spread:
-            fx: torch.Tensor = self.farm_x
-            fy: torch.Tensor = self.farm_y
-            d2 = (fx.unsqueeze(1) - fx[sources]).square_() + (fy.unsqueeze(1) - fy[sources]).square_()
-            kernel = 1.0 / (1.0 + (d2 / self.kernel_r0**2).pow(self.kernel_alpha / 2))
-            weight = state.infected[sources] if state.infected is not None else None
-            near = kernel.sum(1) if weight is None else kernel @ weight
-            hazard = hazard + self.beta_farm * near
-        hazard = hazard * self.susceptibility().index_select(0, kind)
-        return hazard * (state.status == FarmStatus.S)
-
-    def _infect(self, state: FarmState, ctx: StepContext) -> None:
-        day = ctx.day
-        hazard = self._hazard(state, ctx)
-        if state.infected is None:
-            state.threshold.sub_(hazard)
-            new = torch.nonzero(state.threshold <= 0).squeeze(1)
-        else:
-            h = hazard.detach()
-            sample = (state.threshold - h <= 0) & (state.status == FarmStatus.S)
-            assert state.stocked is not None
-            p = -torch.expm1(-hazard.clamp(min=0)) * state.stocked  # value p; d(stocked) for restocked farms
-            u = -torch.expm1(-state.threshold.clamp(min=0)) if self.estimator == "gumbel" else None
-            x = self._sample(p, u, sample)  # u: the uniform the Sellke threshold implies today
-            state.threshold = state.threshold - h
-            new = torch.nonzero(sample).squeeze(1)
-            state.infected = state.infected + x
-        state.threshold[new] = torch.inf
-        state.status[new] = FarmStatus.I
-        if new.numel():
-            delay = ctx.streams.lognormal("farms.detection", self.farms.n, *self.detection, day=day)
-            state.due[new] = day + delay[new].round().clamp(1, 365).to(torch.int32)
-        capacity: torch.Tensor = self.capacity
-        if state.infected is None:
-            k = new.numel()
-            state.counts[FarmStatus.S] -= k
-            state.counts[FarmStatus.I] += k
-            state.new_infections = torch.tensor(k, device=capacity.device)
-            state.output = capacity * (state.status != FarmStatus.D).to(capacity.dtype).unsqueeze(1)
-        else:
-            k_soft = x.sum()
-            state.counts = state.counts + torch.stack([-k_soft, k_soft, k_soft * 0])
-            state.new_infections = k_soft
-            assert state.stocked is not None
-            state.output = capacity * state.stocked.unsqueeze(1)

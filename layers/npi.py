@@ -92,7 +92,7 @@ class Masks(Modifier):
         return ("mask_wearers",)
 
     def init_state(self, ctx: StepContext) -> MasksState:
-        wearer = ctx.streams.uniform("masks.wearer", self.n_agents) < self.adoption
+        wearer = ctx.streams.uniform(f"{self.name}.wearer", self.n_agents) < self.adoption
         presence = None if ctx.differentiable else 1 - self.efficacy * wearer
         return MasksState(wearer=wearer, presence=presence)
 
@@ -104,6 +104,9 @@ class Masks(Modifier):
 
     def observe(self, state: MasksState) -> dict[str, torch.Tensor]:
         return {"mask_wearers": state.wearer.sum()}
+
+    def settings_used(self) -> tuple[str, ...]:
+        return self.settings
 
     def effects(self, state: MasksState, ctx: StepContext) -> Effects:
         if not self.active(ctx.day):
@@ -171,7 +174,7 @@ class Closures(Modifier):
         return float(self.work_start) <= day < float(self.work_end)
 
     def init_state(self, ctx: StepContext) -> ClosuresState:
-        closed = ctx.streams.uniform("closures.work", self.n_workplaces + 1) < self.work_closed_share
+        closed = ctx.streams.uniform(f"{self.name}.work", self.n_workplaces + 1) < self.work_closed_share
         closed[-1] = False
         return ClosuresState(work_closed=closed, today=torch.zeros((), dtype=torch.int64))
 
@@ -184,6 +187,9 @@ class Closures(Modifier):
         schools = self.n_schools if self.schools_closed(day) else 0
         work = int(state.work_closed.sum()) if self.work_closed(day) else 0
         return {"schools_closed": torch.tensor(schools), "workplaces_closed": torch.tensor(work)}
+
+    def settings_used(self) -> tuple[str, ...]:
+        return (self.school_name, self.work_name)
 
     def effects(self, state: ClosuresState, ctx: StepContext) -> Effects:
         scale: dict[str, torch.Tensor] = {}

@@ -277,17 +277,17 @@ class Testing(Modifier):
         recent = state.last_test[symptomatic] > day - RETEST_DAYS
         candidates = symptomatic[~recent & (state.home_until[symptomatic] < day)]
         if self.seek is None:
-            seeks = ctx.streams.uniform("testing.seek", candidates.numel(), day) < self.seek_probability
+            seeks = ctx.streams.uniform(f"{self.name}.seek", candidates.numel(), day) < self.seek_probability
         else:
             seeks = self.seek.layer.seeks_test(self.seek.state(ctx), candidates, ctx)
         candidates = candidates[seeks]
-        queue = ctx.streams.generator("testing.queue", day)
+        queue = ctx.streams.generator(f"{self.name}.queue", day)
         order = torch.randperm(candidates.numel(), generator=queue, device=candidates.device)
         chosen = candidates[order[:capacity]]
         spare = capacity - chosen.numel()
         screening = min(spare, round(float(self.screening) * n))
         if screening > 0:
-            draw = ctx.streams.generator("testing.screen", day)
+            draw = ctx.streams.generator(f"{self.name}.screen", day)
             drawn = torch.unique(torch.randint(n, (screening,), generator=draw, device=chosen.device))
             alive = disease.stage[drawn] < Stage.H
             drawn = drawn[alive & (state.last_test[drawn] <= day - RETEST_DAYS)]
@@ -302,7 +302,7 @@ class Testing(Modifier):
             self.sensitivity[column],
             torch.full_like(self.sensitivity[column], 1 - self.spec.specificity),
         )
-        positive = ctx.streams.uniform("testing.result", chosen.numel(), day) < p_positive
+        positive = ctx.streams.uniform(f"{self.name}.result", chosen.numel(), day) < p_positive
         state.last_test[chosen] = day
         state.result_day[chosen] = day + self.delay
         state.positive[chosen] = positive
@@ -320,13 +320,13 @@ class Testing(Modifier):
         if positives.numel() == 0:
             state.daily[2] = 0
             return
-        isolates = ctx.streams.uniform("testing.isolate", positives.numel(), day) < self.isolation_compliance
+        isolates = ctx.streams.uniform(f"{self.name}.isolate", positives.numel(), day) < self.isolation_compliance
         isolating = positives[isolates]
         until = day + round(float(self.isolation_days)) - 1
         state.home_until[isolating] = torch.clamp(state.home_until[isolating], min=until)
         contacts = self._household_members(positives)
         quarantines = (
-            ctx.streams.uniform("testing.quarantine", contacts.numel(), day) < self.quarantine_compliance
+            ctx.streams.uniform(f"{self.name}.quarantine", contacts.numel(), day) < self.quarantine_compliance
         )
         quarantined = contacts[quarantines]
         until = day + round(float(self.quarantine_days)) - 1
@@ -342,6 +342,9 @@ class Testing(Modifier):
         )
         members = torch.repeat_interleave(start, size) + offsets
         return members[~torch.isin(members, agents)]
+
+    def settings_used(self) -> tuple[str, ...]:
+        return self.settings
 
     def effects(self, state: TestingState, ctx: StepContext) -> Effects:
         if int(state.isolating) == 0:

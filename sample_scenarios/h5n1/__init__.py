@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import torch
 
 from populace import Choice, Link, Model, Param, RandomStreams, Scenario
+from populace.estimators import estimator
 from populace.layers.farms import (
     BETA_ENV,
     BETA_FARM,
@@ -177,7 +178,7 @@ class H5N1FowlToFork(Scenario):
             detection_sd=p("detection_sd"),
             restock_rate=p("restock_rate"),
             restock_price_response=p("restock_price_response"),
-            estimator=c("estimator"),
+            estimator=estimator(c("estimator")),
         )
         graph = SupplyGraph(Link(farms), network.farms.capacity(), network.stages, network.farms.commodities)
         price = PriceResponse(

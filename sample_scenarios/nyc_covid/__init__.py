@@ -24,6 +24,7 @@ import torch
 
 from populace import AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
 from populace.calibrate import Calibration, Stream
+from populace.estimators import ESTIMATORS, Sellke, estimator
 from populace.layers import covid, npi, stimulus, testing, vaccination
 from populace.layers.behaviour import DECISIONS, FEATURES, Archetypes, Behaviour, LogisticBackend
 from populace.layers.covid import Breakdown, Covid
@@ -115,9 +116,9 @@ class NycCovid(Scenario):
             "severe_scale": covid.SEVERE_SCALE,
             "fatality_scale": covid.FATALITY_SCALE,
             "estimator": Choice(
-                covid.ESTIMATORS[0],
-                covid.ESTIMATORS,
-                "gradient estimator of the infection (layers/covid.py); 'sellke' is reverse mode only",
+                Sellke.name,
+                tuple(ESTIMATORS),
+                "gradient estimator of the infection (populace.estimators); 'sellke' is reverse mode only",
             ),
             "hospital_death_days": _p(
                 covid.DURATIONS["hospital_death"][0].value,
@@ -287,7 +288,7 @@ class NycCovid(Scenario):
                     covid.DURATIONS["hospital_death"][1],
                 )
             },
-            estimator=str(o["estimator"]),
+            estimator=estimator(str(o["estimator"])),
         )
         behaviour = Behaviour(
             archetypes,
@@ -337,7 +338,6 @@ class NycCovid(Scenario):
                     start=spec["mask_start"],
                 )
             )
-        disease.add_modifiers(*modifiers)
         return Model([disease, payments, *modifiers])
 
     def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe:

@@ -1,0 +1,483 @@
+"""One infection core: a disease layer declares its stages, parameters and progression; :class:`Infection`
+transmits.
+
+What every disease shares lives here once:
+
+* **contact settings** (:class:`~populace.contacts.Contacts`, unique names) and their per-place sums, gathered
+  through one pluggable :class:`~populace.aggregation.Aggregation` (local ``index_add``/``index_select`` by
+  default; one spanning processes or working on secret shares plugs in the same way);
+* **Sellke thresholds**: each agent draws T ~ Exp(1) (divided by its fixed susceptibility) and is infected on
+  the first day its accumulated hazard reaches it. Given survival, the chance of infection on a day with
+  hazard λ is exactly 1 − exp(−λ): this *is* the daily Bernoulli model, with no random numbers per day and
+  common random numbers across parameter values;
+* the **infection estimator** (:mod:`populace.estimators`, an object: ``Sellke()``, ``Gumbel(tau)``,
+  ``Smoothed()``) that gives the exact draw its derivative in differentiable mode;
+* the **effects of modifiers** (:class:`~populace.layers.effects.Effects`: presence per setting, closures,
+  vaccine protection, imported hazard). The model wires them: every :class:`Modifier` in a model acts on every
+  disease in it, and the setting names a modifier uses are checked when the model is built;
+* **count bookkeeping**: agents per stage, today's infections (in total and per setting), infectiousness.
+
+A day: (1) :meth:`Infection.progress` (the subclass: who moves on today, e.g. E → I), (2) transmission from
+today's infectious agents. In fast mode the state is ``uint8`` stages, ``int32`` due days and ``float32``
+thresholds updated in place; in differentiable mode each agent also carries a float ``weight`` (1 once
+infected, in value) whose gradient is that of its infection and later branches.
+
+A subclass declares ``Stage`` (an ``IntEnum`` with ``S = 0``), ``infected_stage`` (where an infection goes),
+``infectious`` (the first and last infectious stage: a contiguous range), its parameters (``beta`` is the
+per-contact transmissibility), and implements :meth:`progress` and :meth:`on_infection`. See
+``layers/sirs.py`` for a whole disease in one short file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from populace.aggregation import Aggregation, LocalAggregation
+from populace.contacts import Contacts, Places
+from populace.estimators import Estimator, Smoothed
+from populace.model import Layer, LayerState, Link, Phase, StepContext
+from populace.samplers import LaterInfections
+
+from .effects import Effects, Modifier, combine
+
+__all__ = ["Infection", "InfectionState", "Move"]
+
+
+@dataclass
+class InfectionState(LayerState):
+    """What every disease layer keeps (subclasses add their own fields).
+
+    Attributes:
+        stage: ``uint8[agents]``, the layer's ``Stage``.
+        due: ``int32[agents]``, the day of the agent's next progression (``-1``: none).
+        threshold: ``float32[agents]``, hazard still needed to infect the agent; ``inf`` unless susceptible.
+        counts: ``[stages]`` agents per stage (``int64``; ``float32`` carrying gradients when differentiable).
+        incidence: ``[]`` today's new infections.
+        by_setting: ``float32[settings]`` today's new infections split by setting (expected shares).
+        infectiousness: ``[]`` today's total relative infectiousness.
+        pressure: per setting, the per-place sums of emissions, kept up to date as agents start and stop
+            being infectious (used when the layer's infectiousness is constant and no presence factor
+            applies to the setting today; otherwise the sums are taken afresh).
+        weight: ``float32[agents]`` (differentiable mode): 1 for infected agents, carrying the gradient of
+            their infection and branches; ``None`` in fast mode.
+        susceptible: ``float32[agents]`` the fixed relative susceptibility the thresholds were divided by,
+            or ``None`` (1 for everyone).
+        workspace: ``float32[2, agents]`` scratch buffers of fast mode.
+        later: what the reverse pass learns of later infections (the :class:`~populace.estimators.Sellke`
+            estimator), else ``None``.
+    """
+
+    stage: torch.Tensor
+    due: torch.Tensor
+    threshold: torch.Tensor
+    counts: torch.Tensor
+    incidence: torch.Tensor
+    by_setting: torch.Tensor
+    infectiousness: torch.Tensor
+    pressure: list[torch.Tensor]
+    weight: torch.Tensor | None
+    susceptible: torch.Tensor | None
+    workspace: torch.Tensor | None
+    later: LaterInfections | None
+
+
+@dataclass(frozen=True)
+class Move:
+    """Agents moving from stage ``src`` to ``to`` today; ``duration``: the row of ``durations`` that gives
+    their next due day (``None``: no further progression); ``weight``: their path weights
+    (differentiable mode)."""
+
+    agents: torch.Tensor
+    src: int
+    to: int
+    duration: int | None
+    weight: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One setting's part of today's hazard: force = contacts.force(pressure, scale) × presence."""
+
+    contacts: Contacts
+    pressure: torch.Tensor
+    scale: torch.Tensor
+    presence: torch.Tensor | None
+
+
+class Infection(Layer):
+    """Abstract disease layer over ``n_agents`` agents (see module docs).
+
+    Args:
+        n_agents: population size.
+        settings: contact structures (places, age mixing, networks, kernels); names must be unique.
+        initial_infections: agents infected at day 0, chosen uniformly.
+        estimator: gradient estimator of the infection draw (:mod:`populace.estimators`).
+        aggregation: how emissions are summed per place (:mod:`populace.aggregation`); local by default.
+    """
+
+    phase = Phase.DISEASE
+    Stage: ClassVar[type[IntEnum]]
+    infected_stage: ClassVar[int]
+    """The stage a new infection enters."""
+    infectious: ClassVar[tuple[int, int]]
+    """First and last infectious stage (inclusive; the infectious stages are contiguous)."""
+    constant_infectiousness: ClassVar[bool] = False
+    """Whether an infectious agent always emits 1 (times its weight): then the per-place sums are kept up to
+    date as agents change stage instead of being taken afresh every day."""
+    beta: torch.Tensor
+
+    def __init__(
+        self,
+        n_agents: int,
+        settings: Sequence[Contacts],
+        *,
+        initial_infections: int = 0,
+        estimator: Estimator | None = None,
+        aggregation: Aggregation | None = None,
+    ) -> None:
+        super().__init__()
+        names = [s.name for s in settings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"settings: names must be unique, got {names}")
+        for s in settings:
+            if not isinstance(s, Contacts):
+                raise TypeError(f"settings: expected Contacts, got {type(s).__name__}")
+            if s.n_agents != n_agents:
+                raise ValueError(f"settings: {s.name} covers {s.n_agents} agents, expected {n_agents}")
+        if not 0 <= initial_infections <= n_agents:
+            raise ValueError(f"initial_infections: expected 0..{n_agents}, got {initial_infections}")
+        if estimator is not None and not isinstance(estimator, Estimator):
+            raise TypeError(
+                f"estimator: expected an Estimator object (populace.estimators: Sellke(), Gumbel(tau), "
+                f"Smoothed()), got {estimator!r}"
+            )
+        self.n_agents = n_agents
+        self.settings = nn.ModuleDict({s.name: s for s in settings})
+        self.initial_infections = initial_infections
+        self.estimator: Estimator = estimator if estimator is not None else Smoothed()
+        self.aggregation: Aggregation = aggregation if aggregation is not None else LocalAggregation()
+        self.modifiers: tuple[Link[Modifier], ...] = ()
+        first, last = self.infectious
+        self._first_infectious, self._n_infectious = first, last - first + 1
+        self._infected_emits = self._emits(self.infected_stage)
+
+    # ------------------------------------------------------------------ wiring
+    def contacts(self) -> list[Contacts]:
+        """The settings, in order."""
+        return [s for s in self.settings.values() if isinstance(s, Contacts)]
+
+    def wire(self, layers: Sequence[Layer]) -> None:
+        """Act on the effects of every :class:`Modifier` among ``layers`` (called by the model), checking the
+        setting names each modifier uses."""
+        modifiers = [m for m in layers if isinstance(m, Modifier)]
+        known = tuple(self.settings)
+        for m in modifiers:
+            unknown = [s for s in m.settings_used() if s not in self.settings]
+            if unknown:
+                raise ValueError(
+                    f"{m.name}: {', '.join(map(repr, unknown))} is not a setting of {self.name} "
+                    f"(its settings: {', '.join(known)})"
+                )
+        self.modifiers = tuple(Link(m) for m in modifiers)
+
+    def stage(self, state: InfectionState) -> torch.Tensor:
+        return state.stage
+
+    # ------------------------------------------------------------------ what subclasses declare
+    def progress(self, state: Any, ctx: StepContext, effects: list[Effects]) -> None:
+        """Move the agents whose due day is today (the disease's course after infection)."""
+        raise NotImplementedError
+
+    def on_infection(
+        self, state: Any, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
+    ) -> None:
+        """What else happens to agents infected today (``new``, ``int64[k]``; ``weight``: their weights in
+        differentiable mode): at least their due day."""
+        raise NotImplementedError
+
+    def transmissibility(self) -> torch.Tensor:
+        """Per-contact transmissibility, the scale of every setting's force (``beta``)."""
+        return self.beta
+
+    def relative_infectiousness(self, state: Any, sources: torch.Tensor) -> torch.Tensor | None:
+        """``float32[k]`` emission of each infectious agent of ``sources`` before its weight; ``None``: 1."""
+        return None
+
+    def fixed_susceptibility(self) -> torch.Tensor | None:
+        """``float32[agents]`` relative susceptibility fixed for the run (thresholds are divided by it), or
+        ``None``."""
+        return None
+
+    def hazard_factor(self, state: Any) -> torch.Tensor | None:
+        """``float32[agents]`` factor on each agent's hazard that may carry gradients (e.g. learnable
+        susceptibility by kind), or ``None``."""
+        return None
+
+    def external_hazard(self, state: Any, ctx: StepContext) -> torch.Tensor | None:
+        """``float32[agents]`` hazard from outside the contact settings (e.g. an environment), or ``None``."""
+        return None
+
+    def open_weight(self, state: Any) -> torch.Tensor:
+        """Each agent's soft susceptibility in differentiable mode (``1 − weight``)."""
+        assert state.weight is not None
+        return 1 - state.weight
+
+    def value_groups(self) -> torch.Tensor | None:
+        """``int64[agents]`` groups within which the Sellke estimator values an earlier infection."""
+        return None
+
+    # ------------------------------------------------------------------ set-up
+    def infection_state(self, ctx: StepContext, n_stages: int) -> tuple[dict[str, Any], torch.Tensor]:
+        """The fields of :class:`InfectionState` at day 0 and the initially infected agents (``int64[k]``),
+        drawn and counted; the subclass builds its state, then calls :meth:`on_infection` for them."""
+        n, device = self.n_agents, ctx.streams.device
+        susceptible = self.fixed_susceptibility()
+        threshold = ctx.streams.exponential(f"{self.name}.threshold", n)
+        if susceptible is not None:
+            threshold = threshold / susceptible
+        seeds = ctx.streams.choose(f"{self.name}.seeds", n, self.initial_infections)
+        stage = torch.zeros(n, dtype=torch.uint8, device=device)
+        stage[seeds] = self.infected_stage
+        threshold[seeds] = torch.inf
+        dtype = torch.float32 if ctx.differentiable else torch.int64
+        counts = torch.zeros(n_stages, dtype=dtype, device=device)
+        counts[0], counts[self.infected_stage] = n - seeds.numel(), seeds.numel()
+        weight = workspace = None
+        if ctx.differentiable:
+            weight = torch.zeros(n, device=device)
+            weight[seeds] = 1.0
+        else:
+            workspace = torch.empty(2, n, device=device)
+        return dict(
+            stage=stage,
+            due=torch.full((n,), -1, dtype=torch.int32, device=device),
+            threshold=threshold,
+            counts=counts,
+            incidence=torch.zeros((), dtype=dtype, device=device),
+            by_setting=torch.zeros(len(self.settings), device=device),
+            infectiousness=torch.zeros((), dtype=torch.float32, device=device),
+            pressure=[self.aggregation.empty(c) for c in self.contacts()],
+            weight=weight,
+            susceptible=None if susceptible is None or not ctx.differentiable else susceptible,
+            workspace=workspace,
+            later=self.estimator.later(self.value_groups()) if ctx.differentiable else None,
+        ), seeds
+
+    def seed(self, state: InfectionState, seeds: torch.Tensor, ctx: StepContext) -> None:
+        """Finish set-up for the initially infected ``seeds`` (drawn by :meth:`infection_state`): their
+        :meth:`on_infection`, and their emissions if the infected stage is infectious."""
+        weight = None if state.weight is None else state.weight[seeds]
+        self.on_infection(state, seeds, weight, ctx)
+        if self.constant_infectiousness and self._infected_emits:
+            self._keep_pressure(state, seeds, torch.ones(seeds.numel(), device=seeds.device))
+
+    # ------------------------------------------------------------------ day
+    def step(self, state: InfectionState, ctx: StepContext) -> InfectionState:
+        effects = [m.layer.effects(m.state(ctx), ctx) for m in self.modifiers]
+        self.progress(state, ctx, effects)
+        self.transmit(state, ctx, effects)
+        return state
+
+    def is_infectious(self, stage: torch.Tensor) -> torch.Tensor:
+        """``bool`` of each ``uint8`` stage code: infectious or not."""
+        return (stage - self._first_infectious) < self._n_infectious  # uint8 wraps below the first
+
+    def _emits(self, stage: int) -> bool:
+        return 0 <= stage - self._first_infectious < self._n_infectious
+
+    def move(self, state: InfectionState, day: int, moves: Sequence[Move]) -> None:
+        """Apply today's moves: stages, due days (from ``state.durations``), counts, weights, the kept
+        per-place sums, and :meth:`on_move` for each."""
+        delta = torch.zeros_like(state.counts)
+        moved: list[torch.Tensor] = []
+        weights: list[torch.Tensor] = []
+        for move in moves:
+            group = move.agents
+            if group.numel() == 0:
+                continue
+            state.stage[group] = move.to
+            if move.duration is None:
+                state.due[group] = -1
+            else:
+                durations: torch.Tensor = state.durations  # type: ignore[attr-defined]
+                state.due[group] = day + durations[move.duration, group].to(torch.int32)
+            amount = group.numel() if move.weight is None else move.weight.sum()
+            delta[move.src] -= amount
+            delta[move.to] += amount
+            if self.constant_infectiousness:
+                starts, stops = self._emits(move.to), self._emits(move.src)
+                if starts != stops:
+                    w = torch.ones(group.numel(), device=group.device) if move.weight is None else move.weight
+                    self._keep_pressure(state, group, w if starts else -w)
+            self.on_move(state, move)
+            if move.weight is not None:
+                moved.append(group)
+                weights.append(move.weight)
+        state.counts = state.counts + delta
+        if state.weight is not None and moved:
+            state.weight = state.weight.index_put((torch.cat(moved),), torch.cat(weights))
+
+    def on_move(self, state: Any, move: Move) -> None:
+        """Record what a move means (events such as admissions); nothing by default."""
+
+    def _keep_pressure(self, state: InfectionState, agents: torch.Tensor, emitted: torch.Tensor) -> None:
+        state.pressure = [
+            self.aggregation.add(c, p, agents, emitted)
+            for c, p in zip(self.contacts(), state.pressure, strict=True)
+        ]
+
+    def transmit(self, state: InfectionState, ctx: StepContext, effects: list[Effects]) -> None:
+        """Today's infections from the contact settings, modifiers' effects and any external hazard."""
+        imports = [e.imported for e in effects if e.imported is not None]
+        external = self.external_hazard(state, ctx)
+        if external is not None:
+            imports.insert(0, external)
+        imported = sum(imports[1:], imports[0]) if imports else None
+        hazard, terms = self._hazard(state, effects)
+        if hazard is None:
+            state.infectiousness = torch.zeros_like(state.infectiousness)
+            state.by_setting = torch.zeros_like(state.by_setting)
+            if imported is None:
+                state.incidence = torch.zeros_like(state.incidence)
+                return
+            hazard = imported.clone()
+        elif imported is not None:
+            hazard = hazard.add_(imported) if state.weight is None else hazard + imported
+        factor = combine(
+            [e.susceptibility for e in effects if e.susceptibility is not None]
+            + [f for f in (self.hazard_factor(state),) if f is not None]
+        )
+        if factor is not None:
+            hazard = hazard.mul_(factor) if state.weight is None and not factor.requires_grad else hazard * factor
+        if state.weight is None:
+            state.threshold.sub_(hazard)
+            new = torch.nonzero(state.threshold <= 0).squeeze(1)
+            self._infect(state, new, ctx, None, None)
+            self._attribute(state, terms, new, imported)
+            return
+        susceptible = state.susceptible
+        sample = state.threshold - hazard.detach() <= 0
+        rate = (hazard if susceptible is None else hazard * susceptible).clamp(min=0)
+        uniform = state.threshold if susceptible is None else state.threshold * susceptible
+        x = self.estimator.infect(
+            rate,
+            sample,
+            open_=self.open_weight(state),
+            uniform=-torch.expm1(-uniform.clamp(min=0)),
+            waiting=torch.isfinite(state.threshold) & ~sample,
+            day=ctx.day,
+            later=state.later,
+        )
+        state.threshold = state.threshold - hazard.detach()
+        new = torch.nonzero(sample).squeeze(1)
+        state.weight = state.weight + x
+        self._infect(state, new, ctx, state.weight[new], x.sum())
+        self._attribute(state, terms, new, imported)
+
+    def _hazard(
+        self, state: InfectionState, effects: list[Effects]
+    ) -> tuple[torch.Tensor | None, list[_Term]]:
+        """The hazard on every agent from the settings (``None`` if nobody is infectious), and each
+        setting's term (to attribute today's infections)."""
+        presences = [
+            combine([e.presence[c.name] for e in effects if c.name in e.presence]) for c in self.contacts()
+        ]
+        kept = self.constant_infectiousness
+        sources: torch.Tensor | None = None
+        rel: torch.Tensor | None = None
+        if not kept or any(p is not None for p in presences):
+            sources = torch.nonzero(self.is_infectious(state.stage)).squeeze(1)
+            if sources.numel() == 0:
+                return None, []
+            rel = self.relative_infectiousness(state, sources)
+            if state.weight is not None:
+                rel = state.weight[sources] if rel is None else rel * state.weight[sources]
+            if rel is None:
+                rel = torch.ones(sources.numel(), device=sources.device)
+            state.infectiousness = rel.sum()
+        fast = state.workspace is not None
+        hazard: torch.Tensor | None = None
+        terms: list[_Term] = []
+        for i, (contacts, presence) in enumerate(zip(self.contacts(), presences, strict=True)):
+            if presence is None and kept:
+                pressure = state.pressure[i]
+            else:
+                assert sources is not None and rel is not None
+                emitted = rel if presence is None else rel * presence[sources]
+                pressure = self.aggregation.add(contacts, self.aggregation.empty(contacts), sources, emitted)
+            scale = self.transmissibility()
+            place_scale = combine([e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale])
+            if place_scale is not None:
+                if not isinstance(contacts, Places):
+                    raise TypeError(f"place_scale: {contacts.name} is not a Places setting")
+                scale = scale * place_scale
+            terms.append(_Term(contacts, pressure.detach(), scale.detach(), presence))
+            if fast:
+                assert state.workspace is not None
+                if hazard is None:
+                    hazard = self.aggregation.force(contacts, pressure, scale, out=state.workspace[0])
+                    if presence is not None:
+                        hazard.mul_(presence)
+                else:
+                    force = self.aggregation.force(contacts, pressure, scale, out=state.workspace[1])
+                    if presence is None:
+                        hazard.add_(force)
+                    else:
+                        hazard.addcmul_(force, presence)
+            else:
+                force = self.aggregation.force(contacts, pressure, scale)
+                if presence is not None:
+                    force = force * presence
+                hazard = force if hazard is None else hazard + force
+        return hazard, terms
+
+    def _attribute(
+        self, state: InfectionState, terms: list[_Term], new: torch.Tensor, imported: torch.Tensor | None
+    ) -> None:
+        """Expected share of today's infections per setting: each new case split by its settings' forces
+        and the imported hazard (whose share no setting gets)."""
+        if new.numel() == 0 or not terms:
+            state.by_setting = torch.zeros_like(state.by_setting)
+            return
+        forces = []
+        for t in terms:
+            force = t.contacts.force_at(t.pressure, t.scale, new)
+            forces.append(force if t.presence is None else force * t.presence[new].detach())
+        f = torch.stack(forces)
+        total = f.sum(0) if imported is None else f.sum(0) + imported[new].detach()
+        state.by_setting = (f / total.clamp(min=1e-30)).sum(1)
+
+    def _infect(
+        self,
+        state: InfectionState,
+        new: torch.Tensor,
+        ctx: StepContext,
+        weight: torch.Tensor | None,
+        amount: torch.Tensor | None,
+    ) -> None:
+        """Infect ``new`` today: thresholds, stage, counts (``amount``: the soft count in differentiable
+        mode), the kept per-place sums when the infected stage is infectious, and :meth:`on_infection`."""
+        state.threshold[new] = torch.inf
+        state.stage[new] = self.infected_stage
+        self.on_infection(state, new, weight, ctx)
+        if self.constant_infectiousness and self._infected_emits:
+            self._keep_pressure(
+                state, new, torch.ones(new.numel(), device=new.device) if weight is None else weight
+            )
+        if amount is None:
+            k = new.numel()
+            state.counts[0] -= k
+            state.counts[self.infected_stage] += k
+            state.incidence = torch.tensor(k, dtype=state.counts.dtype, device=state.counts.device)
+        else:
+            delta = torch.zeros_like(state.counts)
+            delta[0] -= amount
+            delta[self.infected_stage] += amount
+            state.counts = state.counts + delta
+            state.incidence = amount
