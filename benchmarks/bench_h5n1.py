@@ -260,12 +260,12 @@ def plot(
 
 
 FD_PARAMETERS = (
-    "layers.0.field.migration_rate",
-    "layers.0.field.migration_seasonality",
-    "layers.0.field.spillover",
-    "layers.1.beta_env",
-    "layers.1.beta_farm",
-    "layers.3.elasticity",
+    "wild_pressure.field.migration_rate",
+    "wild_pressure.field.migration_seasonality",
+    "wild_pressure.field.spillover",
+    "farms.beta_env",
+    "farms.beta_farm",
+    "price_response.elasticity",
 )
 FD_OUTPUTS = ("mean:egg_price", "total:birds_culled", "total:detections")
 

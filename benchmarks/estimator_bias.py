@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from _record import append, machine
 
-from populace import Simulation, find_scenario, simulate
+from populace import Simulation, Smoothed, find_scenario, simulate
+from populace.estimators import estimator as named_estimator
 from populace.samplers import bernoulli, binomial
 
 RESULTS = Path(__file__).with_name("estimator_bias.json")
@@ -134,10 +135,9 @@ def bench_seir(
     scenario = find_scenario("bench-seir")
     model = scenario().build(agents, scenario.options(), seed=population_seed, device="cpu")
     seir = model.layers[0]
-    seir.tau = tau
-    params = {name.removeprefix("layers.0."): p for name, p in model.named_parameters()}
+    params = {name.removeprefix("seir."): p for name, p in model.named_parameters()}
     labels = {"beta": "beta"}
-    labels |= {f"contacts.{i}.weight": f"weight.{c.name}" for i, c in enumerate(seir.contacts)}
+    labels |= {f"settings.{c.name}.weight": f"weight.{c.name}" for c in seir.contacts()}
     base = {name: float(p.detach()) for name, p in params.items()}
     assert max(horizons) == days
 
@@ -160,7 +160,7 @@ def bench_seir(
     try:
         for seed in range(seeds):
             for estimator in ESTIMATORS:
-                seir.estimator = estimator
+                seir.estimator = named_estimator(estimator, **({"tau": tau} if estimator == "gumbel" else {}))
                 start = time.perf_counter()
                 result = simulate(model, days, seed=seed, grad="full")
                 for i, t in enumerate(horizons):
@@ -194,7 +194,7 @@ def bench_seir(
         with torch.no_grad():
             for name, p in params.items():
                 p.fill_(base[name])
-        seir.estimator = "smoothed"
+        seir.estimator = Smoothed()
 
     rng = random.Random(0)
     resamples = [[rng.randrange(seeds) for _ in range(seeds)] for _ in range(1000)]

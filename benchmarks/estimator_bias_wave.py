@@ -20,6 +20,7 @@ from pathlib import Path
 from _record import append, machine
 
 from populace.cli import parse_count
+from populace.estimators import estimator as named_estimator
 from populace.layers.covid import Covid
 from populace.scenario import find_scenario, parse_sets
 from populace.sensitivity import sensitivity
@@ -27,14 +28,14 @@ from populace.sensitivity import sensitivity
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "estimator_bias_wave.json"
 OUTCOMES = ("total:new_deaths", "peak:hospitalised", "total:new_infections")
-CHECKED = ("beta", "asymptomatic_factor", "severe_scale", "settings.1.weight")
+CHECKED = ("beta", "asymptomatic_factor", "severe_scale", "settings.school.weight")
 
 
 def measure(agents: int, seeds: int, estimator: str, tau: float) -> dict:
     scenario = find_scenario("nyc-covid")
     model = scenario().build(agents, parse_sets(scenario, []), seed=0, device="cpu")
     covid = next(layer for layer in model.ordered_layers() if isinstance(layer, Covid))
-    covid.estimator, covid.tau = estimator, tau
+    covid.estimator = named_estimator(estimator, **({"tau": tau} if estimator == "gumbel" else {}))
     checked = [name for name, _ in model.named_parameters() if name.endswith(CHECKED)]
     t0 = time.perf_counter()
     report = sensitivity(model, 120, OUTCOMES, seeds=range(seeds), fd_check=checked)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -523,10 +523,60 @@ def read_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     return content
 
 
+_RENAMED = {
+    "contacts": "settings",
+    "kernel_r0": "settings.kernel.r0",
+    "kernel_alpha": "settings.kernel.alpha",
+}
+"""Attributes renamed when the infection core arrived (SEIR's ``contacts``, the farms' kernel)."""
+
+
+def legacy_name(model: Model, name: str) -> str:
+    """The name today of a parameter address written before layers had names (``layers.7.severe_scale``,
+    ``layers.0.contacts.1.weight``: positions in the model and in its settings), or ``name`` itself if it
+    is not one. Positions are resolved against ``model``; a position that no longer holds the same kind of
+    layer lands on a module without that tensor, and :func:`load_parameters` then refuses the name."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "layers" or not parts[1].isdigit():
+        return name
+    layers = model.ordered_layers()
+    index = int(parts[1])
+    if index >= len(layers):
+        raise ParamError(
+            f"{name}: written before layers had names, and the model has only {len(layers)} layers "
+            f"({', '.join(layer.name for layer in layers)})"
+        )
+    rest = ".".join(parts[2:])
+    for old, new in _RENAMED.items():
+        rest = new + rest[len(old) :] if rest == old or rest.startswith(old + ".") else rest
+    out, module = [layers[index].name], cast(nn.Module, layers[index])
+    for part in rest.split("."):
+        children = list(module._modules)
+        if part.isdigit() and isinstance(module, nn.ModuleDict) and int(part) < len(children):
+            part = children[int(part)]
+        out.append(part)
+        child = module._modules.get(part)
+        if child is None:
+            break
+        module = child
+    return ".".join(out)
+
+
 def load_parameters(model: Model, parameters: Mapping[str, Any]) -> None:
-    """Set model tensors from dotted name → value, checking names, shapes and the specs' bounds."""
+    """Set model tensors from dotted name → value, checking names, shapes and the specs' bounds. Names
+    written before layers had names are read by :func:`legacy_name`, and refused, naming both, when the
+    model has no such tensor there."""
     specs = model.specs()
-    for name, value in parameters.items():
+    for written, value in parameters.items():
+        name = legacy_name(model, written)
+        if name != written:
+            try:
+                _owner(model, name)
+            except ParamError as exc:
+                raise ParamError(
+                    f"{written}: written before layers had names; read as {name!r}, but {exc}. Calibrate "
+                    "again, or rename it in the file"
+                ) from None
         module, attr = _owner(model, name)
         current = getattr(module, attr)
         if not isinstance(current, torch.Tensor):

@@ -5,8 +5,8 @@ An estimator is an object passed to a disease layer (``SEIR(..., estimator=Sellk
 derivative. Each declares whether it works in forward mode (``torch.func.jvp``). The samplers they use, and
 the bias of each measured against finite differences, are documented in :mod:`populace.samplers`.
 
-* :class:`Sellke` differentiates the hazard of the Sellke construction (:class:`~populace.samplers.SellkeThreshold`):
-  reverse mode only, the least biased over a whole wave.
+* :class:`Sellke` differentiates the hazard of the Sellke construction
+  (:class:`~populace.samplers.SellkeThreshold`): reverse mode only, the least biased over a whole wave.
 * :class:`Gumbel` (hard Gumbel-softmax, temperature ``tau``): the draw's straight-through derivative from the
   uniform its threshold implies.
 * :class:`Smoothed`: the symmetrised smoothed derivative of one Bernoulli draw (unbiased for one draw,
@@ -116,7 +116,8 @@ class Gumbel(Estimator):
 
 @dataclass(frozen=True)
 class Smoothed(Estimator):
-    """The symmetrised smoothed derivative ½·[x/p + (1−x)/(1−p)] (:class:`~populace.samplers.SmoothedBernoulli`)."""
+    """The symmetrised smoothed derivative ½·[x/p + (1−x)/(1−p)]
+    (:class:`~populace.samplers.SmoothedBernoulli`)."""
 
     forward_mode: ClassVar[bool] = True
     name: ClassVar[str] = "smoothed"

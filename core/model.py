@@ -163,7 +163,7 @@ def _default_name(layer: Layer) -> str:
 
 
 class Model(nn.Module):
-    """An ordered composition of named layers (sorted by phase, stable).
+    r"""An ordered composition of named layers (sorted by phase, stable).
 
     ``layers``: a mapping name → layer (the names a scenario gives), or a sequence of layers named by their
     ``name`` (their class's default). Each layer becomes the model's submodule of that name, so parameter
@@ -192,11 +192,10 @@ class Model(nn.Module):
                 raise ValueError(
                     f"layers: two layers are named {name!r}; give them names: Model({{'{name}_a': ..., ...}})"
                 )
+            if hasattr(type(self), name) or name in self.__dict__:
+                raise ValueError(f"layers: {name!r} is a reserved name (a Model attribute), choose another")
             layer.name = name
-            try:
-                self.add_module(name, layer)
-            except KeyError:
-                raise ValueError(f"layers: {name!r} is a reserved name, choose another") from None
+            self.add_module(name, layer)
         self._order = tuple(layer.name for layer in ordered)
         for layer in ordered:
             layer.wire(ordered)

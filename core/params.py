@@ -31,6 +31,8 @@ class Param:
         unit: unit of ``value`` (e.g. ``"1/contact/day"``, ``"days"``, ``"fraction"``).
         doc: what it means and the source of its default.
         learnable: registered as ``nn.Parameter`` (calibration and sensitivity act on it).
+        option: the name of the scenario option this spec is (``Scenario.defaults``), ``""`` if none: how
+            the explorer and the CLI find the model tensors an option sets.
     """
 
     value: float
@@ -38,6 +40,7 @@ class Param:
     unit: str
     doc: str
     learnable: bool = False
+    option: str = ""
 
     def __post_init__(self) -> None:
         low, high = self.bounds
@@ -73,6 +76,7 @@ class Choice:
     value: str
     options: tuple[str, ...]
     doc: str
+    option: str = ""
 
     def __post_init__(self) -> None:
         self.validate(self.value, "default")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -56,6 +57,12 @@ class Scenario(abc.ABC):
     ) -> Model:
         """The model for ``agents`` agents; ``seed`` drives the random population."""
 
+    @classmethod
+    def defaults(cls) -> dict[str, Option]:
+        """:meth:`options`, each tagged with its name (``Param.option``), so the model tensors built from an
+        option can be found from the model's specs."""
+        return {name: replace(o, option=name) for name, o in cls.options().items()}
+
     def recipe(self, options: Mapping[str, Option]) -> PopulationRecipe | None:
         """The population recipe :meth:`build` draws its agents from with ``options`` (their homes, areas and
         outlines are what the explorer maps), or ``None`` for a population without places on a map."""
@@ -91,7 +98,7 @@ def find_scenario(name: str) -> type[Scenario]:
 
 def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Option]:
     """The scenario's options with ``NAME=VALUE`` overrides applied; :class:`ParamError` names the culprit."""
-    options = scenario.options()
+    options = scenario.defaults()
     for item in sets:
         name, sep, text = item.partition("=")
         name = name.strip()

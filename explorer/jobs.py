@@ -171,7 +171,7 @@ def calibrate(
         raise ValueError(f"{scenario.name}: this scenario has no observed data to calibrate against")
     instance = scenario()
     texts = instance.observed_options(start)
-    options = scenario.options()
+    options = scenario.defaults()
     for name, text in texts.items():
         options[name] = options[name].parse(text, name)
     model = instance.build(agents, options, seed=seed, device="cpu")
@@ -210,5 +210,4 @@ def _run(
 
 def _options_by_spec(model: Model, options: Options) -> dict[str, str]:
     """Dotted model name → the option its spec came from."""
-    by_id = {id(o): name for name, o in options.items()}
-    return {path: by_id[id(spec)] for path, spec in model.specs().items() if id(spec) in by_id}
+    return {path: spec.option for path, spec in model.specs().items() if spec.option in options}

@@ -189,7 +189,7 @@ class LiveRun(param.Parameterized):
             **params,
         )
         self.device = torch.device(device)
-        self.options: dict[str, Param | Choice] = cls.options()
+        self.options: dict[str, Param | Choice] = cls.defaults()
         self.pending: set[str] = set()
         """Options changed since the last set-up that need a reset to apply."""
         self.fitted: dict[str, Any] | None = None
@@ -222,7 +222,7 @@ class LiveRun(param.Parameterized):
         cls = find_scenario(event.new)
         self.pause()
         with self._lock:
-            self.options = cls.options()
+            self.options = cls.defaults()
             self.fitted = None
         self.param.update(agents=cls.default_agents, days=cls.default_days)
 
@@ -412,15 +412,16 @@ class LiveRun(param.Parameterized):
 
 
 def _live_tensors(model: Model, options: Mapping[str, Param | Choice]) -> dict[str, list[torch.Tensor]]:
-    """Option name → the model tensors built from it that the model reads every day."""
-    by_spec: dict[int, list[torch.Tensor]] = {}
+    """Option name → the model tensors built from it (specs tagged with the option, ``Scenario.defaults``)
+    that the model reads every day."""
+    by_option: dict[str, list[torch.Tensor]] = {}
     for module in model.modules():
         setup = getattr(type(module), "setup_params", frozenset())
         for attr, spec in getattr(module, "param_specs", {}).items():
             tensor = getattr(module, attr, None)  # some specs only document a value read at set-up
-            if attr not in setup and isinstance(tensor, torch.Tensor):
-                by_spec.setdefault(id(spec), []).append(tensor)
-    return {name: by_spec[id(opt)] for name, opt in options.items() if id(opt) in by_spec}
+            if spec.option and attr not in setup and isinstance(tensor, torch.Tensor):
+                by_option.setdefault(spec.option, []).append(tensor)
+    return {name: by_option[name] for name in options if name in by_option}
 
 
 def _stage_groups(stage_names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:

@@ -1,8 +1,8 @@
 """Reusable model components (``populace.layers``)."""
 
 from .farms import Farms, FarmState, FarmStatus, PoultryFarms
-from .infection import Infection, InfectionState, Move
 from .graph import Edges, PriceResponse, PriceState, SupplyGraph, SupplyState
+from .infection import Infection, InfectionState, Move
 from .ode import ODE, ODEState, VectorField, dopri5, rk4
 from .seir import SEIR, SEIRState, Stage
 

@@ -247,7 +247,6 @@ class Covid(Infection):
     """
 
     name = "covid"
-    Stage = Stage
     stage_names = tuple(s.name for s in Stage)
     infected_stage = Stage.E
     infectious = (Stage.P, Stage.MH)
@@ -355,7 +354,9 @@ class Covid(Infection):
 
     def relative_infectiousness(self, state: CovidState, sources: torch.Tensor) -> torch.Tensor:
         stage = state.stage[sources]
-        return torch.where(stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor))
+        return torch.where(
+            stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor)
+        )
 
     def init_state(self, ctx: StepContext) -> CovidState:
         n, device = self.n_agents, ctx.streams.device
@@ -462,7 +463,8 @@ class Covid(Infection):
         if event is not None:
             self._record(state, event, move.agents, move.weight)
 
-    def on_infection(self, state: CovidState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
+    def on_infection(
+        self, state: CovidState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
     ) -> None:
         state.due[new] = ctx.day + state.durations[0, new].to(torch.int32)
         self._record(state, 0, new, weight)

@@ -26,11 +26,11 @@ contact setting (:class:`~populace.contacts.DistanceKernel`, over today's infect
 distances, no grid), the environment an external hazard. In differentiable mode the infection draw goes
 through the layer's estimator (:mod:`populace.estimators`; forward: the exact sample): ``weight:
 float32[farms]`` is 1 for farms infected since their last restock and carries the derivative of that
-infection to their onward transmission and to the birds culled when they are detected; ``stocked: float32[farms]`` is 1 for farms with birds and carries
-the derivatives of culling (−infected) and of the restocking draw (a second sampler), so output lost while
-a farm is empty, and the risk of a farm restocked early, depend on every parameter upstream, the demand
-elasticity included. Fast mode keeps
-``uint8`` status, ``int32`` due days and ``float32`` thresholds, updated in place.
+infection to their onward transmission and to the birds culled when they are detected; ``stocked:
+float32[farms]`` is 1 for farms with birds and carries the derivatives of culling (−infected) and of the
+restocking draw (a second sampler), so output lost while a farm is empty, and the risk of a farm restocked
+early, depend on every parameter upstream, the demand elasticity included. Fast mode keeps ``uint8``
+status, ``int32`` due days and ``float32`` thresholds, updated in place.
 """
 
 from __future__ import annotations
@@ -156,9 +156,10 @@ RESTOCK_PRICE_RESPONSE = Param(
 
 @dataclass
 class FarmState(InfectionState):
-    """State of :class:`PoultryFarms`: the infection core's (:class:`~populace.layers.infection.InfectionState`:
-    ``stage`` is a :class:`FarmStatus`; ``due`` the detection day of I farms and the restocking day of D
-    farms; ``weight`` 1 for farms infected since their last restock) and
+    """State of :class:`PoultryFarms`: the infection core's
+    (:class:`~populace.layers.infection.InfectionState`: ``stage`` is a :class:`FarmStatus`; ``due`` the
+    detection day of I farms and the restocking day of D farms; ``weight`` 1 for farms infected since their
+    last restock) and
 
     Attributes:
         stocked: ``float32[farms]`` (differentiable mode only): 1 for farms with birds, carrying the
@@ -194,7 +195,6 @@ class PoultryFarms(Infection):
     """
 
     name = "farms"
-    Stage = FarmStatus
     infected_stage = FarmStatus.I
     infectious = (FarmStatus.I, FarmStatus.I)
     beta_env: torch.Tensor
@@ -308,7 +308,9 @@ class PoultryFarms(Infection):
         self, state: FarmState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
     ) -> None:
         if new.numel():
-            delay = ctx.streams.lognormal(f"{self.name}.detection", self.farms.n, *self.detection, day=ctx.day)
+            delay = ctx.streams.lognormal(
+                f"{self.name}.detection", self.farms.n, *self.detection, day=ctx.day
+            )
             state.due[new] = ctx.day + delay[new].round().clamp(1, 365).to(torch.int32)
 
     # ------------------------------------------------------------------ set-up

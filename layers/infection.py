@@ -22,9 +22,9 @@ today's infectious agents. In fast mode the state is ``uint8`` stages, ``int32``
 thresholds updated in place; in differentiable mode each agent also carries a float ``weight`` (1 once
 infected, in value) whose gradient is that of its infection and later branches.
 
-A subclass declares ``Stage`` (an ``IntEnum`` with ``S = 0``), ``infected_stage`` (where an infection goes),
-``infectious`` (the first and last infectious stage: a contiguous range), its parameters (``beta`` is the
-per-contact transmissibility), and implements :meth:`progress` and :meth:`on_infection`. See
+A subclass declares its stages (an ``IntEnum`` with ``S = 0``; ``stage_names``), ``infected_stage`` (where an
+infection goes), ``infectious`` (the first and last infectious stage: a contiguous range), its parameters
+(``beta`` is the per-contact transmissibility), and implements :meth:`progress` and :meth:`on_infection`. See
 ``layers/sirs.py`` for a whole disease in one short file.
 """
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, ClassVar
 
 import torch
@@ -122,7 +121,6 @@ class Infection(Layer):
     """
 
     phase = Phase.DISEASE
-    Stage: ClassVar[type[IntEnum]]
     infected_stage: ClassVar[int]
     """The stage a new infection enters."""
     infectious: ClassVar[tuple[int, int]]
@@ -305,7 +303,7 @@ class Infection(Layer):
             if move.duration is None:
                 state.due[group] = -1
             else:
-                durations: torch.Tensor = state.durations  # type: ignore[attr-defined]
+                durations: torch.Tensor = getattr(state, "durations")  # noqa: B009 (subclasses' field)
                 state.due[group] = day + durations[move.duration, group].to(torch.int32)
             amount = group.numel() if move.weight is None else move.weight.sum()
             delta[move.src] -= amount
@@ -354,7 +352,8 @@ class Infection(Layer):
             + [f for f in (self.hazard_factor(state),) if f is not None]
         )
         if factor is not None:
-            hazard = hazard.mul_(factor) if state.weight is None and not factor.requires_grad else hazard * factor
+            fast = state.weight is None and not factor.requires_grad
+            hazard = hazard.mul_(factor) if fast else hazard * factor
         if state.weight is None:
             state.threshold.sub_(hazard)
             new = torch.nonzero(state.threshold <= 0).squeeze(1)
@@ -408,11 +407,14 @@ class Infection(Layer):
             if presence is None and kept:
                 pressure = state.pressure[i]
             else:
-                assert sources is not None and rel is not None
+                assert sources is not None
+                assert rel is not None
                 emitted = rel if presence is None else rel * presence[sources]
                 pressure = self.aggregation.add(contacts, self.aggregation.empty(contacts), sources, emitted)
             scale = self.transmissibility()
-            place_scale = combine([e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale])
+            place_scale = combine(
+                [e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale]
+            )
             if place_scale is not None:
                 if not isinstance(contacts, Places):
                     raise TypeError(f"place_scale: {contacts.name} is not a Places setting")

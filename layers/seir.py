@@ -88,7 +88,6 @@ class SEIR(Infection):
     """
 
     name = "seir"
-    Stage = Stage
     stage_names = tuple(s.name for s in Stage)
     infected_stage = Stage.E
     infectious = (Stage.I, Stage.I)
@@ -149,7 +148,10 @@ class SEIR(Infection):
 
     def init_state(self, ctx: StepContext) -> SEIRState:
         durations = torch.stack(
-            [self._durations(ctx, "latent", self.latent), self._durations(ctx, "infectious", self.infectious_period)]
+            [
+                self._durations(ctx, "latent", self.latent),
+                self._durations(ctx, "infectious", self.infectious_period),
+            ]
         )
         fields, seeds = self.infection_state(ctx, len(Stage))
         state = SEIRState(**fields, durations=durations)
@@ -157,7 +159,8 @@ class SEIR(Infection):
         return state
 
     # ------------------------------------------------------------------ course
-    def on_infection(self, state: SEIRState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
+    def on_infection(
+        self, state: SEIRState, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
     ) -> None:
         state.due[new] = ctx.day + state.durations[0, new].to(torch.int32)
 

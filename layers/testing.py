@@ -320,7 +320,9 @@ class Testing(Modifier):
         if positives.numel() == 0:
             state.daily[2] = 0
             return
-        isolates = ctx.streams.uniform(f"{self.name}.isolate", positives.numel(), day) < self.isolation_compliance
+        isolates = (
+            ctx.streams.uniform(f"{self.name}.isolate", positives.numel(), day) < self.isolation_compliance
+        )
         isolating = positives[isolates]
         until = day + round(float(self.isolation_days)) - 1
         state.home_until[isolating] = torch.clamp(state.home_until[isolating], min=until)

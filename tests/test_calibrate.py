@@ -80,13 +80,13 @@ def test_synthetic_truth_is_recovered_from_perturbed_starts() -> None:
         model.layers[0].beta.fill_(0.03 * 1.25)
         model.layers[0].severe_scale.fill_(2.0 * 0.7)
     streams = [Stream(k, k, v) for k, v in observed.items()]
-    calibration = Calibration(model, streams, fit=["layers.0.beta", "layers.0.severe_scale"])
+    calibration = Calibration(model, streams, fit=["covid.beta", "covid.severe_scale"])
     report = calibration.fit(days, epochs=80, lr=0.05, resample=False, grad="full")  # 40: severe 1.70
     assert report.loss[-1] < 0.2 * report.loss[0]
-    assert report.parameters["layers.0.beta"] == pytest.approx(0.03, rel=0.10)
-    assert report.parameters["layers.0.severe_scale"] == pytest.approx(2.0, rel=0.10)
+    assert report.parameters["covid.beta"] == pytest.approx(0.03, rel=0.10)
+    assert report.parameters["covid.severe_scale"] == pytest.approx(2.0, rel=0.10)
     # parametrisations are gone: the model holds the fitted values as plain parameters again
-    assert float(model.layers[0].beta.detach()) == pytest.approx(report.parameters["layers.0.beta"])
+    assert float(model.layers[0].beta.detach()) == pytest.approx(report.parameters["covid.beta"])
     assert isinstance(model.layers[0].beta, torch.nn.Parameter)
 
 
@@ -95,7 +95,6 @@ def _with_transmission(n: int) -> tuple[Model, Transmission]:
     covid = model.layers[0]
     group = torch.arange(n) % 2
     transmission = Transmission(group, 2, periods=6)
-    covid.add_modifiers(transmission)
     return Model([covid, transmission]), transmission
 
 
@@ -151,7 +150,7 @@ def test_the_fitted_model_is_judged_by_the_mean_of_runs_on_held_out_seeds() -> N
     result = Simulation(model, seed=0).run(days)
     observed = moving_average(result.series["new_symptomatic"].double()[:, None], 7) * 1.3
     stream = Stream("a", "new_symptomatic", observed, labels=("all",))
-    report = Calibration(model, [stream], fit=["layers.0.beta"]).fit(days, epochs=2, evaluate=3)
+    report = Calibration(model, [stream], fit=["covid.beta"]).fit(days, epochs=2, evaluate=3)
 
     judge = Calibration(model, [stream])  # the model keeps the fitted β
     runs = [judge.run(days, seed=s, grad="off") for s in (2, 3, 4)]
@@ -171,14 +170,14 @@ def test_the_fitted_model_is_judged_by_the_mean_of_runs_on_held_out_seeds() -> N
 
 def test_load_parameters_checks_names_shapes_and_bounds() -> None:
     model = _well_mixed(100, 1)
-    load_parameters(model, {"layers.0.beta": 0.07})
+    load_parameters(model, {"covid.beta": 0.07})
     assert float(model.layers[0].beta.detach()) == pytest.approx(0.07)
     with pytest.raises(ParamError, match="no tensor"):
-        load_parameters(model, {"layers.0.gamma": 0.1})
+        load_parameters(model, {"covid.gamma": 0.1})
     with pytest.raises(ParamError, match="outside the bounds"):
-        load_parameters(model, {"layers.0.beta": 5.0})
+        load_parameters(model, {"covid.beta": 5.0})
     with pytest.raises(ParamError, match="shape"):
-        load_parameters(model, {"layers.0.beta": [0.1, 0.2]})
+        load_parameters(model, {"covid.beta": [0.1, 0.2]})
 
 
 def test_a_loaded_transmission_table_is_checked_when_the_run_starts() -> None:
@@ -195,7 +194,7 @@ def test_bad_calibration_input_is_named() -> None:
     model = _well_mixed(100, 1)
     stream = Stream("a", "new_deaths", torch.zeros(5, 1))
     with pytest.raises(ParamError, match=r"fit: 'layers\.0\.nope'"):
-        Calibration(model, [stream], fit=["layers.0.nope"])
+        Calibration(model, [stream], fit=["covid.nope"])
     with pytest.raises(ValueError, match="at least one"):
         Calibration(model, [])
     with pytest.raises(ValueError, match="labels"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from populace import AgeMixing, Model, Places, RandomStreams, Simulation
+from populace.estimators import estimator as estimator_named
 from populace.layers.covid import AGE_TABLE, DURATIONS, Breakdown, Covid, Stage
 
 CONTACTS = 10.0
@@ -188,7 +189,7 @@ def test_beta_gradient_in_the_growth_phase_is_within_the_documented_bias(
     """d(infections by day 30)/dβ chains the infection estimator through generations. Measured (Covid
     docstring): AD/FD 0.97 with the Sellke estimator (the default), 0.84 with hard Gumbel, 0.29 with the
     smoothed rule."""
-    model = _well_mixed(40_000, 40, estimator=estimator)
+    model = _well_mixed(40_000, 40, estimator=estimator_named(estimator))
     ad, fd = _gradient_and_fd(model, "beta", "new_infections", days=30, seed=3, h=0.1)
     assert fd > 0
     assert ad > 0

@@ -289,7 +289,7 @@ def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
 
 # ---------------------------------------------------------------------- jobs
 def test_levers_and_what_if_agree_in_sign_with_the_gradient():
-    options = Classroom.options()
+    options = Classroom.defaults()
     levers = jobs.levers(Classroom, options, agents=AGENTS, days=40, seed=0, outcome="total:new_infections")
     by_option = {lever.option: lever for lever in levers.levers}
     beta = by_option["beta"]
@@ -320,7 +320,7 @@ def test_levers_and_what_if_agree_in_sign_with_the_gradient():
 
 
 def test_compare_runs_two_settings_with_one_seed():
-    a = Classroom.options()
+    a = Classroom.defaults()
     b = dict(a)
     b["school_close"] = b["school_close"].parse("0", "school_close")
     b["work_close"] = b["work_close"].parse("0", "work_close")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from populace import Layer, LayerState, Link, Model, Param, Phase, RandomStreams, Simulation, StepContext
+from populace import Layer, LayerState, Link, Model, Param, Phase, Simulation, StepContext
 from populace.layers.farms import Farms, FarmStatus, PoultryFarms
 from populace.layers.ode import ODE, VectorField
 
@@ -100,23 +100,19 @@ def test_infection_follows_one_minus_exp_of_the_cumulative_hazard() -> None:
 
 
 def test_the_kernel_hazard_is_the_boender_formula() -> None:
+    """The farms' contact setting (a DistanceKernel) gives β_farm Σ_j K(d_ij) over the infected farms j."""
     farms = make_farms(50)
-    m, layer = model(farms, 0.0, beta_env=0.0, beta_farm=0.002)
-    streams = RandomStreams(0, "cpu")
-    ctx = StepContext(day=0, streams=streams, differentiable=False)
-    states = m.init_state(ctx)
-    farm_state = states[1]
-    farm_state.status[[4, 9]] = FarmStatus.I
-    current = dict(zip(m.ordered_layers(), states, strict=True))
+    _, layer = model(farms, 0.0, beta_env=0.0, beta_farm=0.002)
+    kernel = layer.settings["kernel"]
     with torch.no_grad():
-        hazard = layer._hazard(farm_state, StepContext(0, streams, False, current))
+        pressure = kernel.add_sources(kernel.empty_pressure(), torch.tensor([4, 9]), torch.ones(2))
+        hazard = kernel.force(pressure, layer.transmissibility())
     for i in (0, 1, 30):
         total = 0.0
         for j in (4, 9):
             d = math.hypot(float(farms.x[i] - farms.x[j]), float(farms.y[i] - farms.y[j]))
             total += 1 / (1 + (d / 1.9) ** 2.1)
         assert float(hazard[i]) == pytest.approx(0.002 * total, rel=1e-4)
-    assert float(hazard[4]) == 0.0  # infected farms are not susceptible
 
 
 def test_states_stay_integral_and_add_up_and_both_modes_agree() -> None:
@@ -146,7 +142,7 @@ def test_culled_birds_are_the_flocks_of_detected_farms() -> None:
     sim = Simulation(m, seed=5)
     result = sim.run(60)
     state = sim.states[1]
-    depopulated = state.status == FarmStatus.D
+    depopulated = state.stage == FarmStatus.D
     assert float(result.series["birds_culled"].double().sum()) == pytest.approx(
         float(farms.size[depopulated].double().sum())
     )

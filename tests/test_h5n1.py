@@ -73,9 +73,9 @@ def test_a_small_run_from_the_command_line(run_cli: CliRunner) -> None:
     assert max(daily["wild_pressure.MN"]) > 0  # spring 2022 wild-bird detections in the Mississippi flyway
 
 
-MIGRATION = ("layers.0.field.migration_rate", "layers.0.field.migration_seasonality")
-TRANSMISSION = ("layers.1.beta_env", "layers.1.beta_farm")
-ELASTICITY = "layers.3.elasticity"
+MIGRATION = ("wild_pressure.field.migration_rate", "wild_pressure.field.migration_seasonality")
+TRANSMISSION = ("farms.beta_env", "farms.beta_farm")
+ELASTICITY = "price_response.elasticity"
 
 
 def test_gradients_of_egg_price_and_culls_reach_every_paradigm() -> None:
@@ -93,7 +93,7 @@ def test_gradients_of_egg_price_and_culls_reach_every_paradigm() -> None:
             assert value != 0, (output, name)
     # more elastic demand: a smaller price rise for the same loss
     assert report.gradients["mean:egg_price"][ELASTICITY] < 0
-    assert report.gradients["total:birds_culled"]["layers.1.beta_env"] > 0
+    assert report.gradients["total:birds_culled"]["farms.beta_env"] > 0
 
 
 def test_gradients_match_finite_differences_within_the_estimator_bias() -> None:
@@ -107,7 +107,7 @@ def test_gradients_match_finite_differences_within_the_estimator_bias() -> None:
     off is a deterministic path: AD = FD up to the central difference's curvature error (measured 0.8%)."""
     options = parse_sets(H5N1FowlToFork, ["beta_env=0.00001", "estimator=gumbel"])
     model = H5N1FowlToFork().build(2_000, options, seed=0, device="cpu")
-    spill = "layers.0.field.spillover"
+    spill = "wild_pressure.field.spillover"
     report = sensitivity(
         model,
         120,

@@ -21,7 +21,6 @@ def _seeded(n: int, rate: list[float], *, beta: float | None = None) -> tuple[Mo
         with torch.no_grad():
             covid.beta.fill_(beta)
     seeding = Importation(torch.arange(n) % 2, 2, torch.tensor(rate))
-    covid.add_modifiers(seeding)
     return Model([covid, seeding]), covid, seeding
 
 

@@ -150,7 +150,7 @@ def test_learnable_param_receives_gradients_and_optimiser_moves_it():
 # ----------------------------------------------------------------------------- parse_sets
 def test_parse_sets_without_overrides_gives_defaults():
     options = parse_sets(BenchSEIR, [])
-    assert options == BenchSEIR.options()
+    assert options == BenchSEIR.defaults()
     assert options["network"].value == "households"
     assert options["beta"].value == pytest.approx(0.016)
 
@@ -160,7 +160,7 @@ def test_parse_sets_applies_overrides():
     assert options["beta"].value == pytest.approx(0.03), "the last --set of a name wins"
     assert options["latent_mean"].value == 3.0
     assert options["network"].value == "well-mixed"
-    assert options["infectious_mean"] == BenchSEIR.options()["infectious_mean"]
+    assert options["infectious_mean"] == BenchSEIR.defaults()["infectious_mean"]
     assert BenchSEIR.options()["beta"].value == pytest.approx(0.016), "defaults are not changed"
     assert isinstance(options["beta"], Param)
     assert options["beta"].learnable

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from populace import Result, find_scenario, simulate
+from populace import Result, Smoothed, find_scenario, simulate
+from populace.estimators import estimator as estimator_named
 from populace.samplers import LaterInfections, SellkeThreshold, bernoulli, binomial
 
 TAU = 0.1
@@ -248,7 +249,7 @@ def seir_gradients() -> dict[str, list[float]]:
     try:
         for seed in SEIR_SEEDS:
             for estimator in ("smoothed", "gumbel"):
-                seir.estimator = estimator
+                seir.estimator = estimator_named(estimator)
                 model.zero_grad()
                 value = attack(simulate(model, SEIR_DAYS, seed=seed, grad="full"))
                 value.backward()
@@ -265,7 +266,7 @@ def seir_gradients() -> dict[str, list[float]]:
                 out["fast_value"].append(float(attack(simulate(model, SEIR_DAYS, seed=seed))))
     finally:
         set_beta(beta0)
-        seir.estimator = "smoothed"
+        seir.estimator = Smoothed()
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_covid import _well_mixed
 
-from populace import Simulation
+from populace import Gumbel, Sellke, Simulation
 from populace.sensitivity import Output, sensitivity
 
 
@@ -49,25 +49,25 @@ def test_outputs_are_read_and_evaluated() -> None:
 def test_each_output_has_its_own_backward_pass() -> None:
     """The Sellke estimator learns later infections' values during a backward pass: with two outputs in one
     report, the second (which never reaches the later days) must not see the first's values."""
-    model = _well_mixed(2_000, 20, estimator="sellke")
-    params = ["layers.0.beta"]
+    model = _well_mixed(2_000, 20, estimator=Sellke())
+    params = ["covid.beta"]
     early = "new_infections@0-14"
     both = sensitivity(model, 30, ["total:new_infections", early], parameters=params)
     alone = sensitivity(model, 30, [early], parameters=params)
-    ratio = both.gradients[early]["layers.0.beta"] / alone.gradients[early]["layers.0.beta"]
+    ratio = both.gradients[early]["covid.beta"] / alone.gradients[early]["covid.beta"]
     assert ratio == pytest.approx(1.0, rel=1e-5)
 
 
 def test_forward_mode_names_the_reverse_only_estimator() -> None:
     with pytest.raises(ValueError, match="forward mode cannot use the 'sellke'"):
-        sensitivity(_well_mixed(2_000, 20, estimator="sellke"), 20, ["total:new_infections"], mode="forward")
+        sensitivity(_well_mixed(2_000, 20, estimator=Sellke()), 20, ["total:new_infections"], mode="forward")
 
 
 def test_reverse_and_forward_mode_give_the_same_gradients() -> None:
-    model = _well_mixed(3_000, 20, estimator="gumbel")  # the default ("sellke") is reverse mode only
+    model = _well_mixed(3_000, 20, estimator=Gumbel())  # the default ("sellke") is reverse mode only
     args = dict(
         outputs=["total:new_admissions", "peak:infectious"],
-        parameters=["layers.0.beta", "layers.0.severe_scale"],
+        parameters=["covid.beta", "covid.severe_scale"],
     )
     reverse = sensitivity(model, 40, mode="reverse", **args)  # type: ignore[arg-type]
     forward = sensitivity(model, 40, mode="forward", **args)  # type: ignore[arg-type]
@@ -88,14 +88,14 @@ def test_gradients_agree_with_finite_differences_within_the_estimator_bias() -> 
         30,
         ["total:new_admissions", "total:new_deaths"],
         seeds=range(4),
-        parameters=["layers.0.beta", "layers.0.severe_scale", "layers.0.fatality_scale"],
-        fd_check=["layers.0.severe_scale", "layers.0.fatality_scale", "layers.0.beta"],
+        parameters=["covid.beta", "covid.severe_scale", "covid.fatality_scale"],
+        fd_check=["covid.severe_scale", "covid.fatality_scale", "covid.beta"],
         fd_step=0.1,
     )
     fd = report.fd
-    assert fd["layers.0.severe_scale"]["total:new_admissions"]["rel_err"] < 0.2
-    assert fd["layers.0.fatality_scale"]["total:new_deaths"]["rel_err"] < 0.2
-    beta = fd["layers.0.beta"]["total:new_admissions"]
+    assert fd["covid.severe_scale"]["total:new_admissions"]["rel_err"] < 0.2
+    assert fd["covid.fatality_scale"]["total:new_deaths"]["rel_err"] < 0.2
+    beta = fd["covid.beta"]["total:new_admissions"]
     assert 0.6 < beta["ad"] / beta["fd"] < 1.15
     assert report.backward_s > 0
     assert report.forward_s > 0
@@ -104,7 +104,7 @@ def test_gradients_agree_with_finite_differences_within_the_estimator_bias() -> 
 def test_bad_parameters_are_named() -> None:
     model = _well_mixed(500, 5)
     with pytest.raises(ValueError, match="not learnable"):
-        sensitivity(model, 5, ["new_deaths"], parameters=["layers.0.gamma"])
+        sensitivity(model, 5, ["new_deaths"], parameters=["covid.gamma"])
     with pytest.raises(ValueError, match="at least one"):
         sensitivity(model, 5, [])
     with pytest.raises(ValueError, match="mode"):
