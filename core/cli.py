@@ -36,10 +36,10 @@ from .calibrate import load_parameters, plot_fit, read_parameters, save_paramete
 from .files import atomic_path, check_writable
 from .model import Model
 from .params import ParamError
-from .populations import describe, find_recipe, load_population
 from .scenario import Scenario, ScenarioError, find_scenario, parse_sets, scenarios
 from .sensitivity import sensitivity
 from .simulate import Checkpointed, Simulation
+from .synth.recipes import describe, find_recipe, load_population
 
 __all__ = ["main", "parse_count"]
 
