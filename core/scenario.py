@@ -22,7 +22,7 @@ from .plugins import did_you_mean, find, installed
 
 if TYPE_CHECKING:
     from .calibrate import Calibration, Stream
-    from .populations import PopulationRecipe
+    from .synth.recipes import PopulationRecipe
 
 __all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
 

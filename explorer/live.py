@@ -30,10 +30,10 @@ import torch
 
 from populace import Choice, Param, ParamError, Scenario, Simulation
 from populace.calibrate import Stream, load_parameters
-from populace.geography import PolygonSet
 from populace.model import Model
-from populace.populations import load_population
 from populace.scenario import find_scenario, scenarios
+from populace.synth.geography import PolygonSet
+from populace.synth.recipes import load_population
 
 __all__ = ["SMALL_RUN", "STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import io
 import itertools
@@ -11,6 +12,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, entry_points
 from pathlib import Path
 
 import pyarrow.csv as pcsv
@@ -19,7 +21,9 @@ import pytest
 import torch
 
 from populace import Simulation, cli, parse_sets
-from populace.cli import UsageError, parse_count
+from populace.cli import Command, UsageError, parse_count
+from populace.cli import command as cli_command
+from populace.cli import run as cli_run
 from populace.scenarios.bench_seir import BenchSEIR
 from populace.simulate import Result
 
@@ -129,6 +133,102 @@ def test_console_script_bad_input_in_a_subprocess():
     lines = bad.stderr.splitlines()
     assert len(lines) == 1, lines
     assert "--agents" in lines[0]
+
+
+def test_python_m_populace_cli_in_a_subprocess():
+    listing = subprocess.run(
+        [sys.executable, "-m", "populace.cli", "scenarios"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "bench-seir" in listing.stdout
+
+
+# ----------------------------------------------------------------------------- plugged-in commands
+class _Hello(Command):
+    help = "say hello"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", default="world")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if not args.name:
+            raise UsageError("--name: expected a name")
+        print(f"hello {args.name}")
+        return 0
+
+
+def _plug_in(monkeypatch, found: dict) -> None:
+    """Pretend ``found`` are the entry points of the ``populace.commands`` group."""
+    monkeypatch.setattr(cli_command, "installed", lambda group: found if group == cli_command.GROUP else {})
+
+
+def test_help_lists_the_built_in_commands_and_explore(run_cli):
+    result = run_cli("--help")
+    assert result.code == 0
+    for name in (*cli.BUILT_IN, "explore"):
+        assert name in result.out
+    explore = run_cli("explore", "--help")
+    assert explore.code == 0
+    assert "--scenario" in explore.out
+    assert "--no-browser" in explore.out
+
+
+def test_explore_is_plugged_in_through_the_commands_entry_point():
+    (found,) = [ep for ep in entry_points(group="populace.commands") if ep.name == "explore"]
+    assert found.value == "populace.explorer.command:Explore"
+    assert "explore" not in cli.BUILT_IN
+    assert "explore" in cli.commands()
+
+
+def test_without_the_explorer_extra_explore_is_not_offered(run_cli, monkeypatch):
+    from populace.explorer import command as explore_command
+
+    real = explore_command.distribution
+
+    def panel_missing(name: str):
+        if name.lower() == "panel":
+            raise PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(explore_command, "distribution", panel_missing)
+    assert "explore" not in cli.commands()
+    listing = run_cli("--help")
+    assert listing.code == 0
+    assert "explore" not in listing.out
+    assert "scenarios" in listing.out
+    assert_one_line_error(run_cli("explore"), "invalid choice", "explore")
+
+
+def test_a_plugged_in_command_runs_and_reports_bad_input_in_one_line(run_cli, monkeypatch):
+    _plug_in(monkeypatch, {"hello": _Hello})
+    assert list(cli.commands()) == [*cli.BUILT_IN, "hello"]
+    listing = run_cli("--help")
+    assert "say hello" in listing.out
+    result = run_cli("hello", "--name", "Ada")
+    assert (result.code, result.out, result.err) == (0, "hello Ada\n", "")
+    assert_one_line_error(run_cli("hello", "--name", ""), "populace hello: error: --name")
+
+
+def test_an_unavailable_plugged_in_command_is_not_offered(run_cli, monkeypatch):
+    class Unavailable(_Hello):
+        @classmethod
+        def available(cls) -> bool:
+            return False
+
+    _plug_in(monkeypatch, {"hello": Unavailable})
+    assert "hello" not in cli.commands()
+    assert_one_line_error(run_cli("hello"), "invalid choice")
+
+
+def test_a_plugged_in_command_may_not_take_a_built_in_name(monkeypatch):
+    _plug_in(monkeypatch, {"run": _Hello})
+    with pytest.raises(LookupError, match="built-in 'run'"):
+        cli.build_parser()
 
 
 # ----------------------------------------------------------------------------- run --json
@@ -487,7 +587,7 @@ def test_result_save_rejects_unknown_suffix(tmp_path):
 
 # ----------------------------------------------------------------------------- progress bar
 def test_progress_bar_with_flag(run_cli, monkeypatch):
-    monkeypatch.setattr(cli, "_Progress", functools.partial(cli._Progress, delay=0.0))
+    monkeypatch.setattr(cli_run, "_Progress", functools.partial(cli_run._Progress, delay=0.0))
     result = run_cli("run", "bench-seir", "--agents", "2000", "--days", "10", "--json", "--progress")
     assert result.code == 0
     json.loads(result.out)  # stdout is still the one JSON object
@@ -497,14 +597,14 @@ def test_progress_bar_with_flag(run_cli, monkeypatch):
 
 
 def test_no_progress_bar_with_json_alone(run_cli, monkeypatch):
-    monkeypatch.setattr(cli, "_Progress", functools.partial(cli._Progress, delay=0.0))
+    monkeypatch.setattr(cli_run, "_Progress", functools.partial(cli_run._Progress, delay=0.0))
     result = run_cli("run", "bench-seir", "--agents", "2000", "--days", "10", "--json")
     assert result.code == 0
     assert result.err == ""
 
 
 def test_progress_bar_by_default_without_json(run_cli, monkeypatch):
-    monkeypatch.setattr(cli, "_Progress", functools.partial(cli._Progress, delay=0.0))
+    monkeypatch.setattr(cli_run, "_Progress", functools.partial(cli_run._Progress, delay=0.0))
     result = run_cli("run", "bench-seir", "--agents", "2000", "--days", "4")
     assert result.code == 0
     assert "day 4/4" in result.err
@@ -512,7 +612,7 @@ def test_progress_bar_by_default_without_json(run_cli, monkeypatch):
 
 def test_progress_class():
     stream = io.StringIO()
-    bar = cli._Progress(4, stream, enabled=True, delay=0.0)
+    bar = cli_run._Progress(4, stream, enabled=True, delay=0.0)
     for day in range(4):
         bar(day)
     bar.close()
@@ -523,8 +623,8 @@ def test_progress_class():
     assert text.endswith("\n")
 
     quiet = io.StringIO()
-    off = cli._Progress(4, quiet, enabled=False, delay=0.0)
-    not_yet = cli._Progress(4, quiet, enabled=True, delay=1e9)
+    off = cli_run._Progress(4, quiet, enabled=False, delay=0.0)
+    not_yet = cli_run._Progress(4, quiet, enabled=True, delay=1e9)
     for bar in (off, not_yet):
         for day in range(4):
             bar(day)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from populace.geography import PolygonSet, lonlat_to_mercator, sample_in_disc
+from populace.synth.geography import PolygonSet, lonlat_to_mercator, sample_in_disc
 
 R = 6378137.0
 NYC = Path("/work/shared/data/nyc")

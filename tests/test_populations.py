@@ -9,10 +9,10 @@ import torch
 
 from populace import cli
 from populace.people import Residents
-from populace.populations import cache_key, describe, find_recipe, load_population
 from populace.scenarios.populations.classroom import ClassroomTown
 from populace.scenarios.populations.nyc import BOROUGHS, NewYorkCity, borough_marginals, modzcta_polygons
 from populace.scenarios.populations.nz import NewZealand
+from populace.synth.recipes import cache_key, describe, find_recipe, load_population
 
 
 @pytest.fixture(scope="module")

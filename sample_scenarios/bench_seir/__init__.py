@@ -19,7 +19,7 @@ from populace import Choice, Contacts, Model, Param, Places, RandomStreams, Scen
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
 from populace.people import Residents
-from populace.populations import PopulationRecipe, find_recipe, load_population
+from populace.synth.recipes import PopulationRecipe, find_recipe, load_population
 
 from .population import (
     COMMUNITY_CONTACTS,

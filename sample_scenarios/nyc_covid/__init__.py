@@ -36,7 +36,7 @@ from populace.layers.testing import Testing
 from populace.layers.transmission import Transmission
 from populace.layers.vaccination import Vaccination
 from populace.people import Residents
-from populace.populations import PopulationRecipe, find_recipe, load_population
+from populace.synth.recipes import PopulationRecipe, find_recipe, load_population
 
 from .observed import DEFAULT_STREAMS, ORDERS, STREAMS, observed_calibration, observed_streams
 

@@ -1,3 +1,3 @@
 """Synthetic-population recipes (entry points of the ``populace.populations`` group): ``nyc``, ``nz``,
 ``classroom``. Build one with ``populace population build NAME`` or
-:func:`populace.populations.load_population`."""
+:func:`populace.synth.recipes.load_population`."""

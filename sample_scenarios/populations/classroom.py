@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from populace.geography import PolygonSet
 from populace.people import Residents
-from populace.populations import Geography, PopulationRecipe
-from populace.synthesis import RegionSpec, synthesize
+from populace.synth.geography import PolygonSet
+from populace.synth.pipeline import RegionSpec, synthesize
+from populace.synth.recipes import Geography, PopulationRecipe
 
 from ._data import DATA, un_wpp_2020
 from .nyc import HOUSEHOLD_SIZE as US_CITY_HOUSEHOLD_SIZE

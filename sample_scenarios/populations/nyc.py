@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from populace.geography import PolygonSet, lonlat_to_mercator
 from populace.people import Residents
-from populace.populations import Geography, PopulationRecipe
-from populace.synthesis import RegionSpec, synthesize
+from populace.synth.geography import PolygonSet, lonlat_to_mercator
+from populace.synth.pipeline import RegionSpec, synthesize
+from populace.synth.recipes import Geography, PopulationRecipe
 
 from ._data import DATA, read_csv
 

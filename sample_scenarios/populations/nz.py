@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from populace.geography import lonlat_to_mercator, sample_in_disc
 from populace.people import Residents
-from populace.populations import Geography, PopulationRecipe
-from populace.synthesis import RegionSpec, synthesize
+from populace.synth.geography import lonlat_to_mercator, sample_in_disc
+from populace.synth.pipeline import RegionSpec, synthesize
+from populace.synth.recipes import Geography, PopulationRecipe
 
 from ._data import DATA, read_csv, un_wpp_2020
 

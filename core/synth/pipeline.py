@@ -7,7 +7,7 @@ workplace parameters, a home-location sampler), :func:`synthesize` builds :class
    marginals are authoritative; small-area estimates only distribute residents within a region), then to
    the requested size (largest remainder: exactly ``agents`` in total);
 2. fit area × (age band, sex, ethnicity) counts by iterative proportional fitting to the area totals and
-   the region marginals, and round them, keeping each area's total (:mod:`populace.synthpop`);
+   the region marginals, and round them, keeping each area's total (:mod:`populace.synth.stages`);
 3. one agent per count, with a single-year age uniform within its band; at small scales an area may draw
    only children, so one of them trades places (its whole age/sex/ethnicity cell) with an adult of a
    well-stocked area of the same region — area and region × cell totals stay exact;
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import synthpop
-from .people import Residents
-from .random import RandomStreams
+from ..people import Residents
+from ..random import RandomStreams
+from . import stages
 
 __all__ = ["RegionSpec", "morton_key", "scale_totals", "synthesize"]
 
@@ -191,14 +191,14 @@ def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
     seed_table = torch.ones(area_total.numel(), bands, sexes * ethnicities, dtype=torch.float64)
     if spec.area_band_seed is not None:
         seed_table = seed_table * spec.area_band_seed.double()[:, :, None]
-    fitted = synthpop.ipf(
+    fitted = stages.ipf(
         seed_table.reshape(area_total.numel(), -1),
         area_total.double(),
         spec.cell_targets.reshape(regions, -1).double() * scale,
         spec.area_region.long(),
     )
-    counts = synthpop.integerise(fitted, streams.generator("population.integerise"))
-    area, cell = synthpop.expand(counts)
+    counts = stages.integerise(fitted, streams.generator("population.integerise"))
+    area, cell = stages.expand(counts)
     band = cell // (sexes * ethnicities)
     sex = (cell // ethnicities) % sexes
     ethnicity = cell % ethnicities
@@ -215,7 +215,7 @@ def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
     )
 
     # 4. Households, then store agents household by household.
-    household = synthpop.assign_households(
+    household = stages.assign_households(
         age.to(torch.uint8),
         area,
         spec.household_size,
@@ -239,25 +239,25 @@ def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
 
     # 6. Schools, workplaces, community places.
     pupils = (age >= spec.school_ages[0]) & (age < spec.school_ages[1])
-    school = synthpop.assign_groups(pupils, area, spec.school_size, streams.generator("population.schools"))
+    school = stages.assign_groups(pupils, area, spec.school_size, streams.generator("population.schools"))
     working_age = (age >= spec.work_ages[0]) & (age < spec.work_ages[1])
     draw = torch.rand(area.numel(), generator=streams.generator("population.employment"), dtype=torch.float64)
     workers = working_age & (draw < spec.employment_rate)
     work_area = torch.full_like(area, -1)
-    work_area[workers] = synthpop.commute(
+    work_area[workers] = stages.commute(
         area[workers],
         spec.area_xy,
         spec.job_attraction,
         spec.commute_scale_m,
         streams.generator("population.commute"),
     )
-    workplace_pool = synthpop.workplace_sizes(
+    workplace_pool = stages.workplace_sizes(
         max(int(workers.sum()), 1), spec.workplace_mean_size, streams.generator("population.workplace_sizes")
     )
-    work = synthpop.assign_groups(
+    work = stages.assign_groups(
         workers, work_area.clamp(min=0), workplace_pool, streams.generator("population.workplaces")
     )
-    community = synthpop.assign_groups(
+    community = stages.assign_groups(
         torch.ones_like(workers),
         area,
         spec.community_size,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from populace.synthpop import (
+from populace.synth.stages import (
     HEAD_AGES,
     PARENT_AGE_LIMIT,
     assign_groups,

@@ -22,10 +22,10 @@ from typing import ClassVar, Literal
 
 import torch
 
+from ..people import Residents
+from ..plugins import find, installed
+from ..population import FORMAT_VERSION, PopulationFileError
 from .geography import PolygonSet
-from .people import Residents
-from .plugins import find, installed
-from .population import FORMAT_VERSION, PopulationFileError
 
 GROUP = "populace.populations"
 

@@ -1,0 +1,7 @@
+"""``python -m populace.cli``: the ``populace`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

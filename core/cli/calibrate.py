@@ -1,0 +1,129 @@
+"""``populace calibrate SCENARIO``: fit a scenario to its observed data; writes ``parameters.json`` (read by
+``run`` and ``sensitivity`` with ``--params``), ``report.json`` and ``fit.png``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..calibrate import plot_fit, save_parameters
+from ..files import atomic_path, check_writable
+from ..scenario import find_scenario
+from .arguments import UsageError, date, names, positive, scenario_arguments, setup
+from .command import Command
+from .output import number, peak_rss_mb
+
+__all__ = ["Calibrate"]
+
+
+class Calibrate(Command):
+    help = "fit a scenario to its observed data by gradient descent"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
+        scenario_arguments(parser)
+        parser.add_argument("--start", type=date, help="date of day 0, YYYY-MM-DD (default: the scenario's)")
+        parser.add_argument(
+            "--streams", type=names, help="observed streams, comma-separated (default: the scenario's)"
+        )
+        parser.add_argument("--epochs", type=positive, default=30, help="gradient steps (default 30)")
+        parser.add_argument("--seeds", type=positive, default=1, help="runs averaged per step (default 1)")
+        parser.add_argument(
+            "--evaluate",
+            type=positive,
+            default=8,
+            help="runs without gradients whose mean is the fitted model, on held-out seeds (default 8)",
+        )
+        parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+        parser.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(self, args: argparse.Namespace) -> int:
+        scenario_cls = find_scenario(args.scenario)
+        if scenario_cls.default_start is None:
+            raise UsageError(f"{args.scenario}: this scenario has no observed data to calibrate against")
+        args.start = args.start or scenario_cls.default_start
+        scenario_cls, options, agents, days, device, _ = setup(args)
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            check_writable(out / "parameters.json")
+        except OSError as exc:
+            raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
+        t0 = time.perf_counter()
+        scenario = scenario_cls()
+        model = scenario.build(agents, options, seed=args.seed, device=device)
+        try:
+            calibration = scenario.calibration(
+                model, agents=agents, start=args.start, days=days, streams=args.streams
+            )
+        except ValueError as exc:
+            raise UsageError(f"--streams: {exc}") from None
+
+        def progress(epoch: int, loss: float, parts: dict[str, float]) -> None:
+            detail = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
+            print(
+                f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} ({detail}) "
+                f"{time.perf_counter() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        report = calibration.fit(
+            days,
+            epochs=args.epochs,
+            lr=args.lr,
+            seeds=args.seeds,
+            seed=args.seed,
+            evaluate=args.evaluate,
+            on_epoch=progress,
+        )
+        wall_s = time.perf_counter() - t0
+        summary = {
+            "scenario": scenario_cls.name,
+            "agents": agents,
+            "start": args.start.isoformat(),
+            "days": days,
+            "streams": [s.name for s in calibration.streams],
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            **report.summary(),
+            "wall_s": round(wall_s, 2),
+        }
+        option_values = {
+            k: number(v.value) if not isinstance(v.value, str) else v.value for k, v in options.items()
+        }
+        save_parameters(
+            out / "parameters.json",
+            report.parameters,
+            scenario=scenario_cls.name,
+            agents=agents,
+            start=args.start.isoformat(),
+            options=option_values,
+            observation=report.observation,
+        )
+        with atomic_path(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=1))
+        try:
+            plot_fit(
+                report, out / "fit.png", title=f"{scenario_cls.name}, {agents:,} agents, from {args.start}"
+            )
+        except ImportError:
+            skipped = "fit.png skipped: matplotlib is not installed (pip install 'populace[plot]')"
+            print(f"populace calibrate: {skipped}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            nd = ", ".join(f"{k} ND {v['nd']:.3f}" for k, v in report.metrics.items())
+            print(
+                f"{scenario_cls.name}: calibrated {agents:,} agents x {days} days, {args.epochs} epochs in "
+                f"{wall_s:.0f} s; loss {report.loss[0]:.4f} -> {report.loss[-1]:.4f}; {nd}"
+            )
+            print(f"wrote {out / 'parameters.json'}, {out / 'report.json'}, {out / 'fit.png'}")
+        return 0

@@ -1,0 +1,130 @@
+"""``populace run SCENARIO``: simulate a scenario, print a summary, optionally write the daily series."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from ..files import check_writable
+from ..simulate import Simulation
+from .arguments import UsageError, build, scenario_arguments, setup
+from .command import Command
+from .output import number, peak_rss_mb
+
+__all__ = ["OUT_SUFFIXES", "Run"]
+
+OUT_SUFFIXES = (".parquet", ".csv", ".json")
+
+
+class _Progress:
+    """A progress bar on ``stream`` that appears once a run has taken ``delay`` seconds."""
+
+    def __init__(self, total: int, stream: TextIO, enabled: bool, delay: float = 2.0) -> None:
+        self.total, self.stream, self.enabled, self.delay = total, stream, enabled, delay
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, day: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        if not self.enabled or elapsed < self.delay:
+            return
+        done = day + 1
+        width = 30
+        filled = round(width * done / self.total)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] day {done}/{self.total}  {elapsed:5.1f} s"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Run(Command):
+    help = "run a scenario"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
+        scenario_arguments(parser)
+        parser.add_argument("--out", help="write the daily series to a .parquet, .csv or .json file")
+        parser.add_argument(
+            "--json", action="store_true", help="print one JSON object with timings and results"
+        )
+        parser.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
+        parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
+
+    def run(self, args: argparse.Namespace) -> int:
+        scenario_cls, options, agents, days, device, fitted = setup(args)
+        if args.out is not None:
+            out = Path(args.out)
+            if out.suffix not in OUT_SUFFIXES:
+                raise UsageError(
+                    f"--out: expected a file ending in {', '.join(OUT_SUFFIXES)}, got {args.out!r}"
+                )
+            try:
+                check_writable(out)
+            except OSError as exc:
+                raise UsageError(f"--out: cannot write {args.out!r}: {exc}") from None
+
+        t0 = time.perf_counter()
+        model = build(scenario_cls, options, agents, args.seed, device, fitted)
+        sim = Simulation(model, seed=args.seed, device=device)
+        _sync(device)
+        init_s = time.perf_counter() - t0
+
+        progress = _Progress(days, sys.stderr, enabled=args.progress or not args.json)
+        t1 = time.perf_counter()
+        result = sim.run(days, on_day=progress)
+        _sync(device)
+        sim_s = time.perf_counter() - t1
+        progress.close()
+
+        if args.out is not None:
+            try:
+                result.save(args.out)
+            except OSError as exc:
+                print(f"populace run: error: --out: writing {args.out!r} failed: {exc}", file=sys.stderr)
+                return 1
+        columns = result.to_columns()
+        summary = {
+            "scenario": scenario_cls.name,
+            "agents": agents,
+            "days": days,
+            "seed": args.seed,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "init_s": round(init_s, 4),
+            "sim_s": round(sim_s, 4),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "options": {name: opt.value for name, opt in options.items()},
+            "final": {k: number(v[-1]) for k, v in columns.items() if k != "day"},
+            "daily": {k: [number(x) for x in v] for k, v in columns.items() if k != "day"},
+        }
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            # vector entries ("deaths_by_borough.Bronx") go to --json and --out; the line keeps the totals
+            final = ", ".join(f"{k}={number(v)}" for k, v in summary["final"].items() if "." not in k)
+            print(
+                f"{scenario_cls.name}: {agents:,} agents x {days} days on {device} in {sim_s:.2f} s "
+                f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB)"
+            )
+            print(f"final: {final}")
+            if args.out is not None:
+                print(f"wrote {args.out}")
+        return 0
