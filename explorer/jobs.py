@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from populace import Choice, Param, Scenario, Simulation
-from populace.calibrate import CalibrationReport, load_parameters
+from populace.calibrate import CalibrationReport
+from populace.experiment import Experiment
 from populace.model import Model
 from populace.sensitivity import Output, Sensitivity, sensitivity
 from populace.simulate import Checkpointed, Result
@@ -169,13 +170,10 @@ def calibrate(
     start = start or scenario.default_start
     if start is None:
         raise ValueError(f"{scenario.name}: this scenario has no observed data to calibrate against")
-    instance = scenario()
-    texts = instance.observed_options(start)
-    options = scenario.defaults()
-    for name, text in texts.items():
-        options[name] = options[name].parse(text, name)
-    model = instance.build(agents, options, seed=seed, device="cpu")
-    calibration = instance.calibration(model, agents=agents, start=start, days=days, streams=None)
+    texts = scenario().observed_options(start)
+    experiment = Experiment.from_texts(scenario, agents=agents, seed=seed, observed=True, start=start)
+    model = experiment.model()
+    calibration = experiment.calibration(model, days=days)
     report = calibration.fit(
         days,
         epochs=epochs,
@@ -188,10 +186,7 @@ def calibrate(
 def _build(
     scenario: type[Scenario], options: Options, agents: int, seed: int, fitted: Mapping[str, Any] | None
 ) -> Model:
-    model = scenario().build(agents, dict(options), seed=seed, device="cpu")
-    if fitted is not None:
-        load_parameters(model, dict(fitted))
-    return model
+    return Experiment(scenario, options, agents, seed, fitted=fitted).model()
 
 
 def _run(

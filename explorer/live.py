@@ -29,7 +29,8 @@ import param
 import torch
 
 from populace import Choice, Param, ParamError, Scenario, Simulation
-from populace.calibrate import Stream, load_parameters
+from populace.calibrate import Stream
+from populace.experiment import Experiment
 from populace.model import Model
 from populace.scenario import find_scenario, scenarios
 from populace.synth.geography import PolygonSet
@@ -334,22 +335,15 @@ class LiveRun(param.Parameterized):
         agents = int(self.agents)
         with self._lock:
             options = dict(self.options)
-            scenario = cls()
-            model = scenario.build(agents, options, seed=int(self.seed), device=self.device)
-            if self.fitted is not None:
-                load_parameters(model, self.fitted)
+            experiment = Experiment(cls, options, agents, int(self.seed), self.device, self.fitted)
+            model = experiment.model()
             sim = Simulation(model, seed=int(self.seed), device=self.device)
             self._live = _live_tensors(model, options)
             self._built = options
             self.pending = set()
             self.model, self._sim = model, sim
-            start = cls.default_start
-            self.observed = (
-                []
-                if start is None
-                else scenario.observed(model, agents=agents, start=start, days=int(self.days))
-            )
-            recipe = scenario.recipe(options)
+            self.observed = experiment.observed(model, days=int(self.days))
+            recipe = cls().recipe(options)
             where = None if recipe is None else (recipe.name, agents, int(self.seed))
             if where != self._map_of:  # a reset of the same population keeps its map
                 self.map = _agent_map(recipe, agents, int(self.seed)) if recipe is not None else None

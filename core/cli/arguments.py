@@ -15,15 +15,12 @@ from typing import NoReturn
 
 import torch
 
-from ..calibrate import load_parameters, read_parameters
-from ..model import Model
-from ..scenario import Scenario, find_scenario, parse_sets
+from ..experiment import Experiment
 
 __all__ = [
     "MAX_AGENTS",
     "Parser",
     "UsageError",
-    "build",
     "date",
     "names",
     "non_negative",
@@ -148,44 +145,22 @@ def scenario_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def setup(args: argparse.Namespace) -> tuple[type[Scenario], dict, int, int, torch.device, dict | None]:
-    """Scenario, options (the ``--params`` file's, the scenario's observed ones for calibration, then
-    ``--set``), agents, days, device and the fitted values of ``--params``."""
+def setup(args: argparse.Namespace) -> tuple[Experiment, int]:
+    """The :class:`~populace.experiment.Experiment` the arguments describe (options: the scenario's observed
+    ones for calibration, the ``--params`` file's, then ``--set``; its fitted values) and the days to run."""
     agents = parse_count(args.agents, "--agents") if args.agents is not None else None
     days = parse_count(args.days, "--days") if args.days is not None else None
-    device = parse_device(args.device)
-    scenario_cls = find_scenario(args.scenario)
-    fitted = None
-    sets: list[str] = []
-    if getattr(args, "start", None) is not None:
-        sets += [f"{k}={v}" for k, v in scenario_cls().observed_options(args.start).items()]
-    if getattr(args, "params", None) is not None:
-        content = read_parameters(args.params)
-        if content.get("scenario") not in (None, scenario_cls.name):
-            raise UsageError(
-                f"--params: {args.params!r} was fitted for {content['scenario']}, not {args.scenario}"
-            )
-        sets += [f"{k}={v}" for k, v in content.get("options", {}).items()]
-        fitted = content["parameters"]
-        agents = agents or content.get("agents")
-    options = parse_sets(scenario_cls, [*sets, *args.set])
-    agents = agents or scenario_cls.default_agents
-    days = days or scenario_cls.default_days
-    if agents > MAX_AGENTS:
-        raise UsageError(f"--agents: at most {MAX_AGENTS} agents are supported, got {agents}")
-    return scenario_cls, options, agents, days, device, fitted
-
-
-def build(
-    scenario_cls: type[Scenario],
-    options: dict,
-    agents: int,
-    seed: int,
-    device: torch.device,
-    fitted: dict | None,
-) -> Model:
-    """The scenario's model, with the fitted values of ``--params`` loaded."""
-    model = scenario_cls().build(agents, options, seed=seed, device=device)
-    if fitted is not None:
-        load_parameters(model, fitted)
-    return model
+    start = getattr(args, "start", None)
+    experiment = Experiment.from_texts(
+        args.scenario,
+        args.set,
+        agents=agents,
+        seed=args.seed,
+        device=parse_device(args.device),
+        params=getattr(args, "params", None),
+        observed=start is not None,
+        start=start,
+    )
+    if experiment.agents > MAX_AGENTS:
+        raise UsageError(f"--agents: at most {MAX_AGENTS} agents are supported, got {experiment.agents}")
+    return experiment, days or experiment.scenario.default_days

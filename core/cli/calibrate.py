@@ -48,7 +48,8 @@ class Calibrate(Command):
         if scenario_cls.default_start is None:
             raise UsageError(f"{args.scenario}: this scenario has no observed data to calibrate against")
         args.start = args.start or scenario_cls.default_start
-        scenario_cls, options, agents, days, device, _ = setup(args)
+        experiment, days = setup(args)
+        options, agents = experiment.options, experiment.agents
         out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,9 @@ class Calibrate(Command):
         except OSError as exc:
             raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
         t0 = time.perf_counter()
-        scenario = scenario_cls()
-        model = scenario.build(agents, options, seed=args.seed, device=device)
+        model = experiment.model()
         try:
-            calibration = scenario.calibration(
-                model, agents=agents, start=args.start, days=days, streams=args.streams
-            )
+            calibration = experiment.calibration(model, days=days, streams=args.streams)
         except ValueError as exc:
             raise UsageError(f"--streams: {exc}") from None
 

@@ -13,7 +13,7 @@ import torch
 
 from ..files import check_writable
 from ..simulate import Simulation
-from .arguments import UsageError, build, scenario_arguments, setup
+from .arguments import UsageError, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
 
@@ -68,7 +68,9 @@ class Run(Command):
         parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
 
     def run(self, args: argparse.Namespace) -> int:
-        scenario_cls, options, agents, days, device, fitted = setup(args)
+        experiment, days = setup(args)
+        scenario_cls, options, agents = experiment.scenario, experiment.options, experiment.agents
+        device = torch.device(experiment.device)
         if args.out is not None:
             out = Path(args.out)
             if out.suffix not in OUT_SUFFIXES:
@@ -81,7 +83,7 @@ class Run(Command):
                 raise UsageError(f"--out: cannot write {args.out!r}: {exc}") from None
 
         t0 = time.perf_counter()
-        model = build(scenario_cls, options, agents, args.seed, device, fitted)
+        model = experiment.model()
         sim = Simulation(model, seed=args.seed, device=device)
         _sync(device)
         init_s = time.perf_counter() - t0

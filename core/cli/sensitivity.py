@@ -11,7 +11,7 @@ import torch
 
 from ..sensitivity import sensitivity
 from ..simulate import Checkpointed, Simulation
-from .arguments import UsageError, build, names, positive, scenario_arguments, setup
+from .arguments import UsageError, names, positive, scenario_arguments, setup
 from .command import Command
 from .output import peak_rss_mb
 
@@ -39,11 +39,13 @@ class Sensitivity(Command):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def run(self, args: argparse.Namespace) -> int:
-        scenario_cls, options, agents, days, device, fitted = setup(args)
+        experiment, days = setup(args)
+        scenario_cls, agents = experiment.scenario, experiment.agents
+        device = torch.device(experiment.device)
         outputs = args.outputs or list(scenario_cls.default_outputs)
         if not outputs:
             raise UsageError(f"--outputs: {scenario_cls.name} has no default outcomes; name some")
-        model = build(scenario_cls, options, agents, args.seed, device, fitted)
+        model = experiment.model()
         fast = time.perf_counter()
         Simulation(model, seed=args.seed, device=device).run(days)
         fast_s = time.perf_counter() - fast
