@@ -39,6 +39,7 @@ def test_a_file_fitted_for_another_scenario_is_refused(tmp_path) -> None:
 def test_observed_options_need_a_start_date() -> None:
     with pytest.raises(ParamError, match="no observed data"):
         Experiment.from_texts("bench-seir", observed=True)
+    experiment = Experiment.from_texts("bench-seir", agents=1_000)
+    model = experiment.model()
     with pytest.raises(ParamError, match="no observed data to calibrate against"):
-        experiment = Experiment.from_texts("bench-seir", agents=1_000)
-        experiment.calibration(experiment.model(), days=5)
+        experiment.calibration(model, days=5)
