@@ -1,7 +1,10 @@
 """Benchmark: ``nyc-covid`` × 120 days at 100k, 1M and 8.4M agents, default options (PCR testing, behaviour
 archetypes) and with every intervention on (PCR testing, vaccination, masks, closures, stimulus).
 
-    python benchmarks/bench_nyc_covid.py [--sizes 100k,1M,8.4M] [--device cpu|cuda]
+    python benchmarks/bench_nyc_covid.py [--sizes 100k,1M,8.4M] [--device cpu|cuda] [--baseline PYTHON]
+
+``--baseline`` runs each case with another checkout's Python right after (a refactor's before and after in
+one run; the record keeps both and their ratio).
 
 Targets (issue 4): 8.4M × 120 days under 30 s of ``sim_s`` with peak RSS under 3 GB on the 2-core machine;
 100k under 1 s. The population is built once (cached) before the timed runs, so ``init_s`` is load plus
@@ -35,8 +38,8 @@ EVERYTHING = [
 ]
 
 
-def run(agents: str, days: int, device: str, sets: list[str]) -> dict:
-    command = [sys.executable, "-m", "populace.cli", "run", "nyc-covid", "--agents", agents]
+def run(agents: str, days: int, device: str, sets: list[str], python: str = sys.executable) -> dict:
+    command = [python, "-m", "populace.cli", "run", "nyc-covid", "--agents", agents]
     command += ["--days", str(days), "--device", device, "--json"]
     for item in sets:
         command += ["--set", item]
@@ -58,6 +61,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100k,1M,8.4M")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--baseline", metavar="PYTHON", help="python of another checkout to compare with")
+    parser.add_argument("--cases", default="default,all interventions", help="which option sets to run")
     args = parser.parse_args()
     runs = []
     for agents in args.sizes.split(","):
@@ -68,10 +73,19 @@ def main() -> None:
             capture_output=True,
         )
         for label, sets in (("default", []), ("all interventions", EVERYTHING)):
+            if label not in args.cases.split(","):
+                continue
             result = run(agents, args.days, args.device, sets)
             runs.append({"options": label, **result})
             print(json.dumps(runs[-1]), file=sys.stderr)
+            if args.baseline:
+                base = run(agents, args.days, args.device, sets, args.baseline)
+                runs.append({"options": label, "baseline": True, **base})
+                runs[-2]["sim_s_vs_baseline"] = round(result["sim_s"] / base["sim_s"], 3)
+                print(json.dumps(runs[-1]), file=sys.stderr)
     record = {"benchmark": "nyc-covid", "machine": machine(), "interventions": EVERYTHING, "runs": runs}
+    if args.baseline:
+        record["baseline"] = args.baseline
     print(json.dumps(record))
     append(RESULTS, record)
 

@@ -3,6 +3,10 @@ same model back to back, so the ratio of two figures taken together is what coun
 
     python benchmarks/bench_seir.py                      # populace only
     python benchmarks/bench_seir.py --starsim ~/starsim-venv/bin/python   # and the peer at 1M
+    python benchmarks/bench_seir.py --baseline ../before/.venv/bin/python   # and another checkout
+
+``--baseline`` runs the same command with another checkout's Python after each run (a refactor's before and
+after in one run, on the same machine at the same time; the record keeps both and their ratio).
 
 Each run is a fresh process (``populace run ... --json``), so peak RSS is that run's own. Prints one JSON
 object and appends it to ``benchmarks/bench_seir_results.json``.
@@ -25,9 +29,9 @@ PEER = HERE.parent.parent / "shared" / "peers" / "bench_starsim.py"
 SIZES = ("100k", "1M", "8.4M")
 
 
-def populace(agents: str, days: int, device: str, seed: int) -> dict:
+def populace(agents: str, days: int, device: str, seed: int, python: str = sys.executable) -> dict:
     command = [
-        sys.executable,
+        python,
         "-m",
         "populace.cli",
         "run",
@@ -69,16 +73,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--starsim", metavar="PYTHON", help="python of a venv with starsim==3.7.2")
     parser.add_argument("--starsim-script", type=Path, default=PEER)
+    parser.add_argument("--baseline", metavar="PYTHON", help="python of another checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each size (with --baseline: pairs)")
     parser.add_argument(
         "--no-record", action="store_true", help="print only; do not append to the results file"
     )
     args = parser.parse_args()
 
     record: dict = {"benchmark": "bench-seir", **machine(), "runs": []}
+    if args.baseline:
+        record["baseline"] = args.baseline
     for size in args.sizes:
-        run = populace(size, args.days, args.device, args.seed)
-        record["runs"].append(run)
-        print(json.dumps(run), file=sys.stderr)
+        for _ in range(args.repeat):
+            run = populace(size, args.days, args.device, args.seed)
+            record["runs"].append(run)
+            print(json.dumps(run), file=sys.stderr)
+            if args.baseline:
+                base = {**populace(size, args.days, args.device, args.seed, args.baseline), "baseline": True}
+                record.setdefault("baseline_runs", []).append(base)
+                print(json.dumps(base), file=sys.stderr)
+                run["sim_s_vs_baseline"] = round(run["sim_s"] / base["sim_s"], 3)
         if args.starsim and run["agents"] == 1_000_000:
             peer = starsim(args.starsim, 1_000_000, args.days, args.starsim_script)
             record["starsim_1m"] = peer
