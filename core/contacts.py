@@ -233,7 +233,22 @@ class AgeMixing(Contacts):
         return torch.index_select(rate, 0, self.cell_index, out=out)
 
 
-class EdgeNetwork(Contacts):
+class _PerAgent(Contacts):
+    """A structure whose pressure is per agent (what each emits), not per place."""
+
+    @abc.abstractmethod
+    def _device(self) -> torch.device: ...
+
+    def empty_pressure(self) -> torch.Tensor:
+        return torch.zeros(self.n_agents, device=self._device())
+
+    def add_sources(
+        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        return _index_add(pressure, agents, weights)
+
+
+class EdgeNetwork(_PerAgent):
     """Explicit directed contacts ``source -> target`` stored in CSR order (sorted by target).
 
     Args:
@@ -283,13 +298,8 @@ class EdgeNetwork(Contacts):
         """Sources of the edges into ``agent``."""
         return self.source[self.indptr[agent] : self.indptr[agent + 1]]
 
-    def empty_pressure(self) -> torch.Tensor:
-        return torch.zeros(self.n_agents, device=self.rate.device)
-
-    def add_sources(
-        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        return _index_add(pressure, agents, weights)
+    def _device(self) -> torch.device:
+        return self.rate.device
 
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
@@ -302,7 +312,7 @@ class EdgeNetwork(Contacts):
         return hazard
 
 
-class DistanceKernel(Contacts):
+class DistanceKernel(_PerAgent):
     """Agents at fixed positions (farms) infect each other at a rate that falls with distance,
     K(d) = 1 / (1 + (d / r0)^α) (the transmission kernel of Boender et al. 2007, PLoS Comput Biol 3:e71).
 
@@ -332,13 +342,8 @@ class DistanceKernel(Contacts):
         register_param(self, "r0", r0)
         register_param(self, "alpha", alpha)
 
-    def empty_pressure(self) -> torch.Tensor:
-        return torch.zeros(self.n_agents, device=self.x.device)
-
-    def add_sources(
-        self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        return _index_add(pressure, agents, weights)
+    def _device(self) -> torch.device:
+        return self.x.device
 
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None

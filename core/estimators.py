@@ -26,7 +26,30 @@ import torch
 
 from .samplers import HardGumbel, LaterInfections, SellkeThreshold, SmoothedBernoulli
 
-__all__ = ["ESTIMATORS", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
+__all__ = ["ESTIMATORS", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Today's infection draw, as a disease layer hands it to its estimator.
+
+    Attributes:
+        rate: ``float32[agents]`` today's hazard on each agent (≥ 0), carrying gradients.
+        sample: ``bool[agents]`` who is infected today (the exact sample).
+        open_: ``float32[agents]`` each agent's soft susceptibility (1 − its infection weight).
+        uniform: ``float32[agents]`` the uniform each agent's threshold implies today.
+        waiting: ``bool[agents]`` agents still susceptible after today.
+        day: today.
+        later: what the reverse pass learns of later infections (from :meth:`Estimator.later`).
+    """
+
+    rate: torch.Tensor
+    sample: torch.Tensor
+    open_: torch.Tensor
+    uniform: torch.Tensor
+    waiting: torch.Tensor
+    day: int
+    later: LaterInfections | None
 
 
 @dataclass(frozen=True)
@@ -46,22 +69,10 @@ class Estimator(abc.ABC):
         """The exact 0/1 ``sample`` of Bernoulli(``p``) (drawn as ``u < p``; ``u`` may be unknown) as a float
         tensor carrying the estimator's derivative with respect to ``p``."""
 
-    def infect(
-        self,
-        rate: torch.Tensor,
-        sample: torch.Tensor,
-        *,
-        open_: torch.Tensor,
-        uniform: torch.Tensor,
-        waiting: torch.Tensor,
-        day: int,
-        later: LaterInfections | None,
-    ) -> torch.Tensor:
-        """Today's infections (the exact ``sample``, ``bool[agents]``) as a float tensor whose derivative goes
-        to ``rate`` (``float32[agents]``: today's hazard on each agent, ≥ 0). ``open_``: each agent's soft
-        susceptibility (1 − its infection weight), ``uniform``: the uniform its threshold implies today,
-        ``waiting``: agents still susceptible after today, ``later``: from :meth:`later`."""
-        return self.bernoulli(-torch.expm1(-rate) * open_, uniform, sample.float())
+    def infect(self, draw: Draw) -> torch.Tensor:
+        """Today's infections (the exact ``draw.sample``) as a float tensor whose derivative goes to
+        ``draw.rate``."""
+        return self.bernoulli(-torch.expm1(-draw.rate) * draw.open_, draw.uniform, draw.sample.float())
 
 
 @dataclass(frozen=True)
@@ -79,20 +90,10 @@ class Sellke(Estimator):
     def bernoulli(self, p: torch.Tensor, u: torch.Tensor | None, sample: torch.Tensor) -> torch.Tensor:
         return SmoothedBernoulli.apply(p, sample)
 
-    def infect(
-        self,
-        rate: torch.Tensor,
-        sample: torch.Tensor,
-        *,
-        open_: torch.Tensor,
-        uniform: torch.Tensor,
-        waiting: torch.Tensor,
-        day: int,
-        later: LaterInfections | None,
-    ) -> torch.Tensor:
-        if later is None:
+    def infect(self, draw: Draw) -> torch.Tensor:
+        if draw.later is None:
             raise ValueError("estimator: Sellke needs the state's record of later infections")
-        return SellkeThreshold.apply(rate, sample, waiting, day, later)
+        return SellkeThreshold.apply(draw.rate, draw.sample, draw.waiting, draw.day, draw.later)
 
 
 @dataclass(frozen=True)

@@ -407,10 +407,9 @@ class Covid(Infection):
         return state
 
     def progress(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:
-        agents = torch.nonzero(state.due == ctx.day).squeeze(1)
+        agents, was = self.due_today(state, ctx.day)
         if agents.numel() == 0:
             return
-        was = state.stage[agents]
         moves: list[Move] = []
         for src in (Stage.E, Stage.P, Stage.A, Stage.M, Stage.MH, Stage.H, Stage.HD):
             group = agents[was == src]
@@ -431,8 +430,7 @@ class Covid(Infection):
                     state, moves, group, src, 2, self.probability(3, group), (Stage.HD, 5), (Stage.H, 4)
                 )
             else:
-                w = None if state.weight is None else state.weight[group]
-                moves.append(Move(group, src, Stage.D if src == Stage.HD else Stage.R, None, w))
+                moves.append(self.moving(state, group, src, Stage.D if src == Stage.HD else Stage.R, None))
         self.move(state, ctx.day, moves)
 
     def _split(

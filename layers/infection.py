@@ -39,7 +39,7 @@ from torch import nn
 
 from populace.aggregation import Aggregation, LocalAggregation
 from populace.contacts import Contacts, Places
-from populace.estimators import Estimator, Smoothed
+from populace.estimators import Draw, Estimator, Smoothed
 from populace.model import Layer, LayerState, Link, Phase, StepContext
 from populace.samplers import LaterInfections
 
@@ -286,6 +286,17 @@ class Infection(Layer):
         """``bool`` of each ``uint8`` stage code: infectious or not."""
         return (stage - self._first_infectious) < self._n_infectious  # uint8 wraps below the first
 
+    def due_today(self, state: InfectionState, day: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The agents (``int64[k]``) whose progression is due ``day``, and their current stages."""
+        agents = torch.nonzero(state.due == day).squeeze(1)
+        return agents, state.stage[agents]
+
+    def moving(
+        self, state: InfectionState, agents: torch.Tensor, src: int, to: int, duration: int | None
+    ) -> Move:
+        """A :class:`Move` of ``agents`` carrying their weights (differentiable mode)."""
+        return Move(agents, src, to, duration, None if state.weight is None else state.weight[agents])
+
     def _emits(self, stage: int) -> bool:
         return 0 <= stage - self._first_infectious < self._n_infectious
 
@@ -364,15 +375,16 @@ class Infection(Layer):
         sample = state.threshold - hazard.detach() <= 0
         rate = (hazard if susceptible is None else hazard * susceptible).clamp(min=0)
         uniform = state.threshold if susceptible is None else state.threshold * susceptible
-        x = self.estimator.infect(
-            rate,
-            sample,
+        draw = Draw(
+            rate=rate,
+            sample=sample,
             open_=self.open_weight(state),
             uniform=-torch.expm1(-uniform.clamp(min=0)),
             waiting=torch.isfinite(state.threshold) & ~sample,
             day=ctx.day,
             later=state.later,
         )
+        x = self.estimator.infect(draw)
         state.threshold = state.threshold - hazard.detach()
         new = torch.nonzero(sample).squeeze(1)
         state.weight = state.weight + x

@@ -22,7 +22,7 @@ from populace.model import StepContext
 from populace.params import Param, register_param
 
 from .effects import Effects
-from .infection import Infection, InfectionState, Move
+from .infection import Infection, InfectionState
 
 __all__ = ["SEIR", "SEIRState", "Stage"]
 
@@ -165,17 +165,8 @@ class SEIR(Infection):
         state.due[new] = ctx.day + state.durations[0, new].to(torch.int32)
 
     def progress(self, state: SEIRState, ctx: StepContext, effects: list[Effects]) -> None:
-        due = torch.nonzero(state.due == ctx.day).squeeze(1)
-        if due.numel() == 0:
-            return
-        was = state.stage[due]
-        to_i, to_r = due[was == Stage.E], due[was == Stage.I]
-        w = state.weight
-        self.move(
-            state,
-            ctx.day,
-            [
-                Move(to_i, Stage.E, Stage.I, 1, None if w is None else w[to_i]),
-                Move(to_r, Stage.I, Stage.R, None, None if w is None else w[to_r]),
-            ],
-        )
+        due, was = self.due_today(state, ctx.day)
+        if due.numel():
+            to_i = self.moving(state, due[was == Stage.E], Stage.E, Stage.I, 1)  # then infectious for a while
+            to_r = self.moving(state, due[was == Stage.I], Stage.I, Stage.R, None)
+            self.move(state, ctx.day, [to_i, to_r])

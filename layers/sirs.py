@@ -25,7 +25,7 @@ from populace.model import StepContext
 from populace.params import Param, register_param
 
 from .effects import Effects
-from .infection import Infection, InfectionState, Move
+from .infection import Infection, InfectionState
 
 __all__ = ["SIRS", "SIRSState"]
 
@@ -120,20 +120,12 @@ class SIRS(Infection):
         state.due[new] = ctx.day + 1 + state.durations[0, new]  # infectious from the next day
 
     def progress(self, state: SIRSState, ctx: StepContext, effects: list[Effects]) -> None:
-        due = torch.nonzero(state.due == ctx.day).squeeze(1)
+        due, was = self.due_today(state, ctx.day)
         if due.numel() == 0:
             return
-        was = state.stage[due]
-        recover, wane = due[was == Stage.I], due[was == Stage.R]
-        w = state.weight
-        self.move(
-            state,
-            ctx.day,
-            [
-                Move(recover, Stage.I, Stage.R, 1, None if w is None else w[recover]),
-                Move(wane, Stage.R, Stage.S, None, None if w is None else w[wane]),
-            ],
-        )
+        wane = due[was == Stage.R]
+        recover = self.moving(state, due[was == Stage.I], Stage.I, Stage.R, 1)  # then immune for a while
+        self.move(state, ctx.day, [recover, self.moving(state, wane, Stage.R, Stage.S, None)])
         if wane.numel():  # susceptible again: a fresh threshold, and no infection to carry
             fresh = ctx.streams.exponential(f"{self.name}.threshold", self.n_agents, ctx.day)
             state.threshold[wane] = fresh[wane]
