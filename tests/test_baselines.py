@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from update_baselines import BASELINES, UPDATE, baseline, path_of, setup
 
-from populace import scenarios
+from populace.scenario import scenarios
 
 SERIES_RTOL = 1e-6
 GRADIENT_RTOL = 1e-4

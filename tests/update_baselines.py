@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from populace import Model, Scenario, scenarios, simulate
+from populace import Model, Scenario, simulate
 from populace.files import atomic_path
+from populace.scenario import scenarios
 from populace.sensitivity import sensitivity
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
