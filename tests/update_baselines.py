@@ -14,14 +14,17 @@ atomically (a temporary file in ``tests/baselines/``, then ``os.replace``). Revi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from populace import Model, Scenario, simulate
 from populace.files import atomic_path
@@ -77,8 +80,25 @@ def _outcome(scenario: type[Scenario], model: Model, chosen: Setup) -> str:
     return "total:" + next(n for n in model.observables() if n.startswith("new_"))
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one CPU thread: the same bits on any number of cores, and no thread spinning on a busy
+    machine (two threads on a loaded 2-core machine ran these runs 5-10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def baseline(name: str) -> dict[str, Any]:
-    """A fresh baseline of scenario ``name`` (what the golden file stores), built on the CPU."""
+    """A fresh baseline of scenario ``name`` (what the golden file stores), built on one CPU thread."""
+    with _one_thread():
+        return _baseline(name)
+
+
+def _baseline(name: str) -> dict[str, Any]:
     scenario = scenarios()[name]
     chosen = setup(name)
     agents = _agents(scenario, chosen)
