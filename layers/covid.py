@@ -370,10 +370,9 @@ class Covid(Infection):
             [ctx.streams.uniform(f"{self.name}.fate.{b}", n) for b in ("symptoms", "severe", "death")]
         )
         fields, seeds = self.infection_state(ctx, len(Stage))
-        fields["due"][seeds] = ctx.day + durations[0, seeds].to(torch.int32)
         dtype = fields["counts"].dtype
         columns = 1 + sum(len(b.labels) for b in self.breakdowns)
-        return CovidState(
+        state = CovidState(
             **fields,
             durations=durations,
             fate=fate,
@@ -381,6 +380,8 @@ class Covid(Infection):
             generation=self._generation(durations, self.fixed_susceptibility()),
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
         )
+        self.seed(state, seeds, ctx)  # their due days (and events, cleared when the first day starts)
+        return state
 
     def value_groups(self) -> torch.Tensor | None:
         """Each agent's cell of all breakdowns combined (borough × age band), or ``None`` without any."""

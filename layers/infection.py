@@ -30,6 +30,7 @@ infection goes), ``infectious`` (the first and last infectious stage: a contiguo
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -188,16 +189,16 @@ class Infection(Layer):
         return state.stage
 
     # ------------------------------------------------------------------ what subclasses declare
+    @abc.abstractmethod
     def progress(self, state: Any, ctx: StepContext, effects: list[Effects]) -> None:
         """Move the agents whose due day is today (the disease's course after infection)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def on_infection(
         self, state: Any, new: torch.Tensor, weight: torch.Tensor | None, ctx: StepContext
     ) -> None:
         """What else happens to agents infected today (``new``, ``int64[k]``; ``weight``: their weights in
         differentiable mode): at least their due day."""
-        raise NotImplementedError
 
     def transmissibility(self) -> torch.Tensor:
         """Per-contact transmissibility, the scale of every setting's force (``beta``)."""
@@ -233,7 +234,7 @@ class Infection(Layer):
     # ------------------------------------------------------------------ set-up
     def infection_state(self, ctx: StepContext, n_stages: int) -> tuple[dict[str, Any], torch.Tensor]:
         """The fields of :class:`InfectionState` at day 0 and the initially infected agents (``int64[k]``),
-        drawn and counted; the subclass builds its state, then calls :meth:`on_infection` for them."""
+        drawn and counted; the subclass builds its state, then calls :meth:`seed` for them."""
         n, device = self.n_agents, ctx.streams.device
         susceptible = self.fixed_susceptibility()
         threshold = ctx.streams.exponential(f"{self.name}.threshold", n)
