@@ -20,7 +20,7 @@ from .samplers import (
     binomial,
     branch_weights,
 )
-from .scenario import Scenario, find_scenario, parse_sets, scenarios
+from .scenario import Scenario, find_scenario, parse_sets
 from .simulate import Checkpointed, GradMode, Result, Simulation, simulate
 
 __version__ = "0.1.0"
@@ -67,6 +67,5 @@ __all__ = [
     "parse_sets",
     "register_param",
     "register_params",
-    "scenarios",
     "simulate",
 ]

@@ -1,5 +1,6 @@
 """Every installed scenario at tiny scale (as Mesa's ``test_examples.py``): the tests are parametrised by
-``populace.scenarios()`` when they are collected, so a new scenario is tested without anyone adding it here.
+``populace.scenario.scenarios()`` when they are collected, so a new scenario is tested without anyone adding
+it here.
 
 Each scenario is built with its default options, run for 40 days in fast mode and in differentiable mode, and
 checked for invariants: finite series, stage counts that add up to the agents every day, same seed => same
