@@ -123,8 +123,8 @@ class Explorer(pn.viewable.Viewer):
         run, frame, session = self.run, self.run.frame, self.session
         session.syncing = True
         try:
-            session.playing = run.playing
-            session.scenario = run.scenario
+            session.show(playing=run.playing)
+            session.show(scenario=run.scenario)
             self.controls.show_options()
         finally:
             session.syncing = False
@@ -141,7 +141,7 @@ class Explorer(pn.viewable.Viewer):
         if changed:  # Bokeh models changed in place reach a notebook only when pushed (a server syncs them)
             push_notebook(self.run_view.map_pane, self.run_view.curve_pane)
         # after the drawing: when the page shows the day, it has that day's map and curves
-        session.param.update(
+        session.show(
             seed=run.seed,
             day=frame.day,
             days=run.days,

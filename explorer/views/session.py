@@ -66,6 +66,13 @@ class Session(param.Parameterized):
         self._job = _JobState()
         self._job_seen = 0
 
+    def show(self, **values: Any) -> None:
+        """Set the parameters whose value differs (the polling loop calls this every tick: an update of
+        unchanged parameters costs more than comparing them)."""
+        changed = {name: value for name, value in values.items() if getattr(self, name) != value}
+        if changed:
+            self.param.update(changed)
+
     # ------------------------------------------------------------------ actions
     def guard(self, action: Callable[[], Any]) -> None:
         """Run a UI action; a bad value or a failure shows in the alert instead of escaping."""
