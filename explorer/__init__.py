@@ -4,6 +4,7 @@ on a map and the epidemic curves respond to the intervention controls.
 * :class:`LiveRun` — the run under live control (a ``param.Parameterized`` model, no UI code);
 * :class:`Explorer` — its views (a ``pn.viewable.Viewer``): ``Explorer(scenario="classroom")`` displays in a
   notebook; ``populace explore`` serves it (:mod:`.command`, plugged into ``populace`` by entry point).
+* :mod:`.views` — the parts of its page (sidebar and tabs), each a ``Viewer`` on one session's state.
 
 ``core`` never imports this package; it needs the ``explorer`` extra (``pip install 'populace[explorer]'``).
 The names below load on first use, so that ``populace`` can find the ``explore`` command without loading
