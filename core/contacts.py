@@ -140,7 +140,12 @@ class Places(Contacts):
         return pressure * (self.pair_rate * (scale * self.weight))
 
     def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
-        return self._rate(pressure, scale)[self.place_index[agents].long()]
+        # Gathered first: O(len(agents)), not O(places) (the same products as force's, element by element).
+        place = self.place_index[agents].long()
+        per_contact = scale * self.weight
+        if per_contact.dim():
+            per_contact = per_contact[place]
+        return pressure[place] * (self.pair_rate[place] * per_contact)
 
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None

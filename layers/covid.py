@@ -250,6 +250,7 @@ class Covid(Infection):
     stage_names = tuple(s.name for s in Stage)
     infected_stage = Stage.E
     infectious = (Stage.P, Stage.MH)
+    attributes_by_setting = True  # new_infections_by_setting
     beta: torch.Tensor
     asymptomatic_factor: torch.Tensor
     symptomatic_scale: torch.Tensor

@@ -130,15 +130,11 @@ class SEIR(Infection):
         )
 
     def observables(self) -> tuple[str, ...]:
-        names = ("S", "E", "I", "R", "new_infections", "new_infections_by_setting")
-        return tuple(self.prefix + name for name in names)
-
-    def labels(self) -> dict[str, tuple[str, ...]]:
-        return {self.prefix + "new_infections_by_setting": tuple(self.settings)}
+        return tuple(self.prefix + name for name in ("S", "E", "I", "R", "new_infections"))
 
     def observe(self, state: SEIRState) -> dict[str, torch.Tensor]:
         c = state.counts.clone()  # a snapshot: fast mode updates the counts in place
-        values = (c[0], c[1], c[2], c[3], state.incidence.clone(), state.by_setting.clone())
+        values = (c[0], c[1], c[2], c[3], state.incidence.clone())
         return dict(zip(self.observables(), values, strict=True))
 
     # ------------------------------------------------------------------ set-up

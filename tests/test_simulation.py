@@ -220,13 +220,11 @@ def test_a_model_holds_several_agent_types():
         "I",
         "R",
         "new_infections",
-        "new_infections_by_setting",
         "farm_S",
         "farm_E",
         "farm_I",
         "farm_R",
         "farm_new_infections",
-        "farm_new_infections_by_setting",
     )
     result = simulate(model, 60, seed=1, grad="full")
     assert total(result) == 4_000
