@@ -133,6 +133,11 @@ class Layer(nn.Module, abc.ABC):
         """Names of the contact settings this layer refers to (checked against each disease it acts on)."""
         return ()
 
+    def stream_names(self) -> tuple[str, ...]:
+        """The random streams this layer draws from, without its name (``"threshold"`` is drawn as
+        ``covid.threshold``): a simulation refuses a draw from any stream no layer declares."""
+        return ()
+
 
 L = TypeVar("L", bound="Layer")
 
@@ -197,6 +202,7 @@ class Model(nn.Module):
             layer.name = name
             self.add_module(name, layer)
         self._order = tuple(layer.name for layer in ordered)
+        self._streams = frozenset(f"{layer.name}.{s}" for layer in ordered for s in layer.stream_names())
         for layer in ordered:
             layer.wire(ordered)
         names: dict[str, Layer] = {}
@@ -231,6 +237,10 @@ class Model(nn.Module):
         if name not in self._order:
             raise KeyError(f"no layer {name!r} in the model; its layers: {', '.join(self._order)}")
         return cast(Layer, self._modules[name])
+
+    def stream_names(self) -> frozenset[str]:
+        """Every random stream the layers declare, namespaced by layer (``covid.threshold``)."""
+        return self._streams
 
     def specs(self) -> dict[str, Param]:
         """Every parameter spec, by dotted module path (``covid.beta``)."""

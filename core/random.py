@@ -14,6 +14,8 @@ import hashlib
 
 import torch
 
+from .plugins import did_you_mean
+
 __all__ = ["RandomStreams"]
 
 
@@ -25,14 +27,25 @@ class RandomStreams:
         device: device the generators (and the numbers they draw) live on.
     """
 
-    def __init__(self, seed: int, device: torch.device | str) -> None:
+    def __init__(
+        self, seed: int, device: torch.device | str, *, declared: frozenset[str] | None = None
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
         self.seed = seed
         self.device = torch.device(device)
+        self.declared = declared
 
     def seed_of(self, name: str, day: int | None = None) -> int:
-        """The 63-bit seed of stream ``name`` on ``day`` (``None``: a stream used once, at set-up)."""
+        """The 63-bit seed of stream ``name`` on ``day`` (``None``: a stream used once, at set-up). With
+        ``declared`` (a simulation's: its model's :meth:`~populace.Model.stream_names`), a name outside it is
+        a ``LookupError``: a misspelt stream would otherwise draw numbers of its own, silently."""
+        if self.declared is not None and name not in self.declared:
+            hint = did_you_mean(name, self.declared)
+            raise LookupError(
+                f"random stream {name!r} is not declared by any layer of the model{hint}; a layer lists the "
+                "streams it draws from in stream_names()"
+            )
         key = f"{self.seed}/{name}/{'init' if day is None else day}".encode()
         return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 

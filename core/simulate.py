@@ -123,7 +123,7 @@ class Simulation:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.grad = grad
-        self.streams = RandomStreams(seed, self.device)
+        self.streams = RandomStreams(seed, self.device, declared=model.stream_names())
         self.day = 0
         with self._autograd():
             self.states: list[LayerState] = self.model.init_state(self._ctx(0))

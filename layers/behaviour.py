@@ -279,6 +279,9 @@ class Behaviour(Decider):
             "p_work": (p_work * weights).sum(1),
         }
 
+    def stream_names(self) -> tuple[str, ...]:
+        return DECISIONS
+
     def init_state(self, ctx: StepContext) -> BehaviourState:
         n, device = self.n_agents, ctx.streams.device
         disposition = torch.stack([ctx.streams.uniform(f"{self.name}.{d}", n) for d in DECISIONS])

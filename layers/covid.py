@@ -165,6 +165,8 @@ DURATIONS: dict[str, tuple[Param, Param]] = {
         f"{_KERR}: sev2crit 1.5 ± 2.0 plus crit2die 10.7 ± 4.8 (Verity et al. 2020), summed",
     ),
 }
+_BRANCHES = ("symptoms", "severe", "death")
+"""The branches with a fate uniform per agent (``CovidState.fate``'s rows)."""
 _EVENTS = ("new_infections", "new_symptomatic", "new_admissions", "new_deaths")
 
 
@@ -359,6 +361,9 @@ class Covid(Infection):
             stage == Stage.A, self.asymptomatic_factor, torch.ones_like(self.asymptomatic_factor)
         )
 
+    def stream_names(self) -> tuple[str, ...]:
+        return (*super().stream_names(), *self.durations, *(f"fate.{b}" for b in _BRANCHES))
+
     def init_state(self, ctx: StepContext) -> CovidState:
         n, device = self.n_agents, ctx.streams.device
         durations = torch.stack(
@@ -367,9 +372,7 @@ class Covid(Infection):
                 for name, (mean, sd) in self.durations.items()
             ]
         ).to(torch.uint8)
-        fate = torch.stack(
-            [ctx.streams.uniform(f"{self.name}.fate.{b}", n) for b in ("symptoms", "severe", "death")]
-        )
+        fate = torch.stack([ctx.streams.uniform(f"{self.name}.fate.{b}", n) for b in _BRANCHES])
         fields, seeds = self.infection_state(ctx, len(Stage))
         dtype = fields["counts"].dtype
         columns = 1 + sum(len(b.labels) for b in self.breakdowns)

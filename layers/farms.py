@@ -314,6 +314,9 @@ class PoultryFarms(Infection):
             state.due[new] = ctx.day + delay[new].round().clamp(1, 365).to(torch.int32)
 
     # ------------------------------------------------------------------ set-up
+    def stream_names(self) -> tuple[str, ...]:
+        return (*super().stream_names(), "restock", "detection")
+
     def init_state(self, ctx: StepContext) -> FarmState:
         device = ctx.streams.device
         groups, kinds = len(self.farms.groups), len(self.farms.kinds)

@@ -192,6 +192,9 @@ class Infection(Layer):
     def stage(self, state: InfectionState) -> torch.Tensor:
         return state.stage
 
+    def stream_names(self) -> tuple[str, ...]:
+        return ("threshold", "seeds")
+
     # ------------------------------------------------------------------ what subclasses declare
     @abc.abstractmethod
     def progress(self, state: Any, ctx: StepContext, effects: list[Effects]) -> None:

@@ -91,6 +91,9 @@ class Masks(Modifier):
     def observables(self) -> tuple[str, ...]:
         return ("mask_wearers",)
 
+    def stream_names(self) -> tuple[str, ...]:
+        return ("wearer",)
+
     def init_state(self, ctx: StepContext) -> MasksState:
         wearer = ctx.streams.uniform(f"{self.name}.wearer", self.n_agents) < self.adoption
         presence = None if ctx.differentiable else 1 - self.efficacy * wearer
@@ -172,6 +175,9 @@ class Closures(Modifier):
 
     def work_closed(self, day: int) -> bool:
         return float(self.work_start) <= day < float(self.work_end)
+
+    def stream_names(self) -> tuple[str, ...]:
+        return ("work",)
 
     def init_state(self, ctx: StepContext) -> ClosuresState:
         closed = ctx.streams.uniform(f"{self.name}.work", self.n_workplaces + 1) < self.work_closed_share

@@ -138,6 +138,9 @@ class SEIR(Infection):
         return dict(zip(self.observables(), values, strict=True))
 
     # ------------------------------------------------------------------ set-up
+    def stream_names(self) -> tuple[str, ...]:
+        return (*super().stream_names(), "latent", "infectious")
+
     def _durations(self, ctx: StepContext, name: str, mean_sd: tuple[float, float]) -> torch.Tensor:
         days = ctx.streams.lognormal(f"{self.name}.{name}", self.n_agents, *mean_sd)
         return days.round_().clamp_(1, 255).to(torch.uint8)

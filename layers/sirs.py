@@ -100,6 +100,9 @@ class SIRS(Infection):
         c = state.counts.clone()
         return {"S": c[0], "I": c[1], "R": c[2], "new_infections": state.incidence.clone()}
 
+    def stream_names(self) -> tuple[str, ...]:
+        return (*super().stream_names(), *self.periods)
+
     def init_state(self, ctx: StepContext) -> SIRSState:
         durations = torch.stack(
             [

@@ -243,6 +243,9 @@ class Testing(Modifier):
             column += len(b.labels)
         return out
 
+    def stream_names(self) -> tuple[str, ...]:
+        return ("seek", "queue", "screen", "result", "isolate", "quarantine")
+
     def init_state(self, ctx: StepContext) -> TestingState:
         n, device = self.n_agents, ctx.streams.device
         never = torch.iinfo(torch.int32).min // 2

@@ -193,6 +193,9 @@ class Vaccination(Modifier):
         key = self.age[agents].float() + u[agents]  # random order within a year of age
         return agents[torch.argsort(key, descending=True)]
 
+    def stream_names(self) -> tuple[str, ...]:
+        return ("queue", "uptake")
+
     def init_state(self, ctx: StepContext) -> VaccinationState:
         queue = self.queue(ctx)
         device = queue.device

@@ -8,9 +8,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from populace import Gumbel, Layer, Model, Places, Sellke, Simulation, Smoothed
+from populace import (
+    Gumbel,
+    Layer,
+    Model,
+    Places,
+    Sellke,
+    Simulation,
+    Smoothed,
+    StepContext,
+    find_scenario,
+    parse_sets,
+)
 from populace.calibrate import legacy_name, load_parameters
-from populace.layers import SEIR
+from populace.layers import SEIR, SEIRState
 from populace.layers.npi import MASK_ADOPTION, Masks
 from populace.params import ParamError
 
@@ -102,3 +113,37 @@ def test_parameters_written_before_names_are_read_or_refused() -> None:
         load_parameters(model, {"layers.0.severe_scale": 2.0})
     with pytest.raises(ParamError, match="only 1 layers"):
         load_parameters(model, {"layers.3.beta": 2.0})
+
+
+def test_a_misspelt_stream_fails_at_its_first_draw() -> None:
+    """Streams are declared by layers (``stream_names``); a draw from any other name is refused, naming the
+    near miss, instead of silently drawing numbers of its own."""
+
+    class Typo(SEIR):
+        def stream_names(self) -> tuple[str, ...]:
+            return ("threshold", "seeds", "latent", "infectious")
+
+        def init_state(self, ctx: StepContext) -> SEIRState:
+            ctx.streams.uniform(f"{self.name}.treshold", 3)
+            return super().init_state(ctx)
+
+    model = Model(
+        [Typo(1_000, [Places("everyone", torch.zeros(1_000, dtype=torch.int32))], initial_infections=1)]
+    )
+    assert "seir.threshold" in model.stream_names()
+    with pytest.raises(
+        LookupError,
+        match=r"'seir\.treshold' is not declared by any layer of the model \(did you mean 'seir\.threshold'",
+    ):
+        Simulation(model, seed=0)
+    for scenario in ("nyc-covid",):  # every stream a scenario's layers draw from is declared
+        cls = find_scenario(scenario)
+        sets = [
+            "test_type=antigen",
+            "screening=0.01",
+            "vaccination=on",
+            "vaccine_start=0",
+            "mask_adoption=0.5",
+        ]
+        with torch.no_grad():
+            Simulation(cls().build(3_000, parse_sets(cls, sets), seed=0, device="cpu"), seed=0).run(30)
