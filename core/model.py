@@ -210,8 +210,8 @@ class Model(nn.Module):
             for name in layer.observables():
                 if name in names:
                     raise ValueError(
-                        f"observable {name!r} is reported by two layers, {names[name].name} and {layer.name}; "
-                        "give one a prefix for its series (e.g. SEIR(..., prefix='farm_'))"
+                        f"observable {name!r} is reported by two layers, {names[name].name} and "
+                        f"{layer.name}; give one a prefix for its series (e.g. SEIR(..., prefix='farm_'))"
                     )
                 names[name] = layer
         self._observables = tuple(names)
