@@ -193,7 +193,7 @@ def test_a_loaded_transmission_table_is_checked_when_the_run_starts() -> None:
 def test_bad_calibration_input_is_named() -> None:
     model = _well_mixed(100, 1)
     stream = Stream("a", "new_deaths", torch.zeros(5, 1))
-    with pytest.raises(ParamError, match=r"fit: 'layers\.0\.nope'"):
+    with pytest.raises(ParamError, match=r"fit: 'covid\.nope'"):
         Calibration(model, [stream], fit=["covid.nope"])
     with pytest.raises(ValueError, match="at least one"):
         Calibration(model, [])
