@@ -273,6 +273,14 @@ def test_views_redraw_the_map_and_curves_after_steps(explorer):
     assert len(view.curve_figure.source.data["day"]) == 0  # a reset replaces the rows
 
 
+def test_the_map_legend_says_what_full_colour_means(explorer):
+    view, _ = explorer
+    legend = view.run_view.legend.object
+    assert "full colour: every resident of the pixel in that stage" in legend
+    assert "share of its residents" in legend
+    assert all(group in legend for group in view.run.frame.group_names)
+
+
 def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer):
     view, _ = explorer
     assert "beta" in view._option_widgets
