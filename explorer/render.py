@@ -1,12 +1,15 @@
 """Drawing every agent with Datashader (no UI code; the views wrap the images).
 
 One aggregation per frame counts the agents of each stage group per pixel. Homes (everyone) are drawn in
-greys, histogram-equalised; this layer changes only with the extent, so :class:`MapPainter` keeps it. Over
-it, each pixel with agents past the first group (susceptible) takes the colour of its most common such
-group, more opaque the more of them there are (log scale). That overlay is a ``uint8`` index per pixel into
-a small :func:`palette`, so a frame sends a quarter of an RGBA image's bytes and the browser colours it;
-:func:`composite` blends the two layers into one RGBA image (PNG export). Measured on this 2-core machine
-(benchmarks/README.md): Datashader's own categorical shading took 52 ms for a 620 × 560 frame.
+greys, histogram-equalised; this layer and the residents per pixel change only with the extent, so
+:class:`MapPainter` keeps them. Over it, each pixel with agents past the first group (susceptible) takes
+the colour of its most common such group, as opaque as the *share* of the pixel's residents past
+susceptible (:data:`LEVELS` steps): full colour means every resident of the pixel is past susceptible, one
+infected agent among a hundred is faint, so the coloured share of the map tracks the share of agents
+infected (:func:`shading`). That overlay is a ``uint8`` index per pixel into a small :func:`palette`, so a
+frame sends a quarter of an RGBA image's bytes and the browser colours it; :func:`composite` blends the two
+layers into one RGBA image (PNG export). Measured on this 2-core machine (benchmarks/README.md):
+Datashader's own categorical shading took 52 ms for a 620 × 560 frame.
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-__all__ = ["COLOURS", "LEVELS", "Extent", "MapPainter", "View", "colour", "composite", "palette", "to_png"]
+__all__ = [
+    "COLOURS",
+    "LEVELS",
+    "Extent",
+    "MapPainter",
+    "View",
+    "colour",
+    "composite",
+    "palette",
+    "shading",
+    "to_png",
+]
 
 COLOURS = {
     "susceptible": "#9a9a9a",
@@ -31,9 +45,9 @@ COLOURS = {
     "dead": "#111111",
 }
 _OTHER = ("#1f77b4", "#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
-MIN_ALPHA = 150
 LEVELS = 16
-"""Opacity steps of the overlay: the map has 1 + 16 × (groups − 1) colours (:func:`palette`)."""
+"""Opacity steps of the overlay, one per sixteenth of a pixel's residents: the map has 1 + 16 × (groups − 1)
+colours (:func:`palette`), so up to 16 groups fit the one byte a pixel is sent as."""
 
 
 def colour(group: str, index: int = 0) -> str:
@@ -74,7 +88,8 @@ class MapPainter:
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
-        self._homes: dict[View, np.ndarray] = {}
+        self._homes: dict[View, tuple[np.ndarray, np.ndarray]] = {}  # RGBA (top first), residents
+        # (first row at the bottom, as Datashader aggregates)
 
     def paint(self, groups: np.ndarray | None, group_names: tuple[str, ...], view: View) -> np.ndarray:
         """The map as one RGBA image; ``groups``: ``uint8[agents]``, each agent's group (index into
@@ -83,20 +98,30 @@ class MapPainter:
 
     def homes(self, view: View) -> np.ndarray:
         """Greys by the density of homes (kept per view; read-only)."""
+        return self._layer(view)[0]
+
+    def residents(self, view: View) -> np.ndarray:
+        """``int64[height, width]``: the agents living in each pixel, first row at the top (kept per view;
+        read-only)."""
+        return self._layer(view)[1][::-1]
+
+    def _layer(self, view: View) -> tuple[np.ndarray, np.ndarray]:
         if view not in self._homes:
             density = view.canvas().points(pd.DataFrame({"x": self.x, "y": self.y}, copy=False), "x", "y")
             shaded = tf.shade(density, cmap=["#ececec", "#a0a0a0"], how="eq_hist")
             data = np.ascontiguousarray(shaded.data[::-1])
             if len(self._homes) >= 32:  # zooming visits many extents; keep the memory bounded
                 self._homes.clear()
-            self._homes[view] = data.view(np.uint8).reshape(*data.shape, 4)
-            self._homes[view].flags.writeable = False
+            rgba = data.view(np.uint8).reshape(*data.shape, 4)
+            residents = density.values.astype(np.int64)  # the overlay's binning: first row at the bottom
+            rgba.flags.writeable = residents.flags.writeable = False
+            self._homes[view] = (rgba, residents)
         return self._homes[view]
 
     def overlay(self, groups: np.ndarray | None, group_names: tuple[str, ...], view: View) -> np.ndarray:
         """Each pixel's colour index in :func:`palette`: 0 where no agent is past the first group
-        (susceptible), else its most common such group at one of :data:`LEVELS` opacities by their number
-        (log scale, relative to the densest pixel)."""
+        (susceptible), else its most common such group at one of :data:`LEVELS` opacities by the share of
+        the pixel's residents past susceptible (rounded to the nearest sixteenth, at least the faintest)."""
         out = np.zeros((view.height, view.width), dtype=np.uint8)
         if groups is None or len(group_names) < 2:
             return out
@@ -117,21 +142,29 @@ class MapPainter:
         if lit.size == 0:
             return out
         group = flat[lit, 1:].argmax(axis=1)
-        strength = np.log1p(total[lit]) / np.log1p(total[lit].max())
-        level = np.clip(np.ceil(strength * LEVELS), 1, LEVELS).astype(np.int64)
+        residents = self._layer(view)[1].reshape(-1)[lit]  # the same canvas: never fewer than ``total``
+        share = total[lit] / np.maximum(residents, total[lit])
+        level = np.clip(np.rint(share * LEVELS), 1, LEVELS).astype(np.int64)
         out.reshape(-1)[lit] = 1 + group * LEVELS + (level - 1)
         return out[::-1]
 
 
 def palette(group_names: tuple[str, ...]) -> list[str]:
     """``#rrggbbaa`` colours of :meth:`MapPainter.overlay`'s indices: 0 transparent, then for each group
-    past the first, :data:`LEVELS` opacities from ``MIN_ALPHA`` to opaque."""
+    past the first, :data:`LEVELS` opacities in proportion to the share of residents, 1/16 to opaque."""
     out = ["#00000000"]
     for i, group in enumerate(group_names[1:]):
         for level in range(1, LEVELS + 1):
-            alpha = round(MIN_ALPHA + (255 - MIN_ALPHA) * level / LEVELS)
+            alpha = round(255 * level / LEVELS)
             out.append(f"{colour(group, i + 1)}{alpha:02x}")
     return out
+
+
+def shading(index: np.ndarray) -> np.ndarray:
+    """``float64`` like ``index``: each pixel's colour strength, 0 (none) to 1 (full colour, every resident
+    past susceptible), from :meth:`MapPainter.overlay`'s indices (the opacity :func:`palette` gives them)."""
+    level = np.where(index > 0, (index.astype(np.int64) - 1) % LEVELS + 1, 0)
+    return level / LEVELS
 
 
 def composite(homes: np.ndarray, overlay: np.ndarray, group_names: tuple[str, ...]) -> np.ndarray:

@@ -15,7 +15,7 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
-from populace.explorer.render import LEVELS, MapPainter, View, palette, to_png
+from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -194,6 +194,48 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
         painter.paint(None, (), View((0, 1, 0, 1), 0, 8))
 
 
+@pytest.mark.parametrize("prevalence", [0.05, 0.40])
+def test_the_maps_mean_shading_over_residents_tracks_prevalence(prevalence):
+    """Colour strength follows the share of a pixel's residents past susceptible, so the shading weighted
+    by residents is the share of agents past susceptible (the old map lit a pixel fully for one agent)."""
+    rng = np.random.default_rng(1)
+    n = 200_000
+    x, y = rng.normal(50, 15, (2, n)).astype(np.float32)  # dense in the middle, sparse at the edges
+    names = ("susceptible", "exposed", "infectious", "recovered")
+    groups = np.where(rng.random(n) < prevalence, rng.integers(1, len(names), n), 0).astype(np.uint8)
+    painter = MapPainter(x, y)
+    view = View((0, 100, 0, 100), 120, 100)
+    strength, residents = shading(painter.overlay(groups, names, view)), painter.residents(view)
+    inside = (x >= 0) & (x <= 100) & (y >= 0) & (y <= 100)
+    assert residents.sum() == inside.sum()
+    shown = (strength * residents).sum() / residents.sum()
+    actual = np.count_nonzero(groups[inside]) / inside.sum()
+    assert shown == pytest.approx(actual, abs=0.05)
+    assert shown == pytest.approx(prevalence, abs=0.05)
+
+
+def test_one_infected_agent_among_many_is_faint_and_a_whole_pixel_is_full():
+    x = np.full(400, 5.0, dtype=np.float32)
+    y = np.full(400, 5.0, dtype=np.float32)
+    x[200:] = 15.0  # two pixels of 200 residents each
+    names = ("susceptible", "exposed", "infectious")
+    groups = np.zeros(400, dtype=np.uint8)
+    groups[0] = 2  # one infectious agent in the left pixel
+    groups[200:] = 2  # everyone in the right pixel
+    painter = MapPainter(x, y)
+    view = View((0, 20, 0, 10), 2, 1)
+    index = painter.overlay(groups, names, view)
+    strength = shading(index)
+    assert 0 < strength[0, 0] <= 1 / LEVELS  # drawn, but faint
+    assert strength[0, 1] == 1.0  # full colour: every resident infectious
+    alpha = [int(palette(names)[i][7:], 16) for i in index[0]]
+    assert alpha[0] <= 255 // LEVELS + 1  # the browser's palette agrees
+    assert alpha[1] == 255
+    image = painter.paint(groups, names, view).astype(int)
+    assert abs(image[0, 0, 0] - image[0, 0, 1]) < 20  # the faint pixel stays near the homes' grey
+    assert image[0, 1, 0] > image[0, 1, 1] + 150  # the full one is red
+
+
 # ---------------------------------------------------------------------- views driven from Python
 @pytest.fixture
 def explorer(run):
@@ -229,6 +271,14 @@ def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view.run.reset().result()
     view.refresh()
     assert len(view.curve_figure.source.data["day"]) == 0  # a reset replaces the rows
+
+
+def test_the_map_legend_says_what_full_colour_means(explorer):
+    view, _ = explorer
+    legend = view.run_view.legend.object
+    assert "full colour: every resident of the pixel in that stage" in legend
+    assert "share of its residents" in legend
+    assert all(group in legend for group in view.run.frame.group_names)
 
 
 def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer):

@@ -17,11 +17,17 @@ from ..live import AgentMap, Frame
 from ..render import Extent, MapPainter, View, colour, composite, palette
 from .session import Session
 
-__all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_SIZE", "RunView"]
+__all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_SIZE", "STRENGTH_NOTE", "RunView"]
 
 MAP_SIZE = (620, 560)
 CURVES_WIDTH = 450
 DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
+STRENGTH_NOTE = (
+    "Each pixel takes the colour of its residents' most common stage past susceptible, as strong as the "
+    "share of its residents past susceptible: <b>full colour: every resident of the pixel in that stage</b> "
+    "(or a later one); faint: a few of them; no colour: all susceptible. Grey: homes (darker: more)."
+)
+"""The map legend's words on colour strength (:meth:`~..render.MapPainter.overlay`)."""
 CURVES_EVERY_S = 0.2
 """While playing, the curves take the new days at most this often: each update re-ranges and re-lays out the
 plot in the browser, which held the classroom at 18 days/s with every day sent and 29 without curves."""
@@ -146,8 +152,11 @@ class RunView(pn.viewable.Viewer):
             f'<span style="color:{colour(g, i)};font-size:18px">●</span>&nbsp;{g}&nbsp;&nbsp;'
             for i, g in enumerate(frame.group_names)
         ]
-        note = "grey: homes (density)" if items else "this population has no stages to colour"
-        self.legend.object = "".join(items) + f'<span style="color:#777">&nbsp;· {note}</span>'
+        if not items:
+            note = "grey: homes (density) · this population has no stages to colour"
+            self.legend.object = f'<span style="color:#777">{note}</span>'
+            return
+        self.legend.object = "".join(items) + f'<div style="color:#555;font-size:12px">{STRENGTH_NOTE}</div>'
 
     def _on_tap(self, x: float | None, y: float | None) -> None:
         agents = self.run.map
