@@ -433,6 +433,25 @@ def test_device_cuda_index_out_of_range(run_cli):
     assert_one_line_error(run_cli("run", "bench-seir", *SMALL, "--device", "cuda:99"), "--device")
 
 
+@pytest.mark.parametrize("command", [("run", "classroom"), ("population", "build", "classroom")])
+def test_too_few_agents_for_a_population_names_agents_and_a_size_that_works(run_cli, command):
+    """Too few agents to give every area of a synthetic population an adult: one line naming ``--agents``
+    and a size that works with the seed, which then runs."""
+    result = run_cli(*command, "--agents", "5", *(["--days", "2"] if command[0] == "run" else []))
+    assert_one_line_error(result, "--agents: 5 is too few", "adult", "works with this seed")
+    works = result.err_lines()[0].rsplit("--agents ", 1)[1].split()[0]
+    assert int(works) > 5
+    assert run_cli("run", "classroom", "--agents", works, "--days", "1", "--json").code == 0
+
+
+@pytest.mark.parametrize(("option", "unit"), [("--days", "days"), ("--agents", "agents")])
+def test_a_bad_count_names_its_own_unit(run_cli, option, unit):
+    other = {"days": "agents", "agents": "days"}[unit]
+    result = run_cli("run", "bench-seir", *SMALL, option, "sixty")
+    assert_one_line_error(result, option, f"whole number of {unit}", "'sixty'")
+    assert other not in result.err_lines()[0].split(":", 2)[2]
+
+
 # ----------------------------------------------------------------------------- --out: refusals
 def test_out_under_missing_directory(run_cli, tmp_path):
     target = tmp_path / "missing" / "series.json"
