@@ -394,6 +394,10 @@ def test_parse_count_rejects_overflowing_numbers_cleanly():
         (["bench-seir", "--seed", "abc"], ["--seed"]),
         (["bench-seer"], ["bench-seer", "did you mean 'bench-seir'"]),
         (["no-such-model"], ["no-such-model", "bench-seir"]),
+        (["NYC-COVID"], ["'NYC-COVID'", "did you mean 'nyc-covid'"]),
+        (["Bench-Seir"], ["did you mean 'bench-seir'"]),
+        (["nyc"], ["did you mean 'nyc-covid'"]),
+        (["bench-seir", "--set", "BETA=0.1"], ["--set BETA", "did you mean 'beta'"]),
         (["bench-seir", "--set", "betta=0.1"], ["--set betta", "did you mean 'beta'"]),
         (["bench-seir", "--set", "gamma=0.1"], ["--set gamma", "unknown parameter"]),
         (["bench-seir", "--set", "beta=2"], ["--set beta", "[0, 1]"]),
@@ -442,6 +446,29 @@ def test_too_few_agents_for_a_population_names_agents_and_a_size_that_works(run_
     works = result.err_lines()[0].rsplit("--agents ", 1)[1].split()[0]
     assert int(works) > 5
     assert run_cli("run", "classroom", "--agents", works, "--days", "1", "--json").code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"beta=0.1\n", "not JSON"),
+        (b"", "not JSON"),
+        (b"\xff\xfe\x00", "not JSON"),
+        (b"[1]", "no 'parameters'"),
+    ],
+)
+def test_a_params_file_that_is_not_one_says_so(run_cli, tmp_path, content, why):
+    path = tmp_path / "fitted.txt"
+    path.write_bytes(content)
+    result = run_cli("run", "bench-seir", *SMALL, "--params", str(path))
+    assert_one_line_error(
+        result, "--params", repr(str(path)), "not a parameters.json written by populace calibrate", why
+    )
+
+
+def test_a_missing_params_file_says_so(run_cli, tmp_path):
+    result = run_cli("run", "bench-seir", *SMALL, "--params", str(tmp_path / "none.json"))
+    assert_one_line_error(result, "--params", "cannot read", "No such file")
 
 
 @pytest.mark.parametrize(("option", "unit"), [("--days", "days"), ("--agents", "agents")])
