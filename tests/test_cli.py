@@ -471,6 +471,27 @@ def test_a_missing_params_file_says_so(run_cli, tmp_path):
     assert_one_line_error(result, "--params", "cannot read", "No such file")
 
 
+def test_a_date_is_accepted_where_a_day_index_is_expected(run_cli):
+    """nyc-covid's day 0 is its ``default_start`` (1 March 2020): 16 March is day 15."""
+    argv = ("run", "nyc-covid", "--agents", "2000", "--days", "2", "--json")
+    by_date = json.loads(run_cli(*argv, "--set", "school_close=2020-03-16").out)
+    by_index = json.loads(run_cli(*argv, "--set", "school_close=15").out)
+    assert by_date["options"]["school_close"] == by_index["options"]["school_close"] == 15
+    assert by_date["daily"] == by_index["daily"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "value", "fragments"),
+    [
+        ("nyc-covid", "2020-02-01", ["--set school_close", "before day 0", "2020-03-01"]),
+        ("classroom", "2020-03-16", ["--set school_close", "no start date"]),
+    ],
+)
+def test_a_date_that_cannot_be_a_day_index_names_the_option(run_cli, scenario, value, fragments):
+    result = run_cli("run", scenario, "--agents", "2000", "--days", "2", "--set", f"school_close={value}")
+    assert_one_line_error(result, *fragments)
+
+
 @pytest.mark.parametrize(("option", "unit"), [("--days", "days"), ("--agents", "agents")])
 def test_a_bad_count_names_its_own_unit(run_cli, option, unit):
     other = {"days": "agents", "agents": "days"}[unit]

@@ -146,7 +146,7 @@ def scenario_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a scenario parameter; repeatable",
+        help="set a scenario parameter (a day index may be a date, YYYY-MM-DD); repeatable",
     )
 
 
