@@ -513,13 +513,16 @@ def save_parameters(path: str | os.PathLike[str], parameters: Mapping[str, Any],
 def read_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The contents of a :func:`save_parameters` file; :class:`ParamError` if it is not one."""
     try:
-        content = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ParamError(f"--params: cannot read {str(path)!r}: {exc}") from None
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise ParamError(f"--params: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    not_one = f"--params: {str(path)!r} is not a parameters.json written by populace calibrate"
+    try:
+        content = json.loads(text)
+    except ValueError as exc:  # not JSON, or not text
+        raise ParamError(f"{not_one} (not JSON: {exc})") from None
     if not isinstance(content, dict) or not isinstance(content.get("parameters"), dict):
-        raise ParamError(
-            f"--params: {str(path)!r} has no 'parameters' object (written by populace calibrate)"
-        )
+        raise ParamError(f"{not_one} (it has no 'parameters' object)")
     return content
 
 

@@ -87,7 +87,7 @@ class Experiment:
             agents = agents or content.get("agents")
         return cls(
             scenario_cls,
-            parse_sets(scenario_cls, [*texts, *sets]),
+            parse_sets(scenario_cls, [*texts, *sets], start),
             agents or scenario_cls.default_agents,
             seed,
             device,

@@ -8,7 +8,9 @@ A :class:`Choice` is a categorical option (e.g. the network structure of a scena
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from dataclasses import dataclass, replace
 
 import torch
@@ -58,15 +60,34 @@ class Param:
             raise ParamError(f"{name}: {value:g} is outside the bounds [{low:g}, {high:g}] ({self.unit})")
         return value
 
-    def parse(self, text: str, name: str) -> Param:
-        """A copy with the value parsed from command-line text."""
+    def parse(self, text: str, name: str, start: dt.date | None = None) -> Param:
+        """A copy with the value parsed from command-line text. A day index (unit ``"day"``) may be given
+        as a date ``YYYY-MM-DD``: the days from ``start``, the date of day 0."""
+        if self.unit == "day" and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", text):
+            return replace(self, value=self.validate(float(_day_index(text.strip(), name, start)), name))
         try:
             value = float(text)
         except ValueError:
+            dates = " or a date YYYY-MM-DD" if self.unit == "day" and start is not None else ""
             raise ParamError(
-                f"{name}: expected a number in [{self.bounds[0]:g}, {self.bounds[1]:g}], got {text!r}"
+                f"{name}: expected a number in [{self.bounds[0]:g}, {self.bounds[1]:g}]{dates}, got {text!r}"
             ) from None
         return replace(self, value=self.validate(value, name))
+
+
+def _day_index(text: str, name: str, start: dt.date | None) -> int:
+    """The day index of the date ``text`` when day 0 is ``start``; :class:`ParamError` names ``name``."""
+    if start is None:
+        raise ParamError(
+            f"{name}: {text} is a date, but this scenario has no start date (day 0): give a day index"
+        )
+    try:
+        date = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ParamError(f"{name}: {text!r} is not a date YYYY-MM-DD") from None
+    if date < start:
+        raise ParamError(f"{name}: {text} is before day 0 of the run ({start.isoformat()})")
+    return (date - start).days
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,8 @@ class Choice:
             raise ParamError(f"{name}: expected one of {', '.join(self.options)}, got {value!r}")
         return value
 
-    def parse(self, text: str, name: str) -> Choice:
+    def parse(self, text: str, name: str, start: dt.date | None = None) -> Choice:
+        """A copy with the value ``text`` (``start``, for day indices, does not apply)."""
         return replace(self, value=self.validate(text, name))
 
 

@@ -17,9 +17,20 @@ def installed(group: str) -> dict[str, Any]:
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest known name, or ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """``" (did you mean 'x'?)"`` for the closest known name, or ``""``. Case is ignored (``NYC-COVID``
+    finds ``nyc-covid``), and a name that begins only one known name (``nyc``) finds it."""
+    by_lower: dict[str, str] = {}
+    for k in known:
+        by_lower.setdefault(k.lower(), k)
+    lower = name.lower()
+    starting = [k for k in by_lower if k.startswith(lower)] if lower else []
+    if lower in by_lower:
+        close = [lower]
+    elif len(starting) == 1:
+        close = starting
+    else:
+        close = difflib.get_close_matches(lower, list(by_lower), n=1)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 def find(group: str, name: str, what: str, error: type[LookupError] = LookupError) -> Any:

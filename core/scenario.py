@@ -96,8 +96,13 @@ def find_scenario(name: str) -> type[Scenario]:
     return scenario
 
 
-def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Option]:
-    """The scenario's options with ``NAME=VALUE`` overrides applied; :class:`ParamError` names the culprit."""
+def parse_sets(
+    scenario: type[Scenario], sets: Sequence[str], start: dt.date | None = None
+) -> dict[str, Option]:
+    """The scenario's options with ``NAME=VALUE`` overrides applied; :class:`ParamError` names the culprit.
+    A day index may be given as a date ``YYYY-MM-DD``, counted from ``start`` (default: the scenario's
+    ``default_start``, its day 0)."""
+    start = start or scenario.default_start
     options = scenario.defaults()
     for item in sets:
         name, sep, text = item.partition("=")
@@ -109,5 +114,5 @@ def parse_sets(scenario: type[Scenario], sets: Sequence[str]) -> dict[str, Optio
             raise ParamError(
                 f"--set {name}: unknown parameter of {scenario.name}{hint}; known: {', '.join(options)}"
             )
-        options[name] = options[name].parse(text.strip(), f"--set {name}")
+        options[name] = options[name].parse(text.strip(), f"--set {name}", start)
     return options

@@ -394,6 +394,10 @@ def test_parse_count_rejects_overflowing_numbers_cleanly():
         (["bench-seir", "--seed", "abc"], ["--seed"]),
         (["bench-seer"], ["bench-seer", "did you mean 'bench-seir'"]),
         (["no-such-model"], ["no-such-model", "bench-seir"]),
+        (["NYC-COVID"], ["'NYC-COVID'", "did you mean 'nyc-covid'"]),
+        (["Bench-Seir"], ["did you mean 'bench-seir'"]),
+        (["nyc"], ["did you mean 'nyc-covid'"]),
+        (["bench-seir", "--set", "BETA=0.1"], ["--set BETA", "did you mean 'beta'"]),
         (["bench-seir", "--set", "betta=0.1"], ["--set betta", "did you mean 'beta'"]),
         (["bench-seir", "--set", "gamma=0.1"], ["--set gamma", "unknown parameter"]),
         (["bench-seir", "--set", "beta=2"], ["--set beta", "[0, 1]"]),
@@ -431,6 +435,69 @@ def test_device_cuda_without_gpu(run_cli):
 
 def test_device_cuda_index_out_of_range(run_cli):
     assert_one_line_error(run_cli("run", "bench-seir", *SMALL, "--device", "cuda:99"), "--device")
+
+
+@pytest.mark.parametrize("command", [("run", "classroom"), ("population", "build", "classroom")])
+def test_too_few_agents_for_a_population_names_agents_and_a_size_that_works(run_cli, command):
+    """Too few agents to give every area of a synthetic population an adult: one line naming ``--agents``
+    and a size that works with the seed, which then runs."""
+    result = run_cli(*command, "--agents", "5", *(["--days", "2"] if command[0] == "run" else []))
+    assert_one_line_error(result, "--agents: 5 is too few", "adult", "works with this seed")
+    works = result.err_lines()[0].rsplit("--agents ", 1)[1].split()[0]
+    assert int(works) > 5
+    assert run_cli("run", "classroom", "--agents", works, "--days", "1", "--json").code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"beta=0.1\n", "not JSON"),
+        (b"", "not JSON"),
+        (b"\xff\xfe\x00", "not JSON"),
+        (b"[1]", "no 'parameters'"),
+    ],
+)
+def test_a_params_file_that_is_not_one_says_so(run_cli, tmp_path, content, why):
+    path = tmp_path / "fitted.txt"
+    path.write_bytes(content)
+    result = run_cli("run", "bench-seir", *SMALL, "--params", str(path))
+    assert_one_line_error(
+        result, "--params", repr(str(path)), "not a parameters.json written by populace calibrate", why
+    )
+
+
+def test_a_missing_params_file_says_so(run_cli, tmp_path):
+    result = run_cli("run", "bench-seir", *SMALL, "--params", str(tmp_path / "none.json"))
+    assert_one_line_error(result, "--params", "cannot read", "No such file")
+
+
+def test_a_date_is_accepted_where_a_day_index_is_expected(run_cli):
+    """nyc-covid's day 0 is its ``default_start`` (1 March 2020): 16 March is day 15."""
+    argv = ("run", "nyc-covid", "--agents", "2000", "--days", "2", "--json")
+    by_date = json.loads(run_cli(*argv, "--set", "school_close=2020-03-16").out)
+    by_index = json.loads(run_cli(*argv, "--set", "school_close=15").out)
+    assert by_date["options"]["school_close"] == by_index["options"]["school_close"] == 15
+    assert by_date["daily"] == by_index["daily"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "value", "fragments"),
+    [
+        ("nyc-covid", "2020-02-01", ["--set school_close", "before day 0", "2020-03-01"]),
+        ("classroom", "2020-03-16", ["--set school_close", "no start date"]),
+    ],
+)
+def test_a_date_that_cannot_be_a_day_index_names_the_option(run_cli, scenario, value, fragments):
+    result = run_cli("run", scenario, "--agents", "2000", "--days", "2", "--set", f"school_close={value}")
+    assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize(("option", "unit"), [("--days", "days"), ("--agents", "agents")])
+def test_a_bad_count_names_its_own_unit(run_cli, option, unit):
+    other = {"days": "agents", "agents": "days"}[unit]
+    result = run_cli("run", "bench-seir", *SMALL, option, "sixty")
+    assert_one_line_error(result, option, f"whole number of {unit}", "'sixty'")
+    assert other not in result.err_lines()[0].split(":", 2)[2]
 
 
 # ----------------------------------------------------------------------------- --out: refusals

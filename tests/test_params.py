@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 import torch
@@ -190,3 +191,43 @@ def test_parse_sets_errors_name_the_culprit(sets, fragments):
     for fragment in fragments:
         assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- dates for day indices
+DAY = Param(10_000.0, (0.0, 10_000.0), "day", "first day of a closure (10000: never)")
+START = dt.date(2020, 3, 1)
+
+
+def test_a_day_index_may_be_a_date_counted_from_day_0():
+    assert DAY.parse("2020-03-16", "--set close", START).value == 15
+    assert DAY.parse("2020-03-01", "--set close", START).value == 0
+    assert DAY.parse("15", "--set close", START).value == 15
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "fragments"),
+    [
+        ("2020-03-16", None, ["--set close", "no start date"]),
+        ("2020-02-29", START, ["--set close", "before day 0", "2020-03-01"]),
+        ("2020-13-01", START, ["--set close", "'2020-13-01'", "YYYY-MM-DD"]),
+        ("soon", START, ["--set close", "or a date YYYY-MM-DD", "'soon'"]),
+    ],
+)
+def test_a_bad_date_for_a_day_index_names_the_option(text, start, fragments):
+    with pytest.raises(ParamError) as info:
+        DAY.parse(text, "--set close", start)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_only_day_indices_take_dates():
+    with pytest.raises(ParamError, match="--set rate: expected a number"):
+        RATE.parse("2020-03-16", "--set rate", START)
+
+
+def test_parse_sets_counts_dates_from_the_scenarios_start_or_the_one_given():
+    from populace.scenarios.nyc_covid import NycCovid
+
+    assert NycCovid.default_start == START
+    assert parse_sets(NycCovid, ["school_close=2020-03-16"])["school_close"].value == 15
+    assert parse_sets(NycCovid, ["school_close=2020-03-16"], dt.date(2020, 3, 6))["school_close"].value == 10

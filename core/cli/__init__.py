@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from ..params import ParamError
 from ..scenario import ScenarioError
+from ..synth.pipeline import TooFewAgents
 from .arguments import Parser, UsageError, parse_count
 from .calibrate import Calibrate
 from .command import Command, plugged_in
@@ -73,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
-    except (UsageError, ParamError, ScenarioError) as exc:
-        message = exc.args[0] if isinstance(exc, ScenarioError) else str(exc)
+    except (UsageError, ParamError, ScenarioError, TooFewAgents) as exc:
+        if isinstance(exc, TooFewAgents):
+            message = exc.describe("--agents")
+        else:
+            message = exc.args[0] if isinstance(exc, ScenarioError) else str(exc)
         print(f"populace {args.command}: error: {message}", file=sys.stderr)
         return 2

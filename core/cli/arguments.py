@@ -48,9 +48,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parse_count(text: str, name: str) -> int:
-    """A positive whole number written as ``100000``, ``1e6``, ``8.4M``, ``100k`` or ``1_000_000``."""
-    expected = f"{name}: expected a positive whole number like 100000, 1e6, 8.4M or 100k, got {text!r}"
+_EXAMPLES = {"agents": "100000, 1e6, 8.4M or 100k", "days": "60, 365 or 1e3"}
+
+
+def parse_count(text: str, name: str, unit: str = "agents") -> int:
+    """A positive whole number of ``unit`` (named in the error) written as ``100000``, ``1e6``, ``8.4M``,
+    ``100k`` or ``1_000_000``."""
+    examples = _EXAMPLES.get(unit, "100, 1e3 or 10k")
+    expected = f"{name}: expected a positive whole number of {unit} like {examples}, got {text!r}"
     match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgG]?)\s*", text)
     if not match:
         raise UsageError(expected)
@@ -141,7 +146,7 @@ def scenario_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a scenario parameter; repeatable",
+        help="set a scenario parameter (a day index may be a date, YYYY-MM-DD); repeatable",
     )
 
 
@@ -149,7 +154,7 @@ def setup(args: argparse.Namespace) -> tuple[Experiment, int]:
     """The :class:`~populace.experiment.Experiment` the arguments describe (options: the scenario's observed
     ones for calibration, the ``--params`` file's, then ``--set``; its fitted values) and the days to run."""
     agents = parse_count(args.agents, "--agents") if args.agents is not None else None
-    days = parse_count(args.days, "--days") if args.days is not None else None
+    days = parse_count(args.days, "--days", "days") if args.days is not None else None
     start = getattr(args, "start", None)
     experiment = Experiment.from_texts(
         args.scenario,

@@ -33,10 +33,29 @@ from ..people import Residents
 from ..random import RandomStreams
 from . import stages
 
-__all__ = ["RegionSpec", "morton_key", "scale_totals", "synthesize"]
+__all__ = ["RegionSpec", "TooFewAgents", "morton_key", "scale_totals", "synthesize"]
 
 ADULT_AGE = 18
 """Every household has a resident at least this old."""
+
+
+class TooFewAgents(ValueError):
+    """Too few agents for a population: an area drew residents but no adult, and its region has no adult
+    to spare. ``works`` is a larger size that gives every area an adult with the same seed (``None`` if
+    none was found)."""
+
+    def __init__(self, agents: int, area: int, works: int | None) -> None:
+        self.agents, self.area, self.works = agents, area, works
+        super().__init__(self.describe("agents"))
+
+    def describe(self, name: str) -> str:
+        """The message, naming the argument ``name`` that gave the size (``--agents`` on the command line)."""
+        way_out = f"{name} {self.works} works with this seed" if self.works else f"use a larger {name}"
+        return (
+            f"{name}: {self.agents} is too few for this population: area {self.area} would have residents "
+            f"but no adult, and every area with residents needs one; {way_out}"
+        )
+
 
 HomeSampler = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
@@ -169,7 +188,7 @@ def _give_every_area_an_adult(
         child = int((area == a).nonzero()[0])
         donors = (adult & (region == region[child]) & (adults[area] >= 2)).nonzero().squeeze(1)
         if donors.numel() == 0:
-            raise ValueError(f"agents: too few to give area {a} an adult; use more agents")
+            raise TooFewAgents(area.numel(), a, None)
         donor = int(donors[torch.randint(donors.numel(), (1,), generator=generator)])
         for values in attributes:
             values[child], values[donor] = values[donor].clone(), values[child].clone()
@@ -178,14 +197,10 @@ def _give_every_area_an_adult(
         adult[child], adult[donor] = True, False
 
 
-def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
-    """``agents`` residents of the region (scaled: same proportions and structure), on the CPU."""
-    if agents < 1:
-        raise ValueError(f"agents: expected a positive number, got {agents}")
-    streams = RandomStreams(seed, "cpu")
+def _people(spec: RegionSpec, agents: int, streams: RandomStreams) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Steps 1-3: counts by area and cell, then one agent per count: ``(area, age, sex, ethnicity)``."""
     regions, bands, sexes, ethnicities = spec.cell_targets.shape
 
-    # 1-3. Counts by area and cell, then one agent per count.
     area_total = scale_totals(spec.area_totals(), agents)
     scale = agents / spec.total
     seed_table = torch.ones(area_total.numel(), bands, sexes * ethnicities, dtype=torch.float64)
@@ -205,6 +220,48 @@ def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
     width = (spec.band_start[1:] - spec.band_start[:-1]).double()
     u = torch.rand(area.numel(), generator=streams.generator("population.age"), dtype=torch.float64)
     age = (spec.band_start[band] + (u * width[band]).long()).clamp(max=255)
+    return area, age, sex, ethnicity
+
+
+def _area_left_without_an_adult(spec: RegionSpec, area: Tensor, age: Tensor) -> int | None:
+    """An area with residents that no swap can give an adult, or ``None``: the swaps of
+    :func:`_give_every_area_an_adult` succeed exactly when each region has at least as many adults as
+    areas with residents."""
+    regions = spec.cell_targets.shape[0]
+    n_areas = spec.area_population.numel()
+    area_region = spec.area_region.long()
+    residents = torch.bincount(area, minlength=n_areas)
+    adults = torch.bincount(area[age >= ADULT_AGE], minlength=n_areas)
+    populated = torch.bincount(area_region[residents > 0], minlength=regions)
+    adults_by_region = torch.zeros(regions, dtype=torch.long).index_add_(0, area_region, adults)
+    short = (adults_by_region < populated)[area_region] & (residents > 0) & (adults == 0)
+    found = short.nonzero()
+    return int(found[0]) if found.numel() else None
+
+
+def _size_that_works(spec: RegionSpec, agents: int, seed: int, tries: int = 40) -> int | None:
+    """The first of ``agents`` × 1.25, × 1.25², ... (two significant digits) at which every area with
+    residents gets an adult with ``seed``, or ``None`` within ``tries``."""
+    size = agents
+    for _ in range(tries):
+        size = max(size + 1, round(size * 1.25))
+        digits = 10 ** max(len(str(size)) - 2, 0)
+        size = -(-size // digits) * digits
+        area, age, _, _ = _people(spec, size, RandomStreams(seed, "cpu"))
+        if _area_left_without_an_adult(spec, area, age) is None:
+            return size
+    return None
+
+
+def synthesize(spec: RegionSpec, agents: int, seed: int) -> Residents:
+    """``agents`` residents of the region (scaled: same proportions and structure), on the CPU."""
+    if agents < 1:
+        raise ValueError(f"agents: expected a positive number, got {agents}")
+    streams = RandomStreams(seed, "cpu")
+    area, age, sex, ethnicity = _people(spec, agents, streams)
+    lacking = _area_left_without_an_adult(spec, area, age)
+    if lacking is not None:
+        raise TooFewAgents(agents, lacking, _size_that_works(spec, agents, seed))
 
     _give_every_area_an_adult(
         area,
