@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from populace import Model, Result, Simulation, simulate
+from populace.layers import Infection
 from populace.scenario import scenarios
 
 AGENTS = 30_000
@@ -84,29 +85,25 @@ def test_fast_mode_is_finite_and_the_same_seed_gives_the_same_series(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_stage_counts_add_up_to_the_agents_every_day(name: str, fast: dict[str, Result]) -> None:
+    """Every disease layer's stage codes, counted, equal its stage counts and add up to its agents every day;
+    series named after stages report those counts; stepping a day at a time gives the one-call run."""
     model = _build(name)
-    index = model.staged_layer()
-    if index is None:
-        pytest.skip(f"{name}: no layer has per-agent stages")
-    layer = model.ordered_layers()[index]
-    stages = layer.stage_names
-    reported = [s for s in stages if s in model.observables()]  # series named after the stages, if reported
+    diseases = [(i, layer) for i, layer in enumerate(model.ordered_layers()) if isinstance(layer, Infection)]
+    assert diseases, f"{name}: no disease layer (populace.layers.Infection)"
     sim = Simulation(model, seed=SEED)
-    agents = _agents(name)
     for day in range(DAYS):
         result = sim.run(1)
-        stage = layer.stage(sim.states[index])
-        assert stage.numel() == agents, f"{name}: {stage.numel()} agents have a stage, expected {agents}"
-        counts = torch.bincount(stage.long(), minlength=len(stages))
-        assert len(counts) == len(stages), f"{name} day {day}: a stage code past {stages}"
-        assert int(counts.sum()) == agents
-        for s in reported:
-            count = int(counts[stages.index(s)])
-            assert int(result.series[s][0]) == count, (
-                f"{name} day {day}: {s} reported {result.series[s][0]}, counted {count}"
-            )
-        if reported == list(stages):
-            assert sum(int(result.series[s][0]) for s in stages) == agents, f"{name} day {day}"
+        for index, layer in diseases:
+            state = sim.states[index]
+            stage = layer.stage(state)
+            counts = torch.bincount(stage.long(), minlength=len(state.counts))
+            where = f"{name} day {day}, {layer.name}"
+            assert len(counts) == len(state.counts), f"{where}: a stage code past its {len(state.counts)}"
+            assert torch.equal(counts, state.counts), f"{where}: counted {counts}, kept {state.counts}"
+            assert int(counts.sum()) == layer.n_agents, where
+            for s in (s for s in layer.stage_names if s in model.observables()):
+                count = int(counts[layer.stage_names.index(s)])
+                assert int(result.series[s][0]) == count, f"{where}: {s} reported {result.series[s][0]}"
         # stepping one day at a time gives the one-call run's series
         for key, value in result.series.items():
             assert torch.equal(value[0], _fast(name, fast).series[key][day]), f"{name} day {day}: {key}"
