@@ -213,7 +213,7 @@ class Calibration(nn.Module):
         model: the model; its parameters are changed in place by :meth:`fit`.
         streams: observed data streams.
         fit: dotted names of the model's learnable parameters to fit (``model.specs()`` names, e.g.
-            ``"layers.4.beta"``); each is kept inside its spec's bounds. Other parameters stay fixed.
+            ``"covid.beta"``); each is kept inside its spec's bounds. Other parameters stay fixed.
         networks: dotted name of a model tensor → a module computing it (e.g. a :class:`WeeklyNetwork` for
             a ``Transmission`` layer's ``scale`` table).
         window: days of the trailing average applied to the predictions (observed series come averaged).

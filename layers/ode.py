@@ -191,7 +191,7 @@ class ODE(Layer):
         self.name = name
         self.param_specs: dict[
             str, Param
-        ] = {}  # the field's specs are listed under it (``layers.0.field.<name>``)
+        ] = {}  # the field's specs are listed under it (``<layer name>.field.<name>``)
 
     def observables(self) -> tuple[str, ...]:
         return (self.name,)
