@@ -3,6 +3,7 @@ process, at NYC scale and at classroom scale.
 
     python benchmarks/bench_explorer.py [--cases nyc-covid:8.4M,classroom:20k] [--seconds 15]
                                         [--days-per-frame K] [--screenshots DIR]
+    python benchmarks/bench_explorer.py --visitors N [--cases classroom:20k] [--seconds 15]
 
 For each case it measures (with every day drawn unless ``--days-per-frame`` says otherwise):
 
@@ -13,6 +14,12 @@ For each case it measures (with every day drawn unless ``--days-per-frame`` says
 * ``zoom_s`` — a wheel zoom on the map: seconds until the page holds the re-aggregated image; median of 3;
 * in-process parts: ``step_s`` (a simulated day and its frame) and ``render_s`` (the Datashader image at
   620 × 560), medians.
+
+``--visitors N`` instead serves each case the way ``populace explore`` serves a small run (a run per browser
+session), opens N browser contexts, presses Play in all of them and reports the days per second each page's
+day counter advanced (``visitor_days_per_s``; the N Chromium pages run on this machine too, so they take CPU
+a workshop's visitors' own machines would give), and, without a browser, the days per second of N
+LiveRun objects playing at once in this process (``inprocess_days_per_s``: the simulation alone).
 
 Targets (issue 6): at 8.4M agents the map redraws in under 0.5 s after a slider change and a day plus its
 redraw keeps up at least 2 days per second; at classroom size 20+ days per second. Prints one JSON object per
@@ -165,6 +172,77 @@ def measure(
     }
 
 
+def measure_visitors(scenario: str, agents: int, visitors: int, seconds: float, port: int) -> dict:
+    """N visitors, each with a run of their own, all playing (see module docs)."""
+    from playwright.sync_api import sync_playwright
+
+    _extensions()
+    runs: list[LiveRun] = []
+    # in process: N runs playing at once, nothing drawn
+    for _ in range(visitors):
+        own = LiveRun(scenario, agents=agents, threads=0, days=3650)
+        own.wait()
+        runs.append(own)
+    start = [own.frame.day for own in runs]
+    t0 = time.perf_counter()
+    for own in runs:
+        own.play()
+    time.sleep(seconds)
+    elapsed = time.perf_counter() - t0
+    inprocess = [(own.frame.day - d) / elapsed for own, d in zip(runs, start, strict=True)]
+    for own in runs:
+        own.close()
+    setups: list[float] = []
+    served: list[LiveRun] = []
+
+    def page() -> Explorer:  # as `populace explore` serves a run of at most PER_VISITOR_AGENTS agents
+        t = time.perf_counter()
+        own = LiveRun(scenario, agents=agents, threads=0, days=3650)
+        own.wait()
+        setups.append(time.perf_counter() - t)
+        served.append(own)
+        return Explorer(run=own, owns_run=True)
+
+    server = pn.serve({"/": page}, port=port, show=False, threaded=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            pages = []
+            for _ in range(visitors):
+                context = browser.new_context(viewport={"width": 1500, "height": 950})
+                pg = context.new_page()
+                pg.goto(f"http://localhost:{port}/")
+                pg.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=120_000)
+                pg.wait_for_function(f"() => ({MAP})() !== null", timeout=120_000)
+                pages.append(pg)
+            for pg in pages:
+                pg.get_by_role("button", name="▶ Play").click()
+            pages[-1].wait_for_timeout(2000)  # every run under way
+            start = [pg.evaluate(DAY) for pg in pages]
+            t0 = time.perf_counter()
+            pages[-1].wait_for_timeout(seconds * 1000)
+            end = [pg.evaluate(DAY) for pg in pages]
+            elapsed = time.perf_counter() - t0
+            browser.close()
+    finally:
+        server.stop()  # sessions are not destroyed by a stop: close their runs (still playing)
+        for own in served:
+            own.close()
+    per_visitor = [(b - a) / elapsed for a, b in zip(start, end, strict=True)]
+    return {
+        "scenario": scenario,
+        "agents": agents,
+        "visitors": visitors,
+        "seconds": seconds,
+        "session_setup_s": round(statistics.median(setups), 3),
+        "visitor_days_per_s": [round(x, 1) for x in per_visitor],
+        "visitor_days_per_s_min": round(min(per_visitor), 1),
+        "inprocess_days_per_s": [round(x, 1) for x in inprocess],
+        "inprocess_days_per_s_min": round(min(inprocess), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="nyc-covid:8.4M,classroom:20k")
@@ -173,10 +251,22 @@ def main() -> int:
     parser.add_argument("--screenshots", type=Path)
     parser.add_argument("--days-per-frame", type=int, default=1, help="days simulated per redraw (default 1)")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--visitors", type=int, default=0, help="N visitors with a run each, all playing (module docs)"
+    )
     args = parser.parse_args()
     reused = reuse_freed_memory()  # as `populace explore` does
     for case in args.cases.split(","):
         scenario, _, size = case.partition(":")
+        if args.visitors:
+            measured = measure_visitors(
+                scenario, parse_count(size, "--cases"), args.visitors, args.seconds, args.port
+            )
+            result = {**machine(), "reuse_freed_memory": reused, **measured}
+            print(json.dumps(result), flush=True)
+            if not args.no_record:
+                append(RESULTS, result)
+            continue
         measured = measure(
             scenario,
             parse_count(size, "--cases"),

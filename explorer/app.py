@@ -46,13 +46,16 @@ def _forward(view: str, name: str) -> Any:
 class Explorer(pn.viewable.Viewer):
     """The Populace Explorer for one scenario run (see module docs).
 
-    ``Explorer(scenario="classroom")`` builds its own :class:`LiveRun`; ``Explorer(run=shared)`` views a
-    run shared with other sessions (``populace explore`` does this, so the population and simulation are
-    built once per server process).
+    ``Explorer(scenario="classroom")`` builds its own :class:`LiveRun`; ``Explorer(run=run)`` views a
+    given run. ``populace explore`` gives each browser session a run of its own up to
+    :data:`~.serve.PER_VISITOR_AGENTS` agents (``owns_run``: the run closes with the session), and above that
+    one run shared by every session (``shared``: the page says so).
 
     Args:
         scenario, agents: passed to a new :class:`LiveRun` (ignored with ``run``).
         run: an existing run to view.
+        owns_run: close the run when the session ends (default: when the explorer built it).
+        shared: the run is shared by every visitor ("presenter" mode): the sidebar says so.
         refresh_ms: how often the session looks for a new frame.
     """
 
@@ -62,16 +65,19 @@ class Explorer(pn.viewable.Viewer):
         *,
         agents: int | None = None,
         run: LiveRun | None = None,
+        owns_run: bool | None = None,
+        shared: bool = False,
         refresh_ms: int = 25,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         _extensions()
+        self.owns_run = run is None if owns_run is None else owns_run
         self.run = run if run is not None else LiveRun(scenario, agents=agents)
         self.refresh_ms = refresh_ms
         self._drawn = -1
         self.session = session = Session(self.run)
-        self.controls = Controls(session=session)
+        self.controls = Controls(session=session, shared=shared)
         self.run_view = RunView(session=session)
         self.sensitivity = SensitivityView(session=session)
         self.compare = CompareView(session=session)
@@ -154,7 +160,10 @@ class Explorer(pn.viewable.Viewer):
         session.poll_job()
 
     def close(self) -> None:
+        """Stop the session's job thread, and the run's worker where this session owns the run."""
         self.session.close()
+        if self.owns_run:
+            self.run.close()
 
 
 # ====================================================================== helpers

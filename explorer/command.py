@@ -51,6 +51,12 @@ class Explore(Command):
         )
         parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
         parser.add_argument(
+            "--shared",
+            action="store_true",
+            help="one run shared by every visitor (presenter mode; the default above 200,000 agents), "
+            "instead of a run per visitor",
+        )
+        parser.add_argument(
             "--threads",
             type=whole(0, "non-negative"),
             default=0,

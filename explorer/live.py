@@ -148,6 +148,8 @@ class LiveRun(param.Parameterized):
         agents: population size (default: the scenario's).
         device: where the simulation runs.
         setup: build the model right away (on the worker thread).
+        agents_limit: set-ups of more agents are refused (``populace explore`` gives each visitor a run of
+            their own up to this size); a scenario change caps its default size at it.
     """
 
     scenario = param.Selector(default="classroom", objects=[], doc="the scenario to explore")
@@ -176,6 +178,7 @@ class LiveRun(param.Parameterized):
         agents: int | None = None,
         device: torch.device | str = "cpu",
         setup: bool = True,
+        agents_limit: int | None = None,
         **params: Any,
     ) -> None:
         names = sorted(scenarios())
@@ -183,12 +186,20 @@ class LiveRun(param.Parameterized):
         if scenario not in names:
             raise ParamError(f"scenario: expected one of {', '.join(names)}, got {scenario!r}")
         cls = find_scenario(scenario)
+        self.agents_limit = agents_limit
         super().__init__(
             scenario=scenario,
-            agents=agents or cls.default_agents,
+            agents=agents or self._capped(cls.default_agents),
             days=params.pop("days", cls.default_days),
             **params,
         )
+        self._defaults = {
+            name: getattr(self, name)
+            for name in ("scenario", "agents", "seed", "days", "speed", "days_per_frame")
+        }
+        """What :meth:`restore_defaults` goes back to (the values this run was made with)."""
+        self.closed = False
+        """:meth:`close` was called: the worker thread is shut down."""
         self.device = torch.device(device)
         self.options: dict[str, Param | Choice] = cls.defaults()
         self.pending: set[str] = set()
@@ -225,7 +236,28 @@ class LiveRun(param.Parameterized):
         with self._lock:
             self.options = cls.defaults()
             self.fitted = None
-        self.param.update(agents=cls.default_agents, days=cls.default_days)
+        self.param.update(agents=self._capped(cls.default_agents), days=cls.default_days)
+
+    def _capped(self, agents: int) -> int:
+        return agents if self.agents_limit is None else min(agents, self.agents_limit)
+
+    def restore_defaults(self) -> Future[None]:
+        """The current scenario's default options (no fitted values), and the size, seed, days and speed
+        this run was made with (the scenario's own where the scenario has changed since); then a set-up."""
+        self.pause()
+        cls = self.scenario_class
+        same = self.scenario == self._defaults["scenario"]
+        with self._lock:
+            self.options = cls.defaults()
+            self.fitted = None
+        self.param.update(
+            agents=self._defaults["agents"] if same else self._capped(cls.default_agents),
+            days=self._defaults["days"] if same else cls.default_days,
+            seed=self._defaults["seed"],
+            speed=self._defaults["speed"],
+            days_per_frame=self._defaults["days_per_frame"],
+        )
+        return self.setup()
 
     @property
     def scenario_class(self) -> type[Scenario]:
@@ -298,7 +330,13 @@ class LiveRun(param.Parameterized):
         done.result(timeout)
 
     def setup(self) -> Future[None]:
-        """(Re)build the population, model and simulation with the current options and seed; day 0."""
+        """(Re)build the population, model and simulation with the current options and seed; day 0. More
+        agents than :attr:`agents_limit` raise :class:`ParamError` (nothing is submitted)."""
+        if self.agents_limit is not None and self.agents > self.agents_limit:
+            raise ParamError(
+                f"agents: at most {self.agents_limit:,} in a run of your own here, got {self.agents:,} "
+                f"(a larger run is served to all visitors as one shared run: populace explore --agents N)"
+            )
         self.playing = False
         return self._submit(self._setup, f"setting up {self.scenario} with {self.agents:,} agents")
 
@@ -325,8 +363,10 @@ class LiveRun(param.Parameterized):
         self.playing = False
 
     def close(self) -> None:
-        """Stop playing and the worker thread."""
+        """Stop playing and the worker thread (waits for the day under way)."""
         self.playing = False
+        self.closed = True
+        self._shown.set()  # a play loop waiting for a view to draw stops waiting
         self._worker.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ the worker's side

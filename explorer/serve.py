@@ -1,7 +1,11 @@
 """``populace explore``: serve the explorer with Panel (Bokeh server).
 
-One :class:`~.live.LiveRun` is built per server process before the first page is served (population,
-model and the first Datashader aggregation, which compiles), and every browser session views it.
+A run of up to :data:`PER_VISITOR_AGENTS` agents is *per visitor*: each browser session builds its own
+:class:`~.live.LiveRun` (own seed, options, day and play state, from the scenario's defaults) when it opens,
+and closes it (its worker thread) when the session is destroyed. A larger run is built once per server
+process and shared by every session ("presenter" mode: the page says so, and every visitor can drive it).
+Either way one run is built before the first page is served: it caches the population on disk (a
+visitor's run loads it from there) and compiles the first Datashader aggregation.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from .app import Explorer, _extensions
 from .live import LiveRun
 from .render import MapPainter, View
 
-__all__ = ["DEFAULT_AGENTS", "serve"]
+__all__ = ["DEFAULT_AGENTS", "PER_VISITOR_AGENTS", "serve"]
+
+PER_VISITOR_AGENTS = 200_000
+"""Runs up to this many agents are built per browser session; larger ones are one run shared by all. The
+classroom (20,000 agents) costs ~0.4 s to set up and ~3 ms a simulated day on this 2-core machine; at this
+size a run holds ~10× that (benchmarks/README.md: concurrent visitors)."""
 
 DEFAULT_AGENTS = {"nyc-covid": 1_000_000}
 """Default sizes of ``populace explore`` where they differ from the scenario's own: NYC at 1M agents is
@@ -37,9 +46,11 @@ def serve(
     show: bool,
     threads: int = 0,
     ready: Any = None,
+    shared: bool | None = None,
 ) -> None:
     """Build the run, warm the map, and serve until interrupted (``ready``: a callable given the server;
-    ``threads``: :attr:`LiveRun.threads`, 0 picks by size)."""
+    ``threads``: :attr:`LiveRun.threads`, 0 picks by size; ``shared``: one run for every visitor, default
+    above :data:`PER_VISITOR_AGENTS` agents)."""
     _extensions()
     t0 = time.perf_counter()
     run = LiveRun(scenario, agents=agents or DEFAULT_AGENTS.get(scenario), threads=threads)
@@ -51,24 +62,42 @@ def serve(
         frame = run.frame
         view = View((x0, x1, y0, y1), 64, 64)
         MapPainter(run.map.x, run.map.y).paint(frame.groups, frame.group_names, view)
+    if shared is None:
+        shared = run.agents > PER_VISITOR_AGENTS
+    if shared:
+
+        def page() -> Explorer:
+            return Explorer(run=run, shared=True)
+    else:
+        run.close()  # it cached the population and compiled the map; each visitor builds their own
+        size = run.agents
+
+        def page() -> Explorer:
+            own = LiveRun(scenario, agents=size, threads=threads, agents_limit=max(size, PER_VISITOR_AGENTS))
+            # the page is built from the set-up run (~0.05 s for the classroom: its population comes from
+            # the disk cache): option controls rebuilt while a page loads did not reach the browser
+            own.wait()
+            return Explorer(run=own, owns_run=True)
+
     print(
         f"populace explore: {run.scenario} with {run.agents:,} agents ready in "
         f"{time.perf_counter() - t0:.1f} s; "
-        f"serving on http://{address}:{port}/",
+        + ("one run shared by all visitors; " if shared else "a run per visitor; ")
+        + f"serving on http://{address}:{port}/",
         file=sys.stderr,
         flush=True,
     )
     try:
         server = pn.serve(
-            {"/": lambda: Explorer(run=run)},
+            {"/": page},
             port=port,
             address=address,
             websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
             show=False,
             title="Populace Explorer",
             start=False,
-            # a closed tab's session stops refreshing within ~2 s, not Bokeh's default ~30 s: every
-            # session polls the shared run, and dead ones starved the live page's updates in tests
+            # a closed tab's session stops refreshing (and its own run closes) within ~2 s, not Bokeh's
+            # default ~30 s: dead sessions' polling starved the live pages' updates in tests
             check_unused_sessions_milliseconds=1000,
             unused_session_lifetime_milliseconds=1000,
         )
@@ -90,9 +119,10 @@ def serve(
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
-    reuse_freed_memory()  # this process serves one run: its days reuse freed memory (populace.memory)
+    reuse_freed_memory()  # the runs' days reuse freed memory (populace.memory)
     serve(
         args.scenario,
+        shared=True if args.shared else None,
         agents=args.agents,
         port=args.port,
         address=args.address,

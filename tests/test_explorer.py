@@ -441,3 +441,55 @@ def test_the_outlines_follow_a_new_population(explorer):
     view.run.setup().result()
     view.refresh()
     assert _outline_rows(root) > 177  # NYC's MODZCTAs (some in several parts)
+
+
+# ---------------------------------------------------------------------- a run per visitor
+def test_closing_a_visitors_session_closes_its_run_and_worker():
+    own = LiveRun("classroom", agents=3_000)
+    view = Explorer(run=own, owns_run=True)
+    own.wait()
+    own.step(2).result()
+    workers = list(own._worker._threads)
+    assert workers
+    assert all(t.is_alive() for t in workers)
+    view._detach()  # what the session's on_session_destroyed callback calls
+    assert own.closed
+    for t in workers:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in workers)
+    shared = LiveRun("classroom", agents=3_000)
+    try:
+        Explorer(run=shared)._detach()  # a viewer of a run it does not own leaves it running
+        assert not shared.closed
+        assert shared.step(1).result() is None
+    finally:
+        shared.close()
+
+
+def test_restore_defaults_resets_options_size_seed_and_day(run):
+    defaults = {name: option.value for name, option in run.options.items()}
+    run.set_option("beta", 0.2)
+    run.set_option("mask_adoption", 0.5)
+    run.seed, run.days, run.speed = 7, 30, 5.0
+    run.step(3).result()
+    run.restore_defaults().result()
+    assert {name: option.value for name, option in run.options.items()} == defaults
+    assert (run.seed, run.agents, run.days, run.speed, run.frame.day) == (0, AGENTS, 120, 0.0, 0)
+    assert run.pending == set()
+
+
+def test_a_visitors_run_is_limited_in_size():
+    own = LiveRun("classroom", agents=3_000, agents_limit=5_000, setup=False)
+    try:
+        own.agents = 6_000
+        with pytest.raises(ParamError, match="at most 5,000"):
+            own.setup()
+        own.scenario = "nyc-covid"  # its default size is far above the limit
+        assert own.agents == 5_000
+    finally:
+        own.close()
+
+
+def test_only_a_shared_run_says_so_on_the_page(run):
+    assert Explorer(run=run, shared=True).controls.shared_text.visible
+    assert not Explorer(run=run).controls.shared_text.visible

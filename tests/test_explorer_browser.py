@@ -2,7 +2,8 @@
 ``populace explore`` served on localhost: load, slider + play, step, reset, zoom, bad values.
 
 The Bokeh models are read through ``Bokeh.documents[0]`` (the plots live in shadow DOM). One server serves
-every test; its run is shared by all sessions (as in a workshop), so each test starts with a reset.
+every test; each page (a session) gets a run of its own (the classroom is small enough), and each test
+still starts with a reset.
 ``.ci/run`` installs Chromium (``apt-get install -y chromium``); elsewhere set ``POPULACE_CHROMIUM``.
 """
 
@@ -207,3 +208,63 @@ def test_a_bad_value_shows_an_error(page: Page):
     agents.press("Enter")
     _reset(page)
     _wait(page, lambda: page.get_by_text(re.compile("agents: expected")).count() == 0, "the error to clear")
+
+
+def _open(browser, server: str) -> Page:
+    """A page in a browser context of its own (a visitor of their own: own cookies, own session)."""
+    page = browser.new_context(viewport={"width": 1500, "height": 950}).new_page()
+    page.goto(server)
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+    _wait(page, lambda: page.evaluate(MAP) is not None, "the map image")
+    _wait(page, lambda: "ready" in _status(page), "the visitor's run set up")
+    beta = page.get_by_text("beta:", exact=True).first
+    _wait(page, lambda: beta.is_visible(), "the live options' controls")  # built after the set-up
+    return page
+
+
+def _beta(page: Page) -> float:
+    return float(_slider_handle(page, "beta").get_attribute("aria-valuenow"))
+
+
+def _drag_beta(page: Page, dx: float) -> None:
+    box = _slider_handle(page, "beta").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + dx, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+
+
+def test_two_visitors_run_independently_and_a_new_one_starts_at_defaults(browser, server: str):
+    a, b = _open(browser, server), _open(browser, server)
+    try:
+        default_beta = _beta(a)
+        assert _beta(b) == default_beta
+        for page in (a, b):  # a run per visitor: no "shared by all visitors" banner
+            assert not page.get_by_text("shared by all visitors").first.is_visible()
+        _drag_beta(a, 70)
+        _wait(a, lambda: _beta(a) > default_beta, "A's beta to move")
+        _days(b, 6)
+        b.get_by_role("button", name="▶ Play").click()
+        _wait(b, lambda: _day(b) == 6, "B at day 6")
+        a.get_by_role("button", name="Step").click()
+        _wait(a, lambda: _day(a) == 1, "A at day 1")
+        a.wait_for_timeout(1000)  # time for an echo of A's slider or step to reach B, were the run shared
+        assert _beta(b) == default_beta  # A's slider is not on B's page
+        assert _beta(a) > default_beta
+        assert _day(b) == 6  # A's step left B's day alone
+        _reset(a)
+        a.wait_for_timeout(1000)
+        assert _day(b) == 6  # and so did A's reset
+        assert _beta(a) > default_beta  # a reset keeps A's options
+        c = _open(browser, server)  # a new visitor starts from the defaults, not from A's or B's run
+        try:
+            assert _day(c) == 0
+            assert _beta(c) == default_beta
+        finally:
+            c.context.close()
+        a.get_by_role("button", name="Restore defaults").click()
+        _wait(a, lambda: _beta(a) == default_beta and _day(a) == 0, "A's defaults restored")
+        assert _day(b) == 6
+    finally:
+        a.context.close()
+        b.context.close()

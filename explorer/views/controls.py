@@ -24,7 +24,7 @@ _AGENTS_DOC = "population size: 100000, 1e6, 8.4M or 100k (a reset builds it; la
 class Controls(pn.viewable.Viewer):
     """The sidebar of one session (see module docs)."""
 
-    def __init__(self, session: Session, **params: Any) -> None:
+    def __init__(self, session: Session, *, shared: bool = False, **params: Any) -> None:
         super().__init__(**params)
         self.session = session
         run = session.run
@@ -39,6 +39,19 @@ class Controls(pn.viewable.Viewer):
         )
         self.setup_button = pn.widgets.Button(label="Set up / reset", color="primary", width=140)
         self.seed_button = pn.widgets.Button(label="New seed", width=140)
+        self.defaults_button = pn.widgets.Button(
+            label="Restore defaults",
+            width=140,
+            description="the scenario's default options, size, seed and speed; then a set-up",
+        )
+        self.shared_text = pn.pane.Alert(
+            f"**One run shared by all visitors.** Everyone on this page watches the same run of "
+            f"{run.agents:,} agents, and any visitor drives it: a reset, a slider or Play here changes it "
+            f"for everyone.",
+            alert_type="info",
+            width=300,
+            visible=shared,
+        )
         self.step_button = pn.widgets.Button(label="Step", width=90)
         self.play_toggle = pn.widgets.Toggle.from_param(
             session.param.playing,
@@ -88,6 +101,7 @@ class Controls(pn.viewable.Viewer):
         session.param.watch(self._show_status, ["busy", "step_seconds"])
         self.setup_button.on_click(lambda _: guard(session.setup_run))
         self.seed_button.on_click(lambda _: guard(run.new_seed))
+        self.defaults_button.on_click(lambda _: guard(self._restore_defaults))
         self.step_button.on_click(lambda _: guard(run.step))
         self.days_input.param.watch(lambda e: guard(lambda: setattr(run, "days", e.new)), "value")
         self.speed_slider.param.watch(lambda e: setattr(run, "speed", e.new), "value_throttled")
@@ -95,9 +109,11 @@ class Controls(pn.viewable.Viewer):
         self.observed_button.on_click(lambda _: guard(self._use_observed))
         self.layout = pn.Column(
             pn.pane.Markdown("## Populace Explorer", margin=(0, 5)),
+            self.shared_text,
             self.scenario_select,
             pn.Row(self.agents_input, self.seed_text),
             pn.Row(self.setup_button, self.seed_button),
+            pn.Row(self.defaults_button),
             pn.Row(self.step_button, self.play_toggle, self.days_input),
             self.speed_slider,
             self.frame_slider,
@@ -141,6 +157,15 @@ class Controls(pn.viewable.Viewer):
             self.session.run.play()
         else:
             self.session.run.pause()
+
+    def _restore_defaults(self) -> None:
+        """The run's defaults (:meth:`LiveRun.restore_defaults`), shown in the controls not bound to it."""
+        session, run = self.session, self.session.run
+        run.restore_defaults()
+        session.agents = agents_text(run.agents)
+        self.days_input.value = run.days
+        self.speed_slider.value = run.speed
+        self.frame_slider.value = run.days_per_frame
 
     def _use_observed(self) -> None:
         run = self.session.run
