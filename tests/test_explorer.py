@@ -74,7 +74,7 @@ def test_a_live_option_applies_from_the_next_day(run):
     assert run.is_live("beta")
     assert run.set_option("beta", 0.2) is True
     covid = next(m for m in run.model.modules() if isinstance(m, Covid))
-    assert float(covid.beta) == pytest.approx(0.2)
+    assert float(covid.beta.detach()) == pytest.approx(0.2)
     run.step(15).result()
     base.step(15).result()
     same, changed = run.frame.series("new_infections"), base.frame.series("new_infections")
