@@ -241,6 +241,22 @@ class Model(nn.Module):
             raise KeyError(f"no layer {name!r} in the model; its layers: {', '.join(self._order)}")
         return cast(Layer, self._modules[name])
 
+    def label(self, path: str) -> str:
+        """Words an analyst reads for the parameter at ``path`` (``covid.settings.school.weight`` → "school
+        contacts (relative transmissibility)", ``covid.beta`` → "beta (covid)"): the scenario option it was
+        built from when there is one (``Param.option``), else its setting and attribute in words."""
+        spec = self.specs().get(path)
+        if spec is not None and spec.option:
+            return spec.option.replace("_", " ")
+        parts = path.split(".")
+        if len(parts) == 4 and parts[1] == "settings":
+            setting, attr = parts[2].replace("_", " "), parts[3]
+            return (
+                f"{setting} contacts (relative transmissibility)" if attr == "weight" else f"{setting} {attr}"
+            )
+        layer, attr = parts[0], " ".join(parts[1:]).replace("_", " ")
+        return f"{attr} ({layer.replace('_', ' ')})"
+
     def stream_names(self) -> frozenset[str]:
         """Every random stream the layers declare, namespaced by layer (``covid.threshold``)."""
         return self._streams

@@ -28,7 +28,8 @@ class Lever:
     """One learnable parameter's effect on one outcome.
 
     Attributes:
-        parameter: dotted model name; ``option``: the scenario option it was built from (or ``None``).
+        parameter: dotted model name; ``option``: the scenario option it was built from (or ``None``);
+            ``label``: its name in words.
         value: its value in the run; ``gradient``: d(outcome)/d(parameter) there.
         effect: the outcome's change for +10% of the value (or +10% of the bound range when the value is 0),
             to first order: ``gradient × step``; ``step`` is that change of the parameter.
@@ -39,6 +40,8 @@ class Lever:
     value: float
     gradient: float
     step: float
+    label: str = ""
+    """Words an analyst reads for the parameter (:meth:`~populace.Model.label`)."""
 
     @property
     def effect(self) -> float:
@@ -90,7 +93,7 @@ def levers(
         low, high = specs[name].bounds if name in specs else (value - 1.0, value + 1.0)
         step = 0.1 * (abs(value) if value != 0 else high - low)
         grad = float(report.gradients[outcome][name])
-        found.append(Lever(name, by_spec.get(name), value, grad, step))
+        found.append(Lever(name, by_spec.get(name), value, grad, step, model.label(name)))
     found.sort(key=lambda lever: -abs(lever.effect))
     return Levers(
         outcome, report.outputs[outcome], tuple(found), report.forward_s + report.backward_s, agents

@@ -43,3 +43,13 @@ def test_observed_options_need_a_start_date() -> None:
     model = experiment.model()
     with pytest.raises(ParamError, match="no observed data to calibrate against"):
         experiment.calibration(model, days=5)
+
+
+def test_parameters_have_labels_an_analyst_reads() -> None:
+    """Sensitivity bars show these (the explorer's levers): the option's name, or the setting in words."""
+    model = Experiment.from_texts("classroom", agents=3_000).model()
+    assert model.label("covid.beta") == "beta"
+    assert model.label("covid.settings.school.weight") == "school contacts (relative transmissibility)"
+    assert model.label("covid.symptomatic_scale") == "symptomatic scale (covid)"  # no option: its layer named
+    labels = [model.label(n) for n, _ in model.named_parameters()]
+    assert not any("." in label for label in labels), labels

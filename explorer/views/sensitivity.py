@@ -86,7 +86,7 @@ class SensitivityView(pn.viewable.Viewer):
         self._levers = result
         top = [lever for lever in result.levers if lever.gradient != 0][:14]
         bars = hv.Bars(
-            [(lever.option or lever.parameter, lever.effect) for lever in top][::-1], "lever", "effect"
+            [(lever.label or lever.parameter, lever.effect) for lever in top][::-1], "lever", "effect"
         ).opts(
             invert_axes=True,
             responsive=True,
