@@ -104,21 +104,21 @@ class Experiment:
             load_parameters(model, dict(self.fitted))
         return model
 
+    @property
+    def day_zero(self) -> dt.date | None:
+        """The calendar date of day 0: ``start``, else the scenario's default (``None``: no observed data)."""
+        return self.start or self.scenario.default_start
+
     def calibration(self, model: Model, *, days: int, streams: Sequence[str] | None = None) -> Calibration:
         """The scenario's calibration of ``model`` (built by :meth:`model`) to its observed data."""
+        if self.day_zero is None:
+            raise ParamError(f"{self.scenario.name}: this scenario has no observed data to calibrate against")
         return self.scenario().calibration(
-            model, agents=self.agents, start=self._start(), days=days, streams=streams
+            model, agents=self.agents, start=self.day_zero, days=days, streams=streams
         )
 
     def observed(self, model: Model, *, days: int) -> list[Stream]:
         """The scenario's observed data streams for ``days`` days from the start (none without a start)."""
-        start = self.start or self.scenario.default_start
-        if start is None:
+        if self.day_zero is None:
             return []
-        return self.scenario().observed(model, agents=self.agents, start=start, days=days)
-
-    def _start(self) -> dt.date:
-        start = self.start or self.scenario.default_start
-        if start is None:
-            raise ParamError(f"{self.scenario.name}: this scenario has no observed data to calibrate against")
-        return start
+        return self.scenario().observed(model, agents=self.agents, start=self.day_zero, days=days)

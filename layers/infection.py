@@ -421,6 +421,7 @@ class Infection(Layer):
                 rel = torch.ones(sources.numel(), device=sources.device)
             state.infectiousness = rel.sum()
         fast = state.workspace is not None
+        transmissibility = self.transmissibility()
         hazard: torch.Tensor | None = None
         terms: list[_Term] = []
         for i, (contacts, presence) in enumerate(zip(self.contacts(), presences, strict=True)):
@@ -431,7 +432,7 @@ class Infection(Layer):
                 assert rel is not None
                 emitted = rel if presence is None else rel * presence[sources]
                 pressure = self.aggregation.add(contacts, self.aggregation.empty(contacts), sources, emitted)
-            scale = self.transmissibility()
+            scale = transmissibility
             place_scale = combine(
                 [e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale]
             )
