@@ -3,8 +3,9 @@
 The public API; everything else is an implementation detail.
 """
 
-from .aggregation import Aggregation, LocalAggregation
+from .aggregation import Aggregation, ExactSums
 from .contacts import AgeMixing, Contacts, DistanceKernel, EdgeNetwork, Places
+from .distributed import RankFailed, Shard, launch
 from .estimators import Estimator, Gumbel, Sellke, Smoothed
 from .model import Layer, LayerState, Link, Model, Phase, StepContext
 from .params import Choice, Param, ParamError, register_param, register_params
@@ -34,6 +35,7 @@ __all__ = [
     "DistanceKernel",
     "EdgeNetwork",
     "Estimator",
+    "ExactSums",
     "GradMode",
     "Gumbel",
     "HardGumbel",
@@ -41,7 +43,6 @@ __all__ = [
     "Layer",
     "LayerState",
     "Link",
-    "LocalAggregation",
     "Model",
     "Param",
     "ParamError",
@@ -50,10 +51,12 @@ __all__ = [
     "Population",
     "PopulationFileError",
     "RandomStreams",
+    "RankFailed",
     "Result",
     "Scenario",
     "Sellke",
     "SellkeThreshold",
+    "Shard",
     "Simulation",
     "Smoothed",
     "SmoothedBernoulli",
@@ -64,6 +67,7 @@ __all__ = [
     "branch_weights",
     "column",
     "find_scenario",
+    "launch",
     "parse_sets",
     "register_param",
     "register_params",

@@ -17,15 +17,21 @@ Four implementations of one interface (:class:`Contacts`):
 
 A structure keeps a *pressure* tensor (per place, or per agent for networks) that the disease layer
 updates incrementally as agents enter or leave the infectious state; in-place when no gradient flows.
+Pressures are ``float64`` sums of emissions rounded to multiples of 2⁻²⁴ (:func:`populace.distributed.exact`):
+exact, so the same whatever the order of the additions, and so the same when a population is split over
+processes (:meth:`Contacts.shard`) and each place's sum is taken across them. The force is computed in
+``float32`` from them.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Self
 
 import torch
 from torch import nn
 
+from .distributed import Shard, exact
 from .params import Param, register_param
 
 __all__ = ["AgeMixing", "Contacts", "DistanceKernel", "EdgeNetwork", "Places"]
@@ -44,6 +50,9 @@ class Contacts(nn.Module, abc.ABC):
     """Abstract contact structure over ``n_agents`` agents; ``weight`` is its relative transmissibility."""
 
     weight: torch.Tensor
+    spans: bool = False
+    """Whether some place has members in several shards of a split population (its sums are then taken
+    across processes); set by :meth:`shard`."""
 
     def __init__(self, name: str, n_agents: int, weight: Param = _WEIGHT) -> None:
         super().__init__()
@@ -51,15 +60,30 @@ class Contacts(nn.Module, abc.ABC):
         self.n_agents = n_agents
         register_param(self, "weight", weight)
 
+    def shard(self, shard: Shard) -> Self:
+        """This setting for the agents of ``shard`` only (built on the whole population, so place sizes are
+        those of all members): places with members in several shards keep their global numbering and
+        :attr:`spans` is set; otherwise places are renumbered locally."""
+        raise NotImplementedError(f"{self.name}: a {type(self).__name__} cannot be split over processes yet")
+
+    def _sharded_copy(self, n_agents: int) -> Self:
+        """A new structure of this class over ``n_agents`` agents with this one's name and weight."""
+        new = type(self).__new__(type(self))
+        Contacts.__init__(new, self.name, n_agents, self.param_specs["weight"])  # type: ignore[attr-defined]
+        with torch.no_grad():
+            new.weight.copy_(self.weight)
+        return new
+
     @abc.abstractmethod
     def empty_pressure(self) -> torch.Tensor:
-        """Zero pressure, ``float32[sources]``."""
+        """Zero pressure, ``float64[sources]``."""
 
     @abc.abstractmethod
     def add_sources(
         self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """Pressure after ``agents`` (``int64[k]``) add ``weights`` (``float32[k]``) of infectiousness."""
+        """Pressure after ``agents`` (``int64[k]``) add ``weights`` (``float32[k]``) of infectiousness
+        (rounded by :func:`~populace.distributed.exact`)."""
 
     @abc.abstractmethod
     def force(
@@ -78,8 +102,35 @@ class Contacts(nn.Module, abc.ABC):
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     if pressure.requires_grad or weights.requires_grad:
-        return pressure.index_add(0, index, weights)
-    return pressure.index_add_(0, index, weights)
+        return pressure.index_add(0, index, exact(weights))
+    return pressure.index_add_(0, index, exact(weights))
+
+
+def _spanning(index: torch.Tensor, outside: int, shard: Shard) -> bool:
+    """Whether some place of ``index`` (``int[agents]``, ``outside`` for non-members) has members in two
+    shards."""
+    owner = torch.repeat_interleave(
+        torch.arange(shard.ranks, dtype=torch.int32, device=index.device),
+        torch.tensor(
+            [b - a for a, b in zip(shard.bounds, shard.bounds[1:], strict=False)], device=index.device
+        ),
+    )
+    index = index.long()
+    first = torch.full((outside + 1,), shard.ranks, dtype=torch.int32, device=index.device)
+    first = first.scatter_reduce(0, index, owner, "amin")
+    last = torch.full((outside + 1,), -1, dtype=torch.int32, device=index.device)
+    last = last.scatter_reduce(0, index, owner, "amax")
+    return bool((first[:outside] < last[:outside]).any())
+
+
+def _local_index(index: torch.Tensor, outside: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``index`` renumbered to the places it uses: (new index with ``len(places)`` for non-members,
+    ``places``, the old numbers of the new ones)."""
+    member = index < outside
+    places, inverse = torch.unique(index[member], return_inverse=True)
+    local = torch.full_like(index, places.numel())
+    local[member] = inverse.to(index.dtype)
+    return local, places
 
 
 class Places(Contacts):
@@ -128,8 +179,27 @@ class Places(Contacts):
         pair = self.pair_rate[:-1].double()
         return float((size * (size - 1).clamp(min=0) * pair).sum() / max(self.n_agents, 1))
 
+    def shard(self, shard: Shard) -> Places:
+        if self.n_agents != shard.total:
+            raise ValueError(f"{self.name}: covers {self.n_agents} agents, the shards {shard.total}")
+        index = self.place_index[shard.start : shard.stop]
+        new = self._sharded_copy(shard.size)
+        new.contacts = self.contacts
+        new.spans = shard.spans and _spanning(self.place_index, self.n_places, shard)
+        if new.spans:
+            new.n_places = self.n_places
+            new.register_buffer("place_index", index.clone(), persistent=False)
+            new.register_buffer("pair_rate", self.pair_rate.clone(), persistent=False)
+            return new
+        local, places = _local_index(index, self.n_places)
+        new.n_places = places.numel()
+        new.register_buffer("place_index", local, persistent=False)
+        rate = torch.cat([self.pair_rate[places.long()], self.pair_rate.new_zeros(1)])
+        new.register_buffer("pair_rate", rate, persistent=False)
+        return new
+
     def empty_pressure(self) -> torch.Tensor:
-        return torch.zeros(self.n_places + 1, device=self.pair_rate.device)
+        return torch.zeros(self.n_places + 1, dtype=torch.float64, device=self.pair_rate.device)
 
     def add_sources(
         self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
@@ -137,7 +207,7 @@ class Places(Contacts):
         return _index_add(pressure, self.place_index[agents], weights)
 
     def _rate(self, pressure: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return pressure * (self.pair_rate * (scale * self.weight))
+        return pressure.to(torch.float32) * (self.pair_rate * (scale * self.weight))
 
     def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
         # Gathered first: O(len(agents)), not O(places) (the same products as force's, element by element).
@@ -145,7 +215,7 @@ class Places(Contacts):
         per_contact = scale * self.weight
         if per_contact.dim():
             per_contact = per_contact[place]
-        return pressure[place] * (self.pair_rate[place] * per_contact)
+        return pressure[place].to(torch.float32) * (self.pair_rate[place] * per_contact)
 
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
@@ -211,8 +281,41 @@ class AgeMixing(Contacts):
         self.register_buffer("inverse_members", inverse.to(torch.float32), persistent=False)
         self.register_buffer("matrix", matrix.to(torch.float32), persistent=False)
 
+    def shard(self, shard: Shard) -> AgeMixing:
+        if self.n_agents != shard.total:
+            raise ValueError(f"{self.name}: covers {self.n_agents} agents, the shards {shard.total}")
+        cells = self.n_groups * self.bands
+        new = self._sharded_copy(shard.size)
+        new.bands = self.bands
+        new.register_buffer("matrix", self.matrix.clone(), persistent=False)
+        index = self.cell_index[shard.start : shard.stop]
+        new.spans = shard.spans and _spanning(self.cell_index, cells, shard)
+        if new.spans:
+            new.n_groups = self.n_groups
+            new.register_buffer("cell_index", index.clone(), persistent=False)
+            new.register_buffer("inverse_members", self.inverse_members.clone(), persistent=False)
+            return new
+        # whole groups only (a group's cells are renumbered together, keeping the band layout)
+        group = torch.where(index < cells, index // self.bands, self.n_groups)
+        local, groups = _local_index(group, self.n_groups)
+        new.n_groups = groups.numel()
+        band = index % self.bands
+        new.register_buffer(
+            "cell_index",
+            torch.where(local < new.n_groups, local * self.bands + band, new.n_groups * self.bands).to(
+                torch.int32
+            ),
+            persistent=False,
+        )
+        kept = (
+            groups.long().unsqueeze(1) * self.bands + torch.arange(self.bands, device=index.device)
+        ).reshape(-1)
+        inverse = torch.cat([self.inverse_members[kept], self.inverse_members.new_zeros(1)])
+        new.register_buffer("inverse_members", inverse, persistent=False)
+        return new
+
     def empty_pressure(self) -> torch.Tensor:
-        return torch.zeros(self.n_groups * self.bands + 1, device=self.matrix.device)
+        return torch.zeros(self.n_groups * self.bands + 1, dtype=torch.float64, device=self.matrix.device)
 
     def add_sources(
         self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
@@ -220,7 +323,7 @@ class AgeMixing(Contacts):
         return _index_add(pressure, self.cell_index[agents], weights)
 
     def _rate(self, pressure: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        share = (pressure * self.inverse_members)[:-1].view(self.n_groups, self.bands)
+        share = (pressure.to(torch.float32) * self.inverse_members)[:-1].view(self.n_groups, self.bands)
         rate = (share @ self.matrix.T).reshape(-1) * (scale * self.weight)
         return torch.cat([rate, rate.new_zeros(1)])
 
@@ -245,7 +348,7 @@ class _PerAgent(Contacts):
     def _device(self) -> torch.device: ...
 
     def empty_pressure(self) -> torch.Tensor:
-        return torch.zeros(self.n_agents, device=self._device())
+        return torch.zeros(self.n_agents, dtype=torch.float64, device=self._device())
 
     def add_sources(
         self, pressure: torch.Tensor, agents: torch.Tensor, weights: torch.Tensor
@@ -309,7 +412,7 @@ class EdgeNetwork(_PerAgent):
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        per_edge = pressure[self.source] * self.rate * (scale * self.weight)
+        per_edge = pressure[self.source].to(torch.float32) * self.rate * (scale * self.weight)
         hazard = torch.zeros(self.n_agents, device=pressure.device, dtype=per_edge.dtype)
         hazard = hazard.index_add(0, self.target, per_edge)
         if out is not None:
@@ -363,7 +466,7 @@ class DistanceKernel(_PerAgent):
                 self.y.unsqueeze(1) - self.y[sources]
             ).square_()
             kernel = 1.0 / (1.0 + (d2 / self.r0**2).pow(self.alpha / 2))
-            emitted = pressure[sources]
+            emitted = pressure[sources].to(torch.float32)
             near = kernel @ emitted if differentiable else (kernel * emitted).sum(1)
             hazard = scale * near
         if out is not None:

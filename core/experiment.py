@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .distributed import Shard
 from .model import Model
 from .params import ParamError
 from .scenario import Option, Scenario, find_scenario, parse_sets
@@ -95,11 +96,16 @@ class Experiment:
             start,
         )
 
-    def model(self) -> Model:
-        """The scenario's model with the fitted values loaded."""
+    def model(self, shard: Shard | None = None) -> Model:
+        """The scenario's model with the fitted values loaded (with ``shard``: this process's part of a
+        population split over several, :mod:`populace.distributed`)."""
         from .calibrate import load_parameters
 
-        model = self.scenario().build(self.agents, dict(self.options), seed=self.seed, device=self.device)
+        if shard is not None and shard.spans and not self.scenario.shardable:
+            raise ParamError(f"{self.scenario.name}: this scenario does not run on several processes yet")
+        model = self.scenario().build(
+            self.agents, dict(self.options), seed=self.seed, device=self.device, shard=shard
+        )
         if self.fitted is not None:
             load_parameters(model, dict(self.fitted))
         return model

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 import torch
 from torch import nn
 
+from .distributed import Shard
 from .params import Param
 from .random import RandomStreams
 
@@ -56,12 +57,25 @@ class StepContext:
         streams: the run's named random streams.
         differentiable: whether gradients are being tracked (layers keep their soft state only then).
         states: every layer's state at the start of this phase, for layers that read others.
+        shard: the part of a population split over processes that this process holds
+            (:mod:`populace.distributed`); one process holds everyone by default.
     """
 
     day: int
     streams: RandomStreams
     differentiable: bool
     states: Mapping[Layer, LayerState] = dataclasses.field(default_factory=dict)
+    shard: Shard = dataclasses.field(default_factory=Shard.single)
+
+    def agents(self, n: int) -> int | torch.Tensor:
+        """What addresses the per-agent random draws of a layer over this process's ``n`` agents
+        (:meth:`~populace.RandomStreams.uniform`): their global indices when the population is split,
+        else ``n``."""
+        if not self.shard.spans:
+            return n
+        if n != self.shard.size:
+            raise ValueError(f"a layer over {n} agents in a shard of {self.shard.size}")
+        return self.shard.agents(self.streams.device)
 
 
 @dataclass
@@ -98,6 +112,10 @@ class Layer(nn.Module, abc.ABC):
     a reset. The others are read every day, so a new value applies from the next day."""
     stage_names: ClassVar[tuple[str, ...]] = ()
     """Names of the per-agent stage codes :meth:`stage` returns; empty for layers without one."""
+    shardable: ClassVar[bool] = False
+    """Whether the layer runs on a population split over processes (:mod:`populace.distributed`): its
+    per-agent draws are addressed by global index and every total it reads or reports is summed across
+    the processes."""
 
     @abc.abstractmethod
     def init_state(self, ctx: StepContext) -> LayerState: ...

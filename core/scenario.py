@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from .distributed import Shard
 from .model import Model
 from .params import Choice, Param, ParamError
 from .plugins import did_you_mean, find, installed
@@ -45,6 +46,9 @@ class Scenario(abc.ABC):
     """Outcomes of ``populace sensitivity`` when ``--outputs`` is not given (:mod:`populace.sensitivity`)."""
     default_start: ClassVar[dt.date | None] = None
     """Calendar date of day 0 for calibration against observed data (``None``: no observed data)."""
+    shardable: ClassVar[bool] = False
+    """Whether :meth:`build` can build one process's part of a population split over several
+    (:mod:`populace.distributed`)."""
 
     @classmethod
     @abc.abstractmethod
@@ -53,9 +57,17 @@ class Scenario(abc.ABC):
 
     @abc.abstractmethod
     def build(
-        self, agents: int, options: Mapping[str, Option], *, seed: int, device: torch.device | str
+        self,
+        agents: int,
+        options: Mapping[str, Option],
+        *,
+        seed: int,
+        device: torch.device | str,
+        shard: Shard | None = None,
     ) -> Model:
-        """The model for ``agents`` agents; ``seed`` drives the random population."""
+        """The model for ``agents`` agents; ``seed`` drives the random population. With a ``shard`` over
+        several processes (only if :attr:`shardable`), the model of this process's agents: the scenario
+        divides the shard (:meth:`~populace.distributed.Shard.divide`) where households begin."""
 
     @classmethod
     def defaults(cls) -> dict[str, Option]:

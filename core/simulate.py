@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .distributed import Shard
 from .files import atomic_path
 from .model import LayerState, Model, StepContext
 from .random import RandomStreams
@@ -113,16 +114,30 @@ class Simulation:
         seed: base seed of the named random streams.
         device: where state and computation live (``"cpu"``, ``"cuda"``, ...).
         grad: ``"off"``, ``"full"`` or :class:`Checkpointed`.
+        shard: this process's part of a population split over processes (:mod:`populace.distributed`;
+            ``model`` is built for it); the series are those of the whole population on every process.
     """
 
     def __init__(
-        self, model: Model, *, seed: int = 0, device: torch.device | str = "cpu", grad: GradMode = "off"
+        self,
+        model: Model,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        grad: GradMode = "off",
+        shard: Shard | None = None,
     ) -> None:
         if grad not in ("off", "full") and not isinstance(grad, Checkpointed):
             raise ValueError(f"grad: expected 'off', 'full' or Checkpointed(every=k), got {grad!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.grad = grad
+        self.shard = shard if shard is not None else Shard.single()
+        if self.shard.spans and isinstance(grad, Checkpointed):
+            raise ValueError(
+                "grad: checkpointed gradients do not run on a population split over processes yet"
+            )
+        self.shard.begin(self.differentiable, self.device)
         self.streams = RandomStreams(seed, self.device, declared=model.stream_names())
         self.day = 0
         with self._autograd():
@@ -136,7 +151,9 @@ class Simulation:
         return contextlib.nullcontext() if self.differentiable else torch.no_grad()
 
     def _ctx(self, day: int) -> StepContext:
-        return StepContext(day=day, streams=self.streams, differentiable=self.differentiable)
+        return StepContext(
+            day=day, streams=self.streams, differentiable=self.differentiable, shard=self.shard
+        )
 
     def _names(self, record: Sequence[str] | None) -> tuple[str, ...]:
         available = self.model.observables()
@@ -225,6 +242,9 @@ class Simulation:
                 chunks.append(rows)
         self.day = first + days
         series = {name: torch.cat([c[name] for c in chunks]) for name in names}
+        if self.differentiable and self.shard.spans:
+            # every series reaches the chain of collectives, so any loss's backward runs all of them
+            series = {name: self.shard.tie(value) for name, value in series.items()}
         labels = {k: v for k, v in self.model.labels().items() if k in series}
         return Result(days=torch.arange(first, first + days), series=series, labels=labels)
 

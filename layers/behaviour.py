@@ -284,7 +284,7 @@ class Behaviour(Decider):
 
     def init_state(self, ctx: StepContext) -> BehaviourState:
         n, device = self.n_agents, ctx.streams.device
-        disposition = torch.stack([ctx.streams.uniform(f"{self.name}.{d}", n) for d in DECISIONS])
+        disposition = torch.stack([ctx.streams.uniform(f"{self.name}.{d}", ctx.agents(n)) for d in DECISIONS])
         return BehaviourState(
             disposition=disposition,
             probability=torch.zeros(len(self.names) * self.n_regions, len(DECISIONS), device=device),

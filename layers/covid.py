@@ -366,13 +366,16 @@ class Covid(Infection):
 
     def init_state(self, ctx: StepContext) -> CovidState:
         n, device = self.n_agents, ctx.streams.device
+        agents = ctx.agents(n)
         durations = torch.stack(
             [
-                ctx.streams.lognormal(f"{self.name}.{name}", n, mean.value, sd.value).round_().clamp_(1, 255)
+                ctx.streams.lognormal(f"{self.name}.{name}", agents, mean.value, sd.value)
+                .round_()
+                .clamp_(1, 255)
                 for name, (mean, sd) in self.durations.items()
             ]
         ).to(torch.uint8)
-        fate = torch.stack([ctx.streams.uniform(f"{self.name}.fate.{b}", n) for b in _BRANCHES])
+        fate = torch.stack([ctx.streams.uniform(f"{self.name}.fate.{b}", agents) for b in _BRANCHES])
         fields, seeds = self.infection_state(ctx, len(Stage))
         dtype = fields["counts"].dtype
         columns = 1 + sum(len(b.labels) for b in self.breakdowns)

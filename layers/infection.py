@@ -38,8 +38,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from populace.aggregation import Aggregation, LocalAggregation
+from populace.aggregation import Aggregation, ExactSums
 from populace.contacts import Contacts, Places
+from populace.distributed import exact
 from populace.estimators import Draw, Estimator, Smoothed
 from populace.model import Layer, LayerState, Link, Phase, StepContext
 from populace.samplers import LaterInfections
@@ -118,7 +119,8 @@ class Infection(Layer):
         settings: contact structures (places, age mixing, networks, kernels); names must be unique.
         initial_infections: agents infected at day 0, chosen uniformly.
         estimator: gradient estimator of the infection draw (:mod:`populace.estimators`).
-        aggregation: how emissions are summed per place (:mod:`populace.aggregation`); local by default.
+        aggregation: how emissions are summed per place (:mod:`populace.aggregation`); exact sums, across
+            the processes of a split population, by default.
     """
 
     phase = Phase.DISEASE
@@ -153,8 +155,8 @@ class Infection(Layer):
                 raise TypeError(f"settings: expected Contacts, got {type(s).__name__}")
             if s.n_agents != n_agents:
                 raise ValueError(f"settings: {s.name} covers {s.n_agents} agents, expected {n_agents}")
-        if not 0 <= initial_infections <= n_agents:
-            raise ValueError(f"initial_infections: expected 0..{n_agents}, got {initial_infections}")
+        if isinstance(initial_infections, bool) or initial_infections < 0:
+            raise ValueError(f"initial_infections: expected a count >= 0, got {initial_infections}")
         if estimator is not None and not isinstance(estimator, Estimator):
             raise TypeError(
                 f"estimator: expected an Estimator object (populace.estimators: Sellke(), Gumbel(tau), "
@@ -164,7 +166,7 @@ class Infection(Layer):
         self.settings = nn.ModuleDict({s.name: s for s in settings})
         self.initial_infections = initial_infections
         self.estimator: Estimator = estimator if estimator is not None else Smoothed()
-        self.aggregation: Aggregation = aggregation if aggregation is not None else LocalAggregation()
+        self.aggregation: Aggregation = aggregation if aggregation is not None else ExactSums()
         self.modifiers: tuple[Link[Modifier], ...] = ()
         first, last = self.infectious
         self._first_infectious, self._n_infectious = first, last - first + 1
@@ -238,16 +240,26 @@ class Infection(Layer):
         """``int64[agents]`` groups within which the Sellke estimator values an earlier infection."""
         return None
 
+    def daily_totals(self, state: Any) -> tuple[str, ...]:
+        """Names of the state's fields that are totals of the day over agents (besides ``incidence``,
+        ``infectiousness`` and ``by_setting``), summed over the processes of a split population."""
+        return ()
+
     # ------------------------------------------------------------------ set-up
     def infection_state(self, ctx: StepContext, n_stages: int) -> tuple[dict[str, Any], torch.Tensor]:
         """The fields of :class:`InfectionState` at day 0 and the initially infected agents (``int64[k]``),
         drawn and counted; the subclass builds its state, then calls :meth:`seed` for them."""
         n, device = self.n_agents, ctx.streams.device
+        everyone = ctx.shard.total if ctx.shard.spans else n
+        if self.initial_infections > everyone:
+            raise ValueError(f"initial_infections: expected 0..{everyone}, got {self.initial_infections}")
         susceptible = self.fixed_susceptibility()
-        threshold = ctx.streams.exponential(f"{self.name}.threshold", n)
+        agents = ctx.agents(n)
+        threshold = ctx.streams.exponential(f"{self.name}.threshold", agents)
         if susceptible is not None:
             threshold = threshold / susceptible
-        seeds = ctx.streams.choose(f"{self.name}.seeds", n, self.initial_infections)
+        keys = ctx.streams.bits(f"{self.name}.seeds", agents)
+        seeds = ctx.shard.smallest(keys, self.initial_infections)
         stage = torch.zeros(n, dtype=torch.uint8, device=device)
         stage[seeds] = self.infected_stage
         threshold[seeds] = torch.inf
@@ -282,13 +294,33 @@ class Infection(Layer):
         self.on_infection(state, seeds, weight, ctx)
         if self.constant_infectiousness and self._infected_emits:
             self._keep_pressure(state, seeds, torch.ones(seeds.numel(), device=seeds.device))
+        self._sum_over_processes(state, ctx, torch.zeros_like(state.counts))
 
     # ------------------------------------------------------------------ day
     def step(self, state: InfectionState, ctx: StepContext) -> InfectionState:
+        before = state.counts.clone() if ctx.shard.spans else state.counts
         effects = [m.layer.effects(m.state(ctx), ctx) for m in self.modifiers]
         self.progress(state, ctx, effects)
         self.transmit(state, ctx, effects)
+        self._sum_over_processes(state, ctx, before)
         return state
+
+    def _sum_over_processes(self, state: InfectionState, ctx: StepContext, before: torch.Tensor) -> None:
+        """Make the counts and the day's totals those of the whole population (one collective; nothing in
+        one process). ``before``: the counts at the start of the day (the same on every process).
+
+        Every total is exact (integers, or per-agent values rounded to 2⁻²⁴ in ``float64``), so the sums do
+        not depend on how the population is split."""
+        if ctx.shard.spans:
+            fields = ("incidence", "infectiousness", "by_setting", *self.daily_totals(state))
+            parts = [state.counts - before, *(getattr(state, f) for f in fields)]
+            flat = [p.reshape(-1).to(torch.float64) for p in parts]
+            summed = ctx.shard.sum(torch.cat(flat)).split([f.numel() for f in flat])
+            state.counts = before + summed[0].to(state.counts.dtype)
+            for name, part, total in zip(fields, parts[1:], summed[1:], strict=True):
+                setattr(state, name, total.reshape(part.shape).to(part.dtype))
+        state.infectiousness = state.infectiousness.to(torch.float32)
+        state.by_setting = state.by_setting.to(torch.float32)
 
     def is_infectious(self, stage: torch.Tensor) -> torch.Tensor:
         """``bool`` of each ``uint8`` stage code: infectious or not."""
@@ -356,7 +388,7 @@ class Infection(Layer):
         if external is not None:
             imports.insert(0, external)
         imported = sum(imports[1:], imports[0]) if imports else None
-        hazard, terms = self._hazard(state, effects)
+        hazard, terms = self._hazard(state, effects, ctx)
         if hazard is None:
             state.infectiousness = torch.zeros_like(state.infectiousness)
             state.by_setting = torch.zeros_like(state.by_setting)
@@ -400,10 +432,10 @@ class Infection(Layer):
         self._attribute(state, terms, new, imported)
 
     def _hazard(
-        self, state: InfectionState, effects: list[Effects]
+        self, state: InfectionState, effects: list[Effects], ctx: StepContext
     ) -> tuple[torch.Tensor | None, list[_Term]]:
-        """The hazard on every agent from the settings (``None`` if nobody is infectious), and each
-        setting's term (to attribute today's infections)."""
+        """The hazard on every agent from the settings (``None`` if nobody is infectious in a population
+        held by one process), and each setting's term (to attribute today's infections)."""
         presences = [
             combine([e.presence[c.name] for e in effects if c.name in e.presence]) for c in self.contacts()
         ]
@@ -412,26 +444,32 @@ class Infection(Layer):
         rel: torch.Tensor | None = None
         if not kept or any(p is not None for p in presences):
             sources = torch.nonzero(self.is_infectious(state.stage)).squeeze(1)
-            if sources.numel() == 0:
+            if sources.numel() == 0 and not ctx.shard.spans:
+                state.infectiousness = torch.zeros_like(state.infectiousness)
                 return None, []
             rel = self.relative_infectiousness(state, sources)
             if state.weight is not None:
                 rel = state.weight[sources] if rel is None else rel * state.weight[sources]
             if rel is None:
                 rel = torch.ones(sources.numel(), device=sources.device)
-            state.infectiousness = rel.sum()
+            state.infectiousness = exact(rel).sum()  # float32 once summed over processes
         fast = state.workspace is not None
         transmissibility = self.transmissibility()
         hazard: torch.Tensor | None = None
         terms: list[_Term] = []
+        sums = []
         for i, (contacts, presence) in enumerate(zip(self.contacts(), presences, strict=True)):
             if presence is None and kept:
-                pressure = state.pressure[i]
+                sums.append(state.pressure[i])
             else:
                 assert sources is not None
                 assert rel is not None
                 emitted = rel if presence is None else rel * presence[sources]
-                pressure = self.aggregation.add(contacts, self.aggregation.empty(contacts), sources, emitted)
+                sums.append(
+                    self.aggregation.add(contacts, self.aggregation.empty(contacts), sources, emitted)
+                )
+        totals = self.aggregation.total(self.contacts(), sums, ctx.shard)
+        for contacts, presence, pressure in zip(self.contacts(), presences, totals, strict=True):
             scale = transmissibility
             place_scale = combine(
                 [e.place_scale[contacts.name] for e in effects if contacts.name in e.place_scale]
@@ -474,7 +512,7 @@ class Infection(Layer):
             forces.append(force if t.presence is None else force * t.presence[new].detach())
         f = torch.stack(forces)
         total = f.sum(0) if imported is None else f.sum(0) + imported[new].detach()
-        state.by_setting = (f / total.clamp(min=1e-30)).sum(1)
+        state.by_setting = exact(f / total.clamp(min=1e-30)).sum(1)
 
     def _infect(
         self,

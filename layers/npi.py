@@ -95,7 +95,7 @@ class Masks(Modifier):
         return ("wearer",)
 
     def init_state(self, ctx: StepContext) -> MasksState:
-        wearer = ctx.streams.uniform(f"{self.name}.wearer", self.n_agents) < self.adoption
+        wearer = ctx.streams.uniform(f"{self.name}.wearer", ctx.agents(self.n_agents)) < self.adoption
         presence = None if ctx.differentiable else 1 - self.efficacy * wearer
         return MasksState(wearer=wearer, presence=presence)
 

@@ -87,6 +87,8 @@ class SEIR(Infection):
             model can hold one SEIR layer per agent type.
     """
 
+    shardable = True
+
     name = "seir"
     stage_names = tuple(s.name for s in Stage)
     infected_stage = Stage.E
@@ -142,7 +144,7 @@ class SEIR(Infection):
         return (*super().stream_names(), "latent", "infectious")
 
     def _durations(self, ctx: StepContext, name: str, mean_sd: tuple[float, float]) -> torch.Tensor:
-        days = ctx.streams.lognormal(f"{self.name}.{name}", self.n_agents, *mean_sd)
+        days = ctx.streams.lognormal(f"{self.name}.{name}", ctx.agents(self.n_agents), *mean_sd)
         return days.round_().clamp_(1, 255).to(torch.uint8)
 
     def init_state(self, ctx: StepContext) -> SEIRState:

@@ -106,7 +106,9 @@ class SIRS(Infection):
     def init_state(self, ctx: StepContext) -> SIRSState:
         durations = torch.stack(
             [
-                ctx.streams.lognormal(f"{self.name}.{period}", self.n_agents, mean.value, sd.value)
+                ctx.streams.lognormal(
+                    f"{self.name}.{period}", ctx.agents(self.n_agents), mean.value, sd.value
+                )
                 .round_()
                 .clamp_(min=1)
                 for period, (mean, sd) in self.periods.items()
@@ -130,7 +132,7 @@ class SIRS(Infection):
         recover = self.moving(state, due[was == Stage.I], Stage.I, Stage.R, 1)  # then immune for a while
         self.move(state, ctx.day, [recover, self.moving(state, wane, Stage.R, Stage.S, None)])
         if wane.numel():  # susceptible again: a fresh threshold, and no infection to carry
-            fresh = ctx.streams.exponential(f"{self.name}.threshold", self.n_agents, ctx.day)
+            fresh = ctx.streams.exponential(f"{self.name}.threshold", ctx.agents(self.n_agents), ctx.day)
             state.threshold[wane] = fresh[wane]
             if state.weight is not None:
                 keep = torch.ones_like(state.weight)

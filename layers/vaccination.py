@@ -185,9 +185,9 @@ class Vaccination(Modifier):
 
     def queue(self, ctx: StepContext) -> torch.Tensor:
         """Agents who will be vaccinated, in order: eligible and willing, oldest first."""
-        u = ctx.streams.uniform(f"{self.name}.queue", self.n_agents)
+        u = ctx.streams.uniform(f"{self.name}.queue", ctx.agents(self.n_agents))
         willing = (self.age.float() >= self.min_age) & (
-            ctx.streams.uniform(f"{self.name}.uptake", self.n_agents) < self.uptake
+            ctx.streams.uniform(f"{self.name}.uptake", ctx.agents(self.n_agents)) < self.uptake
         )
         agents = torch.nonzero(willing).squeeze(1)
         key = self.age[agents].float() + u[agents]  # random order within a year of age

@@ -216,8 +216,10 @@ def test_age_mixing_follows_its_matrix() -> None:
 def test_bad_arguments_are_named() -> None:
     age = _ages(100)
     places = Places("everyone", torch.zeros(100, dtype=torch.int32))
+    with pytest.raises(ValueError, match="initial_infections: expected 0..100"):  # checked at set-up
+        Simulation(Model([Covid(age, [places], initial_infections=101)]))
     with pytest.raises(ValueError, match="initial_infections"):
-        Covid(age, [places], initial_infections=101)
+        Covid(age, [places], initial_infections=-1)
     with pytest.raises(ValueError, match="settings: names must be unique"):
         Covid(age, [places, places], initial_infections=1)
     with pytest.raises(ValueError, match="durations: unknown"):

@@ -49,13 +49,12 @@ def _ad_and_fd(model: Model, days: int, seed: int, h: float = 0.1) -> tuple[floa
 
 
 def test_seir_sellke_gradient_matches_finite_differences() -> None:
-    """SEIR takes the Sellke estimator like Covid: well mixed, 40,000 agents, d(infections by day 30)/dβ.
-    Measured AD/FD for seeds 3, 4, 5: see the assertion message when it fails."""
-    ratios = []
-    for seed in (3, 4, 5):
-        ad, fd = _ad_and_fd(Model([_seir(estimator=Sellke())]), days=30, seed=seed)
-        ratios.append(ad / fd)
-    assert all(0.85 < r < 1.15 for r in ratios), ratios
+    """SEIR takes the Sellke estimator like Covid: well mixed, 40,000 agents, d(infections by day 30)/dβ,
+    the mean over seeds 3-6 by autodiff against the mean central difference (one seed's difference is noisy:
+    measured 21,000-46,000 for these seeds, AD 27,000-34,000; means 30,469 and 32,187)."""
+    pairs = [_ad_and_fd(Model([_seir(estimator=Sellke())]), days=30, seed=seed) for seed in (3, 4, 5, 6)]
+    ad, fd = (sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+    assert 0.85 < ad / fd < 1.15, pairs
 
 
 def test_estimators_are_objects_with_their_modes() -> None:

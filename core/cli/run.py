@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
 import torch
+import torch.distributed as dist
 
+from ..distributed import RankFailed, Shard, launch
 from ..files import check_writable
 from ..simulate import Simulation
-from .arguments import UsageError, scenario_arguments, setup
+from .arguments import UsageError, parse_count, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
 
@@ -66,8 +70,39 @@ class Run(Command):
         )
         parser.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
         parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
+        parser.add_argument(
+            "--ranks",
+            help="split the population over this many local processes (torch.distributed, gloo); under "
+            "torchrun, its processes are used instead",
+        )
+        parser.add_argument(
+            "--timeout",
+            default="120",
+            help="seconds a process waits for the others before the run stops (default 120)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
+        ranks = parse_count(args.ranks, "--ranks", "processes") if args.ranks is not None else 1
+        timeout = parse_count(args.timeout, "--timeout", "seconds")
+        setup(args)  # a bad argument is one line here, before any process starts
+        if "WORLD_SIZE" in os.environ:  # started by torchrun: one process of its group
+            return _under_torchrun(self, args, timeout)
+        if ranks == 1:
+            return self.simulate(args, None)
+        try:
+            launch(_rank_main, ranks, args, timeout_s=float(timeout))
+        except RankFailed as exc:
+            print(f"populace run: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("populace run: interrupted; every process stopped", file=sys.stderr)
+            return 130
+        return 0
+
+    def simulate(self, args: argparse.Namespace, shard: Shard | None) -> int:
+        """The run itself, in one process or as one of several (``shard``); only the first process prints
+        and writes the outputs (every process holds the whole population's series)."""
+        quiet = shard is not None and shard.rank > 0
         experiment, days = setup(args)
         scenario_cls, options, agents = experiment.scenario, experiment.options, experiment.agents
         device = torch.device(experiment.device)
@@ -82,19 +117,26 @@ class Run(Command):
             except OSError as exc:
                 raise UsageError(f"--out: cannot write {args.out!r}: {exc}") from None
 
+        if shard is not None and device.type == "cuda":
+            device = torch.device("cuda", shard.rank % torch.cuda.device_count())
         t0 = time.perf_counter()
-        model = experiment.model()
-        sim = Simulation(model, seed=args.seed, device=device)
+        model = experiment.model(shard)
+        sim = Simulation(model, seed=args.seed, device=device, shard=shard)
         _sync(device)
         init_s = time.perf_counter() - t0
 
-        progress = _Progress(days, sys.stderr, enabled=args.progress or not args.json)
+        progress = _Progress(days, sys.stderr, enabled=(args.progress or not args.json) and not quiet)
         t1 = time.perf_counter()
         result = sim.run(days, on_day=progress)
         _sync(device)
         sim_s = time.perf_counter() - t1
         progress.close()
 
+        ranks = 1 if shard is None else shard.ranks
+        rss = peak_rss_mb()
+        rss_by_rank = [rss] if shard is None else shard.gather_object(rss)
+        if quiet:
+            return 0
         if args.out is not None:
             try:
                 result.save(args.out)
@@ -112,7 +154,9 @@ class Run(Command):
             "torch": torch.__version__,
             "init_s": round(init_s, 4),
             "sim_s": round(sim_s, 4),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "ranks": ranks,
+            "peak_rss_mb": round(rss, 1),
+            "peak_rss_mb_by_rank": [round(r, 1) for r in rss_by_rank or []],
             "options": {name: opt.value for name, opt in options.items()},
             "final": {k: number(v[-1]) for k, v in columns.items() if k != "day"},
             "daily": {k: [number(x) for x in v] for k, v in columns.items() if k != "day"},
@@ -122,11 +166,31 @@ class Run(Command):
         else:
             # vector entries ("deaths_by_borough.Bronx") go to --json and --out; the line keeps the totals
             final = ", ".join(f"{k}={number(v)}" for k, v in summary["final"].items() if "." not in k)
+            where = f"{device}" if ranks == 1 else f"{ranks} processes ({device})"
             print(
-                f"{scenario_cls.name}: {agents:,} agents x {days} days on {device} in {sim_s:.2f} s "
-                f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB)"
+                f"{scenario_cls.name}: {agents:,} agents x {days} days on {where} in {sim_s:.2f} s "
+                f"(set-up {init_s:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB"
+                + ("" if ranks == 1 else " on the first process")
+                + ")"
             )
             print(f"final: {final}")
             if args.out is not None:
                 print(f"wrote {args.out}")
         return 0
+
+
+def _rank_main(rank: int, ranks: int, args: argparse.Namespace) -> None:
+    """One process of ``populace run --ranks N`` (started by :func:`~populace.distributed.launch`)."""
+    code = Run().simulate(args, Shard(rank, ranks))
+    if code:
+        raise RuntimeError(f"the run ended with exit code {code}")
+
+
+def _under_torchrun(command: Run, args: argparse.Namespace, timeout: int) -> int:
+    """One process of a ``torchrun ... -m populace run ...`` group (rendezvous from its environment)."""
+    backend = "nccl" if str(args.device).startswith("cuda") else "gloo"
+    dist.init_process_group(backend, timeout=dt.timedelta(seconds=timeout))
+    try:
+        return command.simulate(args, Shard(dist.get_rank(), dist.get_world_size()))
+    finally:
+        dist.destroy_process_group()

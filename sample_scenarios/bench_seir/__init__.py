@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import torch
 
-from populace import Choice, Contacts, Model, Param, Places, RandomStreams, Scenario
+from populace import Shard, Choice, Contacts, Model, Param, Places, RandomStreams, Scenario
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
 from populace.people import Residents
@@ -45,6 +45,7 @@ class BenchSEIR(Scenario):
     summary = "Benchmark SEIR on households, schools, workplaces and community (DESIGN.md §5)"
     default_agents = 100_000
     default_days = 100
+    shardable = True
 
     @classmethod
     def options(cls) -> dict[str, Param | Choice]:
@@ -74,21 +75,35 @@ class BenchSEIR(Scenario):
         }
 
     def build(
-        self, agents: int, options: Mapping[str, Param | Choice], *, seed: int, device: torch.device | str
+        self,
+        agents: int,
+        options: Mapping[str, Param | Choice],
+        *,
+        seed: int,
+        device: torch.device | str,
+        shard: Shard | None = None,
     ) -> Model:
         opts = dict(options)
         streams = RandomStreams(seed, device)
+        starts = None  # where households begin (a split population keeps them whole)
         if opts["network"].value == "well-mixed":
             everyone = torch.zeros(agents, dtype=torch.int32, device=streams.device)
             contacts = [Places("everyone", everyone, contacts=float(opts["well_mixed_contacts"].value))]
-        elif opts["population"].value != "synthetic":
-            recipe = find_recipe(str(opts["population"].value))()
-            contacts = _settings(load_population(recipe, agents, seed).people.to(streams.device))
         else:
-            contacts = _settings(build_people(agents, streams))
+            if opts["population"].value != "synthetic":
+                recipe = find_recipe(str(opts["population"].value))()
+                people: People | Residents = load_population(recipe, agents, seed).people.to(streams.device)
+            else:
+                people = build_people(agents, streams)
+            contacts = _settings(people)
+            starts = _household_starts(people.household)
+            del people
+        if shard is not None:
+            shard.divide(agents, starts)
+            contacts = [c.shard(shard) for c in contacts]
         seeds = max(10, round(agents * float(opts["seeds_per_10k"].value) / 10_000))
         seir = SEIR(
-            agents,
+            agents if shard is None else shard.size,
             contacts,
             initial_infections=min(seeds, agents),
             beta=_param(opts["beta"]),
@@ -105,6 +120,13 @@ class BenchSEIR(Scenario):
         if options["network"].value == "well-mixed" or options["population"].value == "synthetic":
             return None
         return find_recipe(str(options["population"].value))()
+
+
+def _household_starts(household: torch.Tensor) -> torch.Tensor:
+    """``bool[agents]``: where a household begins (agents are stored household by household)."""
+    starts = torch.ones_like(household, dtype=torch.bool)
+    starts[1:] = household[1:] != household[:-1]
+    return starts
 
 
 def _settings(people: People | Residents) -> list[Contacts]:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import torch
 
-from populace import Choice, Link, Model, Param, RandomStreams, Scenario
+from populace import Shard, Choice, Link, Model, Param, RandomStreams, Scenario
 from populace.estimators import estimator
 from populace.layers.farms import (
     BETA_ENV,
@@ -140,7 +140,13 @@ class H5N1FowlToFork(Scenario):
         }
 
     def build(
-        self, agents: int, options: Mapping[str, Param | Choice], *, seed: int, device: torch.device | str
+        self,
+        agents: int,
+        options: Mapping[str, Param | Choice],
+        *,
+        seed: int,
+        device: torch.device | str,
+        shard: Shard | None = None,
     ) -> Model:
         opts = dict(options)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from populace import AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
+from populace import Shard, AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
 from populace.calibrate import Calibration, Stream
 from populace.estimators import ESTIMATORS, Sellke, estimator
 from populace.layers import covid, npi, stimulus, testing, vaccination
@@ -228,7 +228,13 @@ class NycCovid(Scenario):
         }
 
     def build(
-        self, agents: int, options: Mapping[str, Param | Choice], *, seed: int, device: torch.device | str
+        self,
+        agents: int,
+        options: Mapping[str, Param | Choice],
+        *,
+        seed: int,
+        device: torch.device | str,
+        shard: Shard | None = None,
     ) -> Model:
         o = {k: v.value for k, v in options.items()}
         spec = {k: v for k, v in options.items() if isinstance(v, Param)}

@@ -1,0 +1,7 @@
+"""``python -m populace`` (e.g. under ``torchrun ... -m populace run ...``): the ``populace`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
