@@ -84,7 +84,9 @@ class Run(Command):
     def run(self, args: argparse.Namespace) -> int:
         ranks = parse_count(args.ranks, "--ranks", "processes") if args.ranks is not None else 1
         timeout = parse_count(args.timeout, "--timeout", "seconds")
-        setup(args)  # a bad argument is one line here, before any process starts
+        experiment, _ = setup(args)  # a bad argument is one line here, before any process starts
+        if ranks > 1 and not experiment.scenario.shardable:
+            raise UsageError(f"--ranks: {experiment.scenario.name} does not run on several processes yet")
         if "WORLD_SIZE" in os.environ:  # started by torchrun: one process of its group
             return _under_torchrun(self, args, timeout)
         if ranks == 1:
