@@ -146,6 +146,7 @@ class Places(Contacts):
 
     place_index: torch.Tensor
     pair_rate: torch.Tensor
+    global_places: torch.Tensor | None
 
     def __init__(
         self, name: str, place: torch.Tensor, contacts: float | None = None, weight: Param = _WEIGHT
@@ -165,13 +166,22 @@ class Places(Contacts):
         else:
             pair = torch.where(others > 0, (contacts / others.clamp(min=1)).clamp(max=1.0), 0.0)
         self.n_places = n_places
+        self.places_total = n_places
         self.contacts = contacts
+        self.register_buffer("global_places", None, persistent=False)
         # Agents outside the setting point at an extra slot n_places whose rate is 0.
         index = torch.where(member, place, n_places).to(torch.int32)
         self.register_buffer("place_index", index, persistent=False)
         self.register_buffer(
             "pair_rate", torch.cat([pair, pair.new_zeros(1)]).to(torch.float32), persistent=False
         )
+
+    def place_ids(self) -> torch.Tensor:
+        """``int64[n_places]``: each place's number in the whole population (its own index unless this is
+        one process's part of a split population whose places were renumbered)."""
+        if self.global_places is not None:
+            return self.global_places
+        return torch.arange(self.n_places, device=self.pair_rate.device)
 
     def mean_contacts(self) -> float:
         """Mean contacts per agent per day in this setting (over all agents)."""
@@ -185,6 +195,8 @@ class Places(Contacts):
         index = self.place_index[shard.start : shard.stop]
         new = self._sharded_copy(shard.size)
         new.contacts = self.contacts
+        new.places_total = self.places_total
+        new.register_buffer("global_places", None, persistent=False)
         new.spans = shard.spans and _spanning(self.place_index, self.n_places, shard)
         if new.spans:
             new.n_places = self.n_places
@@ -193,6 +205,7 @@ class Places(Contacts):
             return new
         local, places = _local_index(index, self.n_places)
         new.n_places = places.numel()
+        new.register_buffer("global_places", places.long(), persistent=False)
         new.register_buffer("place_index", local, persistent=False)
         rate = torch.cat([self.pair_rate[places.long()], self.pair_rate.new_zeros(1)])
         new.register_buffer("pair_rate", rate, persistent=False)

@@ -284,8 +284,17 @@ class Infection(Layer):
             weight=weight,
             susceptible=None if susceptible is None or not ctx.differentiable else susceptible,
             workspace=workspace,
-            later=self.estimator.later(self.value_groups()) if ctx.differentiable else None,
+            later=self._later(ctx),
         ), seeds
+
+    def _later(self, ctx: StepContext) -> LaterInfections | None:
+        later = self.estimator.later(self.value_groups()) if ctx.differentiable else None
+        if later is not None and ctx.shard.spans:
+            raise ValueError(
+                f"{self.name}: the {type(self.estimator).__name__} estimator's reverse pass does not run on "
+                "a population split over processes yet; use another estimator (--set estimator=smoothed)"
+            )
+        return later
 
     def seed(self, state: InfectionState, seeds: torch.Tensor, ctx: StepContext) -> None:
         """Finish set-up for the initially infected ``seeds`` (drawn by :meth:`infection_state`): their

@@ -32,7 +32,12 @@ def _series(rank: int, ranks: int, scenario: str, sets: list[str], days: int, ou
 
 @pytest.mark.parametrize(
     ("scenario", "sets"),
-    [("bench-seir", []), ("bench-seir", ["network=well-mixed"])],
+    [
+        ("bench-seir", []),
+        ("bench-seir", ["network=well-mixed"]),
+        # closures (workplaces drawn by global number), masks, screening and the capacity-limited test queue
+        ("nyc-covid", ["mask_adoption=0.6", "work_close=20", "school_close=15", "screening=0.002"]),
+    ],
 )
 def test_series_do_not_depend_on_the_number_of_processes(
     tmp_path: Path, scenario: str, sets: list[str]
@@ -43,6 +48,9 @@ def test_series_do_not_depend_on_the_number_of_processes(
         launch(_series, ranks, scenario, sets, 40, str(out), threads=1)
         runs[ranks] = json.loads(out.read_text())
     assert sum(runs[1]["new_infections"]) > 100  # an epidemic, not an empty run
+    if scenario == "nyc-covid":
+        assert sum(runs[1]["tests_pcr"]) > 100
+        assert max(runs[1]["workplaces_closed"]) > 0
     assert runs[2] == runs[1]
     assert runs[4] == runs[1]
 
@@ -112,7 +120,8 @@ def test_populace_run_ranks_reports_a_failing_process_and_leaves_nothing_behind(
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("populace run: error: rank ") and "without splitting a household" in last
+    assert last.startswith("populace run: error: rank ")
+    assert "without splitting a household" in last
     assert time.perf_counter() - start < 60
     time.sleep(0.5)
     assert _spawned() - before == set()
