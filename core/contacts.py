@@ -69,7 +69,8 @@ class Contacts(nn.Module, abc.ABC):
     def _sharded_copy(self, n_agents: int) -> Self:
         """A new structure of this class over ``n_agents`` agents with this one's name and weight."""
         new = type(self).__new__(type(self))
-        Contacts.__init__(new, self.name, n_agents, self.param_specs["weight"])  # type: ignore[attr-defined]
+        specs: dict[str, Param] = self.__dict__["param_specs"]
+        Contacts.__init__(new, self.name, n_agents, specs["weight"])
         with torch.no_grad():
             new.weight.copy_(self.weight)
         return new
@@ -109,12 +110,8 @@ def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
 def _spanning(index: torch.Tensor, outside: int, shard: Shard) -> bool:
     """Whether some place of ``index`` (``int[agents]``, ``outside`` for non-members) has members in two
     shards."""
-    owner = torch.repeat_interleave(
-        torch.arange(shard.ranks, dtype=torch.int32, device=index.device),
-        torch.tensor(
-            [b - a for a, b in zip(shard.bounds, shard.bounds[1:], strict=False)], device=index.device
-        ),
-    )
+    ranks = torch.arange(shard.ranks, dtype=torch.int32, device=index.device)
+    owner = torch.repeat_interleave(ranks, torch.tensor(shard.sizes(), device=index.device))
     index = index.long()
     first = torch.full((outside + 1,), shard.ranks, dtype=torch.int32, device=index.device)
     first = first.scatter_reduce(0, index, owner, "amin")

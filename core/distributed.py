@@ -78,7 +78,7 @@ class _Sum(torch.autograd.Function):
     """All-reduce (sum) whose backward all-reduces the gradient; chained through ``token``."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, token: torch.Tensor, group: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.group = group
@@ -87,7 +87,7 @@ class _Sum(torch.autograd.Function):
         return out, token.detach().clone()
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad: torch.Tensor, grad_token: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
         grad = grad.contiguous().clone()
@@ -114,6 +114,9 @@ class Shard:
         self.rank, self.ranks, self.group = rank, ranks, group
         self.bounds: tuple[int, ...] | None = None
         self._token: torch.Tensor | None = None
+        self.payload_bytes = 0
+        """Bytes this process has contributed to collectives so far (each all-reduce's tensor, each
+        all-gather's part; the transport moves about twice that for a ring all-reduce)."""
 
     @classmethod
     def whole(cls, n: int) -> Shard:
@@ -181,6 +184,7 @@ class Shard:
         Differentiable: the backward pass sums the gradients over processes."""
         if not self.spans:
             return x
+        self.payload_bytes += x.numel() * x.element_size()
         if self._token is not None and torch.is_grad_enabled():
             out, self._token = _Sum.apply(x, self._token, self.group)
             return out
@@ -209,6 +213,7 @@ class Shard:
         gathered = [torch.empty(k, dtype=torch.int64, device=keys.device) for _ in range(self.ranks)]
         padded = torch.full((k,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=keys.device)
         padded[: local.values.numel()] = local.values
+        self.payload_bytes += padded.numel() * padded.element_size()
         dist.all_gather(gathered, padded, group=self.group)
         if k == 0:
             return local.indices

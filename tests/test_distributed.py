@@ -6,6 +6,8 @@ Processes are real (``torch.multiprocessing`` spawn, gloo over loopback), as in 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -153,3 +155,27 @@ def test_exact_sums_do_not_depend_on_order() -> None:
     shuffled = exact(values[torch.randperm(values.numel())]).cumsum(0)[-1]
     assert forward == backward == shuffled
     assert float(forward) == pytest.approx(float(values.double().sum()), abs=1e-3)
+
+
+def test_ctrl_c_stops_every_process() -> None:
+    before = _spawned()
+    cmd = [sys.executable, "-m", "populace", "run", "bench-seir", "--agents", "2M", "--days", "2000"]
+    process = subprocess.Popen(
+        [*cmd, "--ranks", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    deadline = time.perf_counter() + 90
+    while len(_spawned() - before) < 2 and time.perf_counter() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # running
+    assert process.poll() is None
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the whole group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "populace run: interrupted; every process stopped"
+    time.sleep(0.5)
+    assert _spawned() - before == set()

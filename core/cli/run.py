@@ -157,6 +157,7 @@ class Run(Command):
             "init_s": round(init_s, 4),
             "sim_s": round(sim_s, 4),
             "ranks": ranks,
+            "payload_bytes_per_day": 0 if shard is None else round(shard.payload_bytes / days),
             "peak_rss_mb": round(rss, 1),
             "peak_rss_mb_by_rank": [round(r, 1) for r in rss_by_rank or []],
             "options": {name: opt.value for name, opt in options.items()},
