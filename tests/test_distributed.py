@@ -179,3 +179,22 @@ def test_ctrl_c_stops_every_process() -> None:
     assert err.strip().splitlines()[-1] == "populace run: interrupted; every process stopped"
     time.sleep(0.5)
     assert _spawned() - before == set()
+
+
+def test_calibration_across_processes_fits_the_same_values(tmp_path: Path) -> None:
+    fitted = {}
+    for ranks in (1, 2):
+        out = tmp_path / str(ranks)
+        cmd = [sys.executable, "-m", "populace", "calibrate", "nyc-covid", "--agents", "8000", "--days", "35"]
+        cmd += ["--epochs", "2", "--evaluate", "1", "--set", "estimator=smoothed", "--out", str(out)]
+        done = subprocess.run([*cmd, "--ranks", str(ranks)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        fitted[ranks] = json.loads((out / "parameters.json").read_text())["parameters"]
+    flat = {
+        r: torch.tensor([x for v in p.values() for x in torch.tensor(v).reshape(-1).tolist()])
+        for r, p in fitted.items()
+    }
+    start = torch.tensor(1.0)  # the fit moved: not all parameters at their defaults
+    assert flat[1].numel() > 10
+    assert not torch.allclose(flat[1], start.expand_as(flat[1]))
+    torch.testing.assert_close(flat[2], flat[1], rtol=1e-5, atol=1e-7)

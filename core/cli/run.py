@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
 import torch
-import torch.distributed as dist
 
-from ..distributed import RankFailed, Shard, launch
+from ..distributed import Shard
 from ..files import check_writable
 from ..simulate import Simulation
-from .arguments import UsageError, parse_count, scenario_arguments, setup
+from .arguments import UsageError, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
+from .processes import on_processes, process_arguments
 
 __all__ = ["OUT_SUFFIXES", "Run"]
 
@@ -70,38 +68,13 @@ class Run(Command):
         )
         parser.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
         parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
-        parser.add_argument(
-            "--ranks",
-            help="split the population over this many local processes (torch.distributed, gloo); under "
-            "torchrun, its processes are used instead",
-        )
-        parser.add_argument(
-            "--timeout",
-            default="120",
-            help="seconds a process waits for the others before the run stops (default 120)",
-        )
+        process_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        ranks = parse_count(args.ranks, "--ranks", "processes") if args.ranks is not None else 1
-        timeout = parse_count(args.timeout, "--timeout", "seconds")
         experiment, _ = setup(args)  # a bad argument is one line here, before any process starts
-        if ranks > 1 and not experiment.scenario.shardable:
-            raise UsageError(f"--ranks: {experiment.scenario.name} does not run on several processes yet")
-        if "WORLD_SIZE" in os.environ:  # started by torchrun: one process of its group
-            return _under_torchrun(self, args, timeout)
-        if ranks == 1:
-            return self.simulate(args, None)
-        try:
-            launch(_rank_main, ranks, args, timeout_s=float(timeout))
-        except RankFailed as exc:
-            print(f"populace run: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("populace run: interrupted; every process stopped", file=sys.stderr)
-            return 130
-        return 0
+        return on_processes(self, args, experiment)
 
-    def simulate(self, args: argparse.Namespace, shard: Shard | None) -> int:
+    def on_shard(self, args: argparse.Namespace, shard: Shard | None) -> int:
         """The run itself, in one process or as one of several (``shard``); only the first process prints
         and writes the outputs (every process holds the whole population's series)."""
         quiet = shard is not None and shard.rank > 0
@@ -180,20 +153,3 @@ class Run(Command):
             if args.out is not None:
                 print(f"wrote {args.out}")
         return 0
-
-
-def _rank_main(rank: int, ranks: int, args: argparse.Namespace) -> None:
-    """One process of ``populace run --ranks N`` (started by :func:`~populace.distributed.launch`)."""
-    code = Run().simulate(args, Shard(rank, ranks))
-    if code:
-        raise RuntimeError(f"the run ended with exit code {code}")
-
-
-def _under_torchrun(command: Run, args: argparse.Namespace, timeout: int) -> int:
-    """One process of a ``torchrun ... -m populace run ...`` group (rendezvous from its environment)."""
-    backend = "nccl" if str(args.device).startswith("cuda") else "gloo"
-    dist.init_process_group(backend, timeout=dt.timedelta(seconds=timeout))
-    try:
-        return command.simulate(args, Shard(dist.get_rank(), dist.get_world_size()))
-    finally:
-        dist.destroy_process_group()
