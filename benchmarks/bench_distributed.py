@@ -27,7 +27,9 @@ RESULTS = HERE / "bench_distributed_results.json"
 CASES = "bench-seir:8.4M:1,bench-seir:8.4M:2,nyc-covid:8.4M:1,nyc-covid:8.4M:2"
 
 
-def run(scenario: str, agents: str, ranks: int, days: int, python: str, extra: list[str]) -> dict[str, object]:
+def run(
+    scenario: str, agents: str, ranks: int, days: int, python: str, extra: list[str]
+) -> dict[str, object]:
     cmd = [python, "-m", "populace", "run", scenario, "--agents", agents, "--days", str(days)]
     cmd += ["--ranks", str(ranks), "--json", "--timeout", "1800", *extra]
     load = os.getloadavg()[0]
