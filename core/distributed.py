@@ -204,6 +204,14 @@ class Shard:
         plain = self.sum(values.sum())
         return plain + (value - plain.detach())
 
+    def add_up(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` summed over the processes outside autograd (for a backward pass that needs a total)."""
+        if not self.spans:
+            return x
+        out = x.detach().clone()
+        dist.all_reduce(out, group=self.group)
+        return out
+
     def smallest(self, keys: torch.Tensor, k: int) -> torch.Tensor:
         """Local indices of this shard's entries among the ``k`` smallest ``keys`` (``int64[size]``) of all
         processes (keys are distinct random bits: ties have probability ~2⁻⁶⁴ per pair)."""

@@ -36,6 +36,7 @@ In the well-mixed limit with a fully susceptible population it equals R0 (tested
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -391,6 +392,9 @@ class Covid(Infection):
         )
         self.seed(state, seeds, ctx)  # their due days (and events, cleared when the first day starts)
         return state
+
+    def value_group_count(self) -> int:
+        return math.prod(len(b.labels) for b in self.breakdowns) if self.breakdowns else 0
 
     def daily_totals(self, state: CovidState) -> tuple[str, ...]:
         return ("events",)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from populace import Model, Places, Shard, Simulation, launch
+from populace import Model, Places, Sellke, Shard, Simulation, Smoothed, launch
 from populace.distributed import RankFailed, exact, split
 from populace.experiment import Experiment
 from populace.layers import SEIR
@@ -57,7 +57,7 @@ def test_series_do_not_depend_on_the_number_of_processes(
     assert runs[4] == runs[1]
 
 
-def _seir_model(shard: Shard) -> Model:
+def _seir_model(shard: Shard, estimator: str) -> Model:
     n = 8_000
     household = torch.arange(n, dtype=torch.int32) // 4
     school = (torch.arange(n, dtype=torch.int32) * 7919) % 200  # places spread over every shard
@@ -65,12 +65,18 @@ def _seir_model(shard: Shard) -> Model:
     starts = torch.ones(n, dtype=torch.bool)
     starts[1:] = household[1:] != household[:-1]
     shard.divide(n, starts)
-    return Model([SEIR(shard.size, [c.shard(shard) for c in settings], initial_infections=20)])
+    seir = SEIR(
+        shard.size,
+        [c.shard(shard) for c in settings],
+        initial_infections=20,
+        estimator=Sellke() if estimator == "sellke" else Smoothed(),
+    )
+    return Model([seir])
 
 
-def _gradient(rank: int, ranks: int, out: str) -> None:
+def _gradient(rank: int, ranks: int, estimator: str, out: str) -> None:
     shard = Shard(rank, ranks)
-    model = _seir_model(shard)
+    model = _seir_model(shard, estimator)
     result = Simulation(model, seed=5, grad="full", shard=shard).run(30)
     loss = result.series["new_infections"].sum() + 0.01 * result.series["I"].square().sum()
     shard.loss(loss).backward()
@@ -80,11 +86,12 @@ def _gradient(rank: int, ranks: int, out: str) -> None:
         Path(out).write_text(json.dumps({"loss": float(loss), "grads": grads}))
 
 
-def test_gradients_across_processes_equal_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("estimator", ["smoothed", "sellke"])
+def test_gradients_across_processes_equal_one_process(tmp_path: Path, estimator: str) -> None:
     found = {}
     for ranks in (1, 2, 4):
         out = tmp_path / f"{ranks}.json"
-        launch(_gradient, ranks, str(out), threads=1)
+        launch(_gradient, ranks, estimator, str(out), threads=1)
         found[ranks] = json.loads(out.read_text())
     one = found[1]
     assert set(one["grads"]) >= {"seir.beta", "seir.settings.school.weight"}
@@ -186,7 +193,7 @@ def test_calibration_across_processes_fits_the_same_values(tmp_path: Path) -> No
     for ranks in (1, 2):
         out = tmp_path / str(ranks)
         cmd = [sys.executable, "-m", "populace", "calibrate", "nyc-covid", "--agents", "8000", "--days", "35"]
-        cmd += ["--epochs", "2", "--evaluate", "1", "--set", "estimator=smoothed", "--out", str(out)]
+        cmd += ["--epochs", "2", "--evaluate", "1", "--out", str(out)]  # Sellke, by borough x age
         done = subprocess.run([*cmd, "--ranks", str(ranks)], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         fitted[ranks] = json.loads((out / "parameters.json").read_text())["parameters"]
