@@ -212,6 +212,27 @@ class Shard:
         dist.all_reduce(out, group=self.group)
         return out
 
+    def positions(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For this process's ``keys`` (``int64[k]``, sorted), their positions in the sorted keys of all
+        processes (ties: the lower process first, as one process holding everyone in order would sort
+        them stably), and the total count."""
+        if not self.spans:
+            return torch.arange(keys.numel(), device=keys.device), torch.tensor(keys.numel())
+        counts = [torch.zeros(1, dtype=torch.int64, device=keys.device) for _ in range(self.ranks)]
+        dist.all_gather(counts, torch.tensor([keys.numel()], device=keys.device), group=self.group)
+        longest = max(int(c) for c in counts)
+        padded = torch.full((longest,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=keys.device)
+        padded[: keys.numel()] = keys
+        gathered = [torch.empty_like(padded) for _ in range(self.ranks)]
+        self.payload_bytes += padded.numel() * padded.element_size()
+        dist.all_gather(gathered, padded, group=self.group)
+        position = torch.arange(keys.numel(), device=keys.device)
+        for r, (other, count) in enumerate(zip(gathered, counts, strict=True)):
+            if r != self.rank:
+                other = other[: int(count)]
+                position += torch.searchsorted(other, keys, right=r < self.rank)
+        return position, torch.stack(counts).sum()
+
     def smallest(self, keys: torch.Tensor, k: int) -> torch.Tensor:
         """Local indices of this shard's entries among the ``k`` smallest ``keys`` (``int64[size]``) of all
         processes (keys are distinct random bits: ties have probability ~2⁻⁶⁴ per pair)."""

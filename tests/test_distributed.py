@@ -37,8 +37,15 @@ def _series(rank: int, ranks: int, scenario: str, sets: list[str], days: int, ou
     [
         ("bench-seir", []),
         ("bench-seir", ["network=well-mixed"]),
-        # closures (workplaces drawn by global number), masks, screening and the capacity-limited test queue
-        ("nyc-covid", ["mask_adoption=0.6", "work_close=20", "school_close=15", "screening=0.002"]),
+        # closures (workplaces drawn by global number), masks, screening, the capacity-limited test queue
+        # and the vaccination queue (positions over all processes)
+        (
+            "nyc-covid",
+            [
+                *("mask_adoption=0.6", "work_close=20", "school_close=15", "screening=0.002"),
+                *("vaccination=on", "vaccine_start=5", "vaccine_capacity=2000", "second_dose_interval=10"),
+            ],
+        ),
     ],
 )
 def test_series_do_not_depend_on_the_number_of_processes(
@@ -53,6 +60,7 @@ def test_series_do_not_depend_on_the_number_of_processes(
     if scenario == "nyc-covid":
         assert sum(runs[1]["tests_pcr"]) > 100
         assert max(runs[1]["workplaces_closed"]) > 0
+        assert sum(runs[1]["second_doses"]) > 1000
     assert runs[2] == runs[1]
     assert runs[4] == runs[1]
 
