@@ -61,7 +61,8 @@ class InfectionState(LayerState):
         counts: ``[stages]`` agents per stage (``int64``; ``float32`` carrying gradients when differentiable).
         incidence: ``[]`` today's new infections.
         by_setting: ``float32[settings]`` today's new infections split by setting (expected shares).
-        infectiousness: ``[]`` today's total relative infectiousness.
+        infectiousness: ``[]`` today's total relative infectiousness (0 for a layer of constant infectiousness
+            on days its kept per-place sums serve: then the counts tell it).
         pressure: per setting, the per-place sums of emissions, kept up to date as agents start and stop
             being infectious (used when the layer's infectiousness is constant and no presence factor
             applies to the setting today; otherwise the sums are taken afresh).
@@ -455,10 +456,12 @@ class Infection(Layer):
         kept = self.constant_infectiousness
         sources: torch.Tensor | None = None
         rel: torch.Tensor | None = None
+        # today's total, summed over processes at the end of the day: never yesterday's (0 when the kept
+        # sums make it unnecessary)
+        state.infectiousness = torch.zeros_like(state.infectiousness)
         if not kept or any(p is not None for p in presences):
             sources = torch.nonzero(self.is_infectious(state.stage)).squeeze(1)
             if sources.numel() == 0 and not ctx.shard.spans:
-                state.infectiousness = torch.zeros_like(state.infectiousness)
                 return None, []
             rel = self.relative_infectiousness(state, sources)
             if state.weight is not None:
