@@ -14,6 +14,7 @@ from typing import TextIO
 import torch
 import torch.distributed as dist
 
+from ..aggregation import Aggregation
 from ..distributed import RankFailed, Shard, launch
 from ..files import check_writable
 from ..simulate import Simulation
@@ -76,6 +77,15 @@ class Run(Command):
             "torchrun, its processes are used instead",
         )
         parser.add_argument(
+            "--private",
+            action="store_true",
+            help="secret-shared simulation: agents' emissions go to the servers as additive shares, only "
+            "per-place sums are reconstructed (populace.private)",
+        )
+        parser.add_argument(
+            "--servers", default="2", help="non-colluding server processes for --private (default 2)"
+        )
+        parser.add_argument(
             "--timeout",
             default="120",
             help="seconds a process waits for the others before the run stops (default 120)",
@@ -87,6 +97,15 @@ class Run(Command):
         experiment, _ = setup(args)  # a bad argument is one line here, before any process starts
         if ranks > 1 and not experiment.scenario.shardable:
             raise UsageError(f"--ranks: {experiment.scenario.name} does not run on several processes yet")
+        if args.private:
+            servers = parse_count(args.servers, "--servers", "servers")
+            if servers < 2:
+                raise UsageError(f"--servers: expected at least 2 non-colluding servers, got {servers}")
+            if ranks > 1:
+                raise UsageError("--private: runs the devices in one process; leave out --ranks")
+            from ..private import run_private
+
+            return run_private(self, args, servers, float(timeout))
         if "WORLD_SIZE" in os.environ:  # started by torchrun: one process of its group
             return _under_torchrun(self, args, timeout)
         if ranks == 1:
@@ -101,9 +120,12 @@ class Run(Command):
             return 130
         return 0
 
-    def simulate(self, args: argparse.Namespace, shard: Shard | None) -> int:
+    def simulate(
+        self, args: argparse.Namespace, shard: Shard | None, aggregation: Aggregation | None = None
+    ) -> int:
         """The run itself, in one process or as one of several (``shard``); only the first process prints
-        and writes the outputs (every process holds the whole population's series)."""
+        and writes the outputs (every process holds the whole population's series). ``aggregation``: how
+        the disease layers sum their places (``--private``: on secret shares)."""
         quiet = shard is not None and shard.rank > 0
         experiment, days = setup(args)
         scenario_cls, options, agents = experiment.scenario, experiment.options, experiment.agents
@@ -123,6 +145,10 @@ class Run(Command):
             device = torch.device("cuda", shard.rank % torch.cuda.device_count())
         t0 = time.perf_counter()
         model = experiment.model(shard)
+        if aggregation is not None:
+            from ..private import use_aggregation
+
+            use_aggregation(model, aggregation)
         sim = Simulation(model, seed=args.seed, device=device, shard=shard)
         _sync(device)
         init_s = time.perf_counter() - t0
