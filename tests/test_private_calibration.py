@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,15 @@ def test_epsilon_accounting() -> None:
     assert noise_for(math.inf, 30, 1e-5) == 0.0
     with pytest.raises(ValueError, match="epsilon"):
         noise_for(-1.0, 30, 1e-5)
+
+
+def test_cli_refuses_bad_privacy_arguments_before_starting_processes() -> None:
+    base = [sys.executable, "-m", "populace", "calibrate", "nyc-covid", "--private", "--agents", "8k"]
+    for extra, named in (
+        (["--epsilon", "lots"], "--epsilon"),
+        (["--clip", "-1"], "--clip"),
+        (["--streams", "cases"], "--streams"),
+    ):
+        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert named in done.stderr.strip().splitlines()[-1]

@@ -17,6 +17,8 @@ from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
+from .private_calibrate import add_arguments as add_private_arguments
+from .private_calibrate import calibrate_private
 
 __all__ = ["Calibrate"]
 
@@ -42,6 +44,7 @@ class Calibrate(Command):
         parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
         parser.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        add_private_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         scenario_cls = find_scenario(args.scenario)
@@ -56,6 +59,8 @@ class Calibrate(Command):
             check_writable(out / "parameters.json")
         except OSError as exc:
             raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
+        if args.private:
+            return calibrate_private(args, out)
         t0 = time.perf_counter()
         model = experiment.model()
         try:
