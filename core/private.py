@@ -26,6 +26,9 @@ What each party sees (threat model of :mod:`populace.secret`: honest-but-curious
   who is infectious. Two colluding servers (all of them) would see every agent's emission.
 * **a device**: its own state, and the pressure of its own places, which is what a plaintext simulation
   would give it anyway (how much infection there is where it goes, not who is infectious).
+* **the timing**: the infection core skips a day's sums when nobody in the whole population is infectious
+  (no exchange that day), which tells the servers that aggregate; in a deployment every device would send
+  its (zero) shares every day regardless.
 * **in this implementation** the devices are simulated by one process holding all agents (the issue allows
   it); it fetches the share-sums of every place, because together its agents attend all of them. In a
   deployment each device would ask for its own places' entries only (their indices are public, so the

@@ -61,7 +61,7 @@ def test_private_series_equal_plaintext_bit_for_bit(
     plain, private = tmp_path / "plain" / "out.json", tmp_path / "private" / "out.json"
     plain.parent.mkdir()
     private.parent.mkdir()
-    launch(_run, 1, scenario, sets, days, False, str(plain), threads=1)
+    _run(0, 1, scenario, sets, days, False, str(plain))  # plaintext, in this process
     launch(_run, 3, scenario, sets, days, True, str(private), threads=1)
     a, b = json.loads(plain.read_text()), json.loads(private.read_text())
     assert sum(a["series"]["new_infections"]) > 50  # an epidemic, not an empty run
