@@ -13,7 +13,6 @@ import torch
 
 from populace import Model, Places, Simulation, launch
 from populace.contacts import EdgeNetwork
-from populace.distributed import RankFailed
 from populace.experiment import Experiment
 from populace.layers import SEIR
 from populace.private import SecretSums, ServerLink, serve, use_aggregation
@@ -84,23 +83,15 @@ def test_private_series_equal_plaintext_bit_for_bit(
             assert float(((counts - expected) ** 2 / expected).sum()) < 400  # chi-square, 255 dof
 
 
-def _refused(rank: int, ranks: int) -> None:
-    if rank > 0:
-        serve(devices=0)
-        return
+def test_per_agent_settings_are_refused_naming_the_setting() -> None:
     n = 200
     edges = EdgeNetwork("friends", n, torch.arange(n), (torch.arange(n) + 1) % n)
     model = Model([SEIR(n, [Places("household", torch.arange(n) // 4), edges], initial_infections=2)])
-    link = ServerLink([1, 2])
-    try:
-        use_aggregation(model, SecretSums(link))
-    finally:
-        link.close()
-
-
-def test_per_agent_settings_are_refused_naming_the_setting() -> None:
-    with pytest.raises(RankFailed, match="friends: a EdgeNetwork setting cannot run on secret shares"):
-        launch(_refused, 3, threads=1)
+    # refused when the aggregation is set, before any message is sent
+    with pytest.raises(TypeError, match="friends: a EdgeNetwork setting cannot run on secret shares"):
+        use_aggregation(model, SecretSums(ServerLink([1, 2])))
+    with pytest.raises(ValueError, match="servers: expected at least 2"):
+        ServerLink([1])
 
 
 def test_cli_run_private(tmp_path: Path) -> None:
