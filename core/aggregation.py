@@ -29,7 +29,8 @@ __all__ = ["Aggregation", "ExactSums"]
 
 
 class Aggregation(abc.ABC):
-    """How emissions become per-place sums (:meth:`add`, :meth:`total`) and per-agent force (:meth:`force`)."""
+    """How emissions become per-place sums (:meth:`add`, :meth:`total`) and per-agent force
+    (:meth:`force`)."""
 
     @abc.abstractmethod
     def add(

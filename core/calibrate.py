@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .distributed import Shard
 from .files import atomic_path
 from .model import Model
 from .params import ParamError
@@ -271,14 +272,16 @@ class Calibration(nn.Module):
                 getattr(module, attr)
             yield
 
-    def run(self, days: int, *, seed: int, grad: GradMode) -> dict[str, torch.Tensor]:
+    def run(
+        self, days: int, *, seed: int, grad: GradMode, shard: Shard | None = None
+    ) -> dict[str, torch.Tensor]:
         """The streams' predictions (``[days, k]``, carrying gradients unless ``grad="off"``); call inside
-        :meth:`values` when differentiating."""
+        :meth:`values` when differentiating. With ``shard``, the model is one process's part of a split
+        population and the predictions are the whole population's."""
         record = sorted({s.series for s in self.streams})
         with self.values():
-            result = Simulation(self.model, seed=seed, device=_device(self.model), grad=grad).run(
-                days, record=record
-            )
+            simulation = Simulation(self.model, seed=seed, device=_device(self.model), grad=grad, shard=shard)
+            result = simulation.run(days, record=record)
         with torch.enable_grad() if grad != "off" else torch.no_grad():
             return {s.name: s.predict(result) for s in self.streams}
 
@@ -343,6 +346,7 @@ class Calibration(nn.Module):
         evaluate: int = 8,
         grad: GradMode | None = None,
         on_epoch: Callable[[int, float, dict[str, float]], None] | None = None,
+        shard: Shard | None = None,
     ) -> CalibrationReport:
         """Run ``epochs`` Adam steps; each averages the loss over ``seeds`` runs (seeds differ between epochs
         so that no one draw is over-fitted; ``resample=False`` keeps seeds ``seed … seed + seeds − 1`` in
@@ -359,14 +363,21 @@ class Calibration(nn.Module):
         the data do not (an agent stands for ``full size / agents`` people): at 1M agents for NYC's
         8.4M, Staten Island's ND on admissions ranged 0.19–0.34 over six seeds with the same fitted values.
         The report's metrics are of that mean; ``metrics[stream]["runs"]`` has each run's ND, and
-        ``spread`` the runs' daily range."""
+        ``spread`` the runs' daily range.
+
+        With ``shard`` (the model is one process's part of a population split over processes), every
+        process computes the same loss from the whole population's series, back-propagates its share
+        (:meth:`~populace.distributed.Shard.loss`) and the gradients are summed over the processes, so every
+        process takes the same step (the default ``grad`` is then ``"full"``: checkpointing does not run
+        split yet)."""
         if epochs < 1 or seeds < 1 or evaluate < 1:
             raise ValueError(
                 f"epochs, seeds and evaluate must be positive, got {epochs}, {seeds} and {evaluate}"
             )
         if self.released:
             raise RuntimeError("fit: this calibration has already run; build a new Calibration to fit again")
-        grad = grad if grad is not None else Checkpointed(7)
+        split = shard is not None and shard.spans
+        grad = grad if grad is not None else ("full" if split else Checkpointed(7))
         start = time.perf_counter()
         frozen = [
             p for n, p in self.model.named_parameters() if p.requires_grad and "parametrizations." not in n
@@ -398,14 +409,16 @@ class Calibration(nn.Module):
                 for k in range(seeds):
                     with self.values():
                         draw = seed + (epoch * seeds if resample else 0) + k
-                        run = self.run(days, seed=draw, grad=grad)
+                        run = self.run(days, seed=draw, grad=grad, shard=shard)
                         per_stream = self.losses(run)
                         loss = sum(per_stream.values()) / seeds
                         assert isinstance(loss, torch.Tensor)
-                        loss.backward()
+                        (shard.loss(loss) if shard is not None else loss).backward()
                     total += float(loss.detach())
                     for name, value in per_stream.items():
                         parts[name] += float(value.detach()) / seeds
+                if shard is not None:
+                    shard.reduce_gradients(trained)
                 bad = [
                     n
                     for n, p in self.named_parameters()
@@ -421,7 +434,7 @@ class Calibration(nn.Module):
                     on_epoch(epoch, total, parts)
             # held-out draws: the seeds after every one the steps used
             first = seed + (epochs if resample else 1) * seeds
-            runs = [self.run(days, seed=first + k, grad="off") for k in range(evaluate)]
+            runs = [self.run(days, seed=first + k, grad="off", shard=shard) for k in range(evaluate)]
             final = {s.name: torch.stack([r[s.name] for r in runs]).mean(0) for s in self.streams}
             final_loss = {k: float(v) for k, v in self.losses(final).items()}
             losses.append(sum(final_loss.values()))

@@ -69,7 +69,8 @@ class Contacts(nn.Module, abc.ABC):
     def _sharded_copy(self, n_agents: int) -> Self:
         """A new structure of this class over ``n_agents`` agents with this one's name and weight."""
         new = type(self).__new__(type(self))
-        Contacts.__init__(new, self.name, n_agents, self.param_specs["weight"])  # type: ignore[attr-defined]
+        specs: dict[str, Param] = self.__dict__["param_specs"]
+        Contacts.__init__(new, self.name, n_agents, specs["weight"])
         with torch.no_grad():
             new.weight.copy_(self.weight)
         return new
@@ -109,12 +110,8 @@ def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
 def _spanning(index: torch.Tensor, outside: int, shard: Shard) -> bool:
     """Whether some place of ``index`` (``int[agents]``, ``outside`` for non-members) has members in two
     shards."""
-    owner = torch.repeat_interleave(
-        torch.arange(shard.ranks, dtype=torch.int32, device=index.device),
-        torch.tensor(
-            [b - a for a, b in zip(shard.bounds, shard.bounds[1:], strict=False)], device=index.device
-        ),
-    )
+    ranks = torch.arange(shard.ranks, dtype=torch.int32, device=index.device)
+    owner = torch.repeat_interleave(ranks, torch.tensor(shard.sizes(), device=index.device))
     index = index.long()
     first = torch.full((outside + 1,), shard.ranks, dtype=torch.int32, device=index.device)
     first = first.scatter_reduce(0, index, owner, "amin")
@@ -146,6 +143,7 @@ class Places(Contacts):
 
     place_index: torch.Tensor
     pair_rate: torch.Tensor
+    global_places: torch.Tensor | None
 
     def __init__(
         self, name: str, place: torch.Tensor, contacts: float | None = None, weight: Param = _WEIGHT
@@ -165,13 +163,22 @@ class Places(Contacts):
         else:
             pair = torch.where(others > 0, (contacts / others.clamp(min=1)).clamp(max=1.0), 0.0)
         self.n_places = n_places
+        self.places_total = n_places
         self.contacts = contacts
+        self.register_buffer("global_places", None, persistent=False)
         # Agents outside the setting point at an extra slot n_places whose rate is 0.
         index = torch.where(member, place, n_places).to(torch.int32)
         self.register_buffer("place_index", index, persistent=False)
         self.register_buffer(
             "pair_rate", torch.cat([pair, pair.new_zeros(1)]).to(torch.float32), persistent=False
         )
+
+    def place_ids(self) -> torch.Tensor:
+        """``int64[n_places]``: each place's number in the whole population (its own index unless this is
+        one process's part of a split population whose places were renumbered)."""
+        if self.global_places is not None:
+            return self.global_places
+        return torch.arange(self.n_places, device=self.pair_rate.device)
 
     def mean_contacts(self) -> float:
         """Mean contacts per agent per day in this setting (over all agents)."""
@@ -185,6 +192,8 @@ class Places(Contacts):
         index = self.place_index[shard.start : shard.stop]
         new = self._sharded_copy(shard.size)
         new.contacts = self.contacts
+        new.places_total = self.places_total
+        new.register_buffer("global_places", None, persistent=False)
         new.spans = shard.spans and _spanning(self.place_index, self.n_places, shard)
         if new.spans:
             new.n_places = self.n_places
@@ -193,6 +202,7 @@ class Places(Contacts):
             return new
         local, places = _local_index(index, self.n_places)
         new.n_places = places.numel()
+        new.register_buffer("global_places", places.long(), persistent=False)
         new.register_buffer("place_index", local, persistent=False)
         rate = torch.cat([self.pair_rate[places.long()], self.pair_rate.new_zeros(1)])
         new.register_buffer("pair_rate", rate, persistent=False)

@@ -84,7 +84,7 @@ class _Sum(torch.autograd.Function):
     """All-reduce (sum) whose backward all-reduces the gradient; chained through ``token``."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, token: torch.Tensor, group: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.group = group
@@ -93,7 +93,7 @@ class _Sum(torch.autograd.Function):
         return out, token.detach().clone()
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad: torch.Tensor, grad_token: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
         grad = grad.contiguous().clone()
@@ -120,6 +120,9 @@ class Shard:
         self.rank, self.ranks, self.group = rank, ranks, group
         self.bounds: tuple[int, ...] | None = None
         self._token: torch.Tensor | None = None
+        self.payload_bytes = 0
+        """Bytes this process has contributed to collectives so far (each all-reduce's tensor, each
+        all-gather's part; the transport moves about twice that for a ring all-reduce)."""
 
     @classmethod
     def whole(cls, n: int) -> Shard:
@@ -187,6 +190,7 @@ class Shard:
         Differentiable: the backward pass sums the gradients over processes."""
         if not self.spans:
             return x
+        self.payload_bytes += x.numel() * x.element_size()
         if self._token is not None and torch.is_grad_enabled():
             out, self._token = _Sum.apply(x, self._token, self.group)
             return out
@@ -206,6 +210,35 @@ class Shard:
         plain = self.sum(values.sum())
         return plain + (value - plain.detach())
 
+    def add_up(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` summed over the processes outside autograd (for a backward pass that needs a total)."""
+        if not self.spans:
+            return x
+        out = x.detach().clone()
+        dist.all_reduce(out, group=self.group)
+        return out
+
+    def positions(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For this process's ``keys`` (``int64[k]``, sorted), their positions in the sorted keys of all
+        processes (ties: the lower process first, as one process holding everyone in order would sort
+        them stably), and the total count."""
+        if not self.spans:
+            return torch.arange(keys.numel(), device=keys.device), torch.tensor(keys.numel())
+        counts = [torch.zeros(1, dtype=torch.int64, device=keys.device) for _ in range(self.ranks)]
+        dist.all_gather(counts, torch.tensor([keys.numel()], device=keys.device), group=self.group)
+        longest = max(int(c) for c in counts)
+        padded = torch.full((longest,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=keys.device)
+        padded[: keys.numel()] = keys
+        gathered = [torch.empty_like(padded) for _ in range(self.ranks)]
+        self.payload_bytes += padded.numel() * padded.element_size()
+        dist.all_gather(gathered, padded, group=self.group)
+        position = torch.arange(keys.numel(), device=keys.device)
+        for r, (other, count) in enumerate(zip(gathered, counts, strict=True)):
+            if r != self.rank:
+                other = other[: int(count)]
+                position += torch.searchsorted(other, keys, right=r < self.rank)
+        return position, torch.stack(counts).sum()
+
     def smallest(self, keys: torch.Tensor, k: int) -> torch.Tensor:
         """Local indices of this shard's entries among the ``k`` smallest ``keys`` (``int64[size]``) of all
         processes (keys are distinct random bits: ties have probability ~2⁻⁶⁴ per pair)."""
@@ -215,6 +248,7 @@ class Shard:
         gathered = [torch.empty(k, dtype=torch.int64, device=keys.device) for _ in range(self.ranks)]
         padded = torch.full((k,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=keys.device)
         padded[: local.values.numel()] = local.values
+        self.payload_bytes += padded.numel() * padded.element_size()
         dist.all_gather(gathered, padded, group=self.group)
         if k == 0:
             return local.indices

@@ -77,6 +77,15 @@ class StepContext:
             raise ValueError(f"a layer over {n} agents in a shard of {self.shard.size}")
         return self.shard.agents(self.streams.device)
 
+    def global_ids(self, local: torch.Tensor) -> torch.Tensor:
+        """The global indices of this process's agents ``local`` (``int64[k]``), which address per-agent
+        draws for a subset of agents."""
+        return local + self.shard.start if self.shard.spans else local
+
+    def population(self, n: int) -> int:
+        """Agents in the whole population of a layer over this process's ``n`` agents."""
+        return self.shard.total if self.shard.spans else n
+
 
 @dataclass
 class LayerState:

@@ -88,6 +88,10 @@ class Population:
     def columns(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def slice(self, start: int, stop: int) -> Self:
+        """Agents ``start … stop − 1`` (copies: the whole population's columns can then be freed)."""
+        return type(self)(**{k: v[start:stop].clone() for k, v in self.columns().items()})
+
     def to(self, device: torch.device | str) -> Self:
         return type(self)(**{k: v.to(device) for k, v in self.columns().items()})
 

@@ -253,7 +253,7 @@ def _private_rank(rank: int, ranks: int, command: Any, args: argparse.Namespace,
     link = ServerLink(list(range(1, ranks)))
     t0 = time.perf_counter()
     try:
-        code = command.simulate(args, None, aggregation=SecretSums(link))
+        code = command.on_shard(args, None, aggregation=SecretSums(link))
     finally:
         link.close()
     if code:

@@ -66,6 +66,7 @@ d admissions / d severe_scale 883 against 2,830 by finite differences; with bran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -193,6 +194,32 @@ class LaterInfections:
         self.groups = int(group.max()) + 1 if group is not None and group.numel() else 0
         self.own: torch.Tensor | None = None
         self.day: int | None = None
+        self.add_up: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def across(self, groups: int, add_up: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """For a population split over processes: today's infections are counted and valued over all of
+        them (``add_up`` sums a tensor over the processes; ``groups``: the number of groups of the whole
+        population)."""
+        self.groups, self.add_up = groups, add_up
+
+    def today(
+        self, value: torch.Tensor, members: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mean value of today's infections (``value``, of this process's infected agents), and its
+        mean per group (``members``: their groups), over every process."""
+        g = self.groups if members is not None else 0
+        stats = value.new_zeros(2 + 2 * g, dtype=torch.float64)
+        stats[0], stats[1] = value.double().sum(), value.numel()
+        if members is not None:
+            stats[2 : 2 + g].index_add_(0, members, value.double())
+            stats[2 + g :].index_add_(0, members, torch.ones_like(value, dtype=torch.float64))
+        if self.add_up is not None:
+            stats = self.add_up(stats)
+        mean = (stats[0] / stats[1].clamp(min=1)).to(value.dtype)
+        if members is None:
+            return mean, None
+        total, count = stats[2 : 2 + g], stats[2 + g :]
+        return mean, torch.where(count > 0, total / count.clamp(min=1), mean.double()).to(value.dtype)
 
     def values(self, day: int, like: torch.Tensor) -> torch.Tensor:
         """The agents' own values for the reverse pass now at ``day``."""
@@ -228,12 +255,16 @@ class SellkeThreshold(Function):
         own = later.values(ctx.day, grad)
         new = infected.bool()
         value = grad[new]
-        today = value.mean() if value.numel() else grad.new_zeros(())
-        if later.group is not None:
-            members = later.group[new]
-            count = torch.bincount(members, minlength=later.groups).to(grad.dtype)
-            total = grad.new_zeros(later.groups).index_add_(0, members, value)
-            today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
+        if later.add_up is not None:  # over every process of a split population
+            mean, by_group = later.today(value, None if later.group is None else later.group[new])
+            today = mean if by_group is None else by_group[later.group]
+        else:
+            today = value.mean() if value.numel() else grad.new_zeros(())
+            if later.group is not None:
+                members = later.group[new]
+                count = torch.bincount(members, minlength=later.groups).to(grad.dtype)
+                total = grad.new_zeros(later.groups).index_add_(0, members, value)
+                today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
         own[new] = value
         return torch.where(waiting, today - own, 0.0), None, None, None, None
 

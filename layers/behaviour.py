@@ -188,6 +188,9 @@ class BehaviourState(LayerState):
         home: ``bool[agents]``, symptomatic agents isolating today (``float32`` when differentiable).
         attendance: ``[2]`` expected share of on-site workers at work today (the cells' probabilities
             averaged over their workers): low income, other income.
+        isolating: ``[]`` symptomatic agents isolating today in the whole population.
+        residents: ``float32[regions]`` residents per region (the whole population's).
+        workers: ``float32[2, cells]`` on-site workers per cell and income tier (the whole population's).
     """
 
     disposition: torch.Tensor
@@ -195,6 +198,9 @@ class BehaviourState(LayerState):
     attend: torch.Tensor
     home: torch.Tensor
     attendance: torch.Tensor
+    isolating: torch.Tensor
+    residents: torch.Tensor
+    workers: torch.Tensor
 
 
 class Behaviour(Decider):
@@ -210,6 +216,8 @@ class Behaviour(Decider):
         stimulus: a ``Stimulus`` layer whose payments enter the context.
         work: name of the work setting; home_settings: settings an isolating agent leaves.
     """
+
+    shardable = True
 
     phase = Phase.BEHAVIOUR
     cell: torch.Tensor
@@ -229,6 +237,7 @@ class Behaviour(Decider):
         stimulus: Stimulus | None = None,
         work: str = "work",
         home_settings: Sequence[str] = ("school", "work", "community"),
+        n_regions: int | None = None,
     ) -> None:
         super().__init__()
         n = int(archetypes.index.numel())
@@ -237,21 +246,21 @@ class Behaviour(Decider):
         self.n_agents = n
         self.archetypes = archetypes
         self.names = archetypes.names
-        self.n_regions = int(region.max()) + 1 if n else 1
+        self.n_regions = n_regions if n_regions is not None else (int(region.max()) + 1 if n else 1)
         a, r = archetypes.index.long(), region.long()
         self.register_buffer("cell", (a * self.n_regions + r).to(torch.int32), persistent=False)
         cells = torch.arange(len(archetypes) * self.n_regions)
         self.register_buffer("cell_archetype", cells // self.n_regions, persistent=False)
         self.register_buffer("cell_region", cells % self.n_regions, persistent=False)
         residents = torch.bincount(r, minlength=self.n_regions).float()
-        self.register_buffer("residents", residents, persistent=False)
+        self.register_buffer("local_residents", residents, persistent=False)
         low, works = archetypes.low_income[a], archetypes.worker[a]
         tier = torch.where(low, 0, 1)  # on-site workers per cell, low-income tier first
         workers = torch.zeros(2, len(archetypes) * self.n_regions)
         workers.index_put_(
             (tier[works], self.cell[works].long()), torch.ones(int(works.sum())), accumulate=True
         )
-        self.register_buffer("workers", workers, persistent=False)
+        self.register_buffer("local_workers", workers, persistent=False)
         self.disease = Link(disease)
         self.backend = backend
         self.closures = None if income_shock is None else Link(income_shock[0])
@@ -269,13 +278,11 @@ class Behaviour(Decider):
     def observe(self, state: BehaviourState) -> dict[str, torch.Tensor]:
         attendance = state.attendance.clone()
         p_work = state.probability[:, 0].reshape(len(self.names), self.n_regions)
-        weights = self.residents / self.residents.sum()
+        weights = state.residents / state.residents.sum()
         return {
             "work_attendance_low_income": attendance[0],
             "work_attendance_other": attendance[1],
-            "isolating_symptomatic": (
-                state.home.sum() if state.home.is_floating_point() else torch.count_nonzero(state.home)
-            ),
+            "isolating_symptomatic": state.isolating.clone(),
             "p_work": (p_work * weights).sum(1),
         }
 
@@ -291,18 +298,21 @@ class Behaviour(Decider):
             attend=torch.ones(n, dtype=torch.bool, device=device),
             home=torch.zeros(n, dtype=torch.bool, device=device),
             attendance=torch.ones(2, device=device),
+            isolating=torch.zeros((), dtype=torch.int64, device=device),
+            residents=ctx.shard.sum(self.local_residents),
+            workers=ctx.shard.sum(self.local_workers),
         )
 
-    def context(self, ctx: StepContext) -> torch.Tensor:
+    def context(self, state: BehaviourState, ctx: StepContext) -> torch.Tensor:
         """``float32[cells, len(FEATURES)]`` today's context of every (archetype, region) cell."""
         disease: CovidState = self.disease.state(ctx)
         device = self.cell.device
         symptomatic = disease.symptomatic
         regions = self.cell_region
-        per_region = torch.bincount(
-            (self.cell[symptomatic].long() % self.n_regions), minlength=self.n_regions
+        per_region = ctx.shard.sum(
+            torch.bincount((self.cell[symptomatic].long() % self.n_regions), minlength=self.n_regions)
         )
-        prevalence = (per_region.float() / self.residents.clamp(min=1) * 1000)[regions]
+        prevalence = (per_region.float() / state.residents.clamp(min=1) * 1000)[regions]
         low = self.archetypes.low_income.to(device)[self.cell_archetype]
         shock = torch.zeros_like(prevalence)
         if self.closures is not None and self.closures.layer.work_closed(ctx.day):
@@ -314,7 +324,7 @@ class Behaviour(Decider):
         return torch.stack([prevalence, shock, stimulus], dim=1)
 
     def step(self, state: BehaviourState, ctx: StepContext) -> BehaviourState:
-        probability = self.backend(self.cell_archetype, self.context(ctx))
+        probability = self.backend(self.cell_archetype, self.context(state, ctx))
         state.probability = probability
         p_work = torch.index_select(probability[:, 0], 0, self.cell)
         attend = state.disposition[0] < p_work.detach()
@@ -325,12 +335,15 @@ class Behaviour(Decider):
             state.attend = SmoothedBernoulli.apply(p_work, attend.float())
             x = SmoothedBernoulli.apply(p_isolate, isolates.float())
             state.home = torch.zeros(self.n_agents, device=x.device).index_put((symptomatic,), x)
+            state.isolating = ctx.shard.sum(x.sum())
         else:
             state.attend = attend
             home = torch.zeros(self.n_agents, dtype=torch.bool, device=attend.device)
             home[symptomatic[isolates]] = True
             state.home = home
-        state.attendance = (self.workers * probability[:, 0]).sum(1) / self.workers.sum(1).clamp(min=1)
+            state.isolating = ctx.shard.sum(torch.count_nonzero(isolates))
+        workers = state.workers
+        state.attendance = (workers * probability[:, 0]).sum(1) / workers.sum(1).clamp(min=1)
         return state
 
     def seeks_test(self, state: BehaviourState, agents: torch.Tensor, ctx: StepContext) -> torch.Tensor:

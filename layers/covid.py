@@ -36,6 +36,7 @@ In the well-mixed limit with a fully susceptible population it equals R0 (tested
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -248,6 +249,8 @@ class Covid(Infection):
     Modifiers (interventions, behaviour, seeding) act on it by being in the same model.
     """
 
+    shardable = True
+
     name = "covid"
     stage_names = tuple(s.name for s in Stage)
     infected_stage = Stage.E
@@ -384,11 +387,17 @@ class Covid(Infection):
             durations=durations,
             fate=fate,
             events=torch.zeros(len(_EVENTS), columns, dtype=dtype, device=device),
-            generation=self._generation(durations, self.fixed_susceptibility()),
+            generation=self._generation(durations, self.fixed_susceptibility(), ctx),
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
         )
         self.seed(state, seeds, ctx)  # their due days (and events, cleared when the first day starts)
         return state
+
+    def value_group_count(self) -> int:
+        return math.prod(len(b.labels) for b in self.breakdowns) if self.breakdowns else 0
+
+    def daily_totals(self, state: CovidState) -> tuple[str, ...]:
+        return ("events",)
 
     def value_groups(self) -> torch.Tensor | None:
         """Each agent's cell of all breakdowns combined (borough × age band), or ``None`` without any."""
@@ -398,14 +407,18 @@ class Covid(Infection):
             group = index if group is None else group * len(b.labels) + index
         return group
 
-    def _generation(self, durations: torch.Tensor, susceptibility: torch.Tensor) -> torch.Tensor:
-        """Expected relative infectiousness-days of one infection, weighted by who gets infected first."""
+    def _generation(
+        self, durations: torch.Tensor, susceptibility: torch.Tensor, ctx: StepContext
+    ) -> torch.Tensor:
+        """Expected relative infectiousness-days of one infection, weighted by who gets infected first
+        (over the whole population: exact sums across the processes of a split one)."""
         everyone = torch.arange(self.n_agents, device=durations.device)
         d = durations.float()
         p_symp, p_severe = self.probability(1, everyone), self.probability(2, everyone)
         symptomatic = d[1] + (1 - p_severe) * d[2] + p_severe * d[3]
         days = p_symp * symptomatic + (1 - p_symp) * self.asymptomatic_factor * d[2]
-        return ((days * susceptibility).sum() / susceptibility.sum().clamp(min=1e-12)).detach()
+        weighted = ctx.shard.exact_sum((days * susceptibility).detach())
+        return weighted / ctx.shard.exact_sum(susceptibility.detach()).clamp(min=1e-12)
 
     # ------------------------------------------------------------------ day
     def step(self, state: CovidState, ctx: StepContext) -> CovidState:

@@ -41,6 +41,8 @@ class Importation(Modifier):
         period: days per row of ``rate``.
     """
 
+    shardable = True
+
     phase = Phase.INTERVENTION
     rate: torch.Tensor
     group: torch.Tensor

@@ -240,6 +240,10 @@ class Infection(Layer):
         """``int64[agents]`` groups within which the Sellke estimator values an earlier infection."""
         return None
 
+    def value_group_count(self) -> int:
+        """The number of groups of :meth:`value_groups` in the whole population (0 without groups)."""
+        return 0
+
     def daily_totals(self, state: Any) -> tuple[str, ...]:
         """Names of the state's fields that are totals of the day over agents (besides ``incidence``,
         ``infectiousness`` and ``by_setting``), summed over the processes of a split population."""
@@ -284,8 +288,17 @@ class Infection(Layer):
             weight=weight,
             susceptible=None if susceptible is None or not ctx.differentiable else susceptible,
             workspace=workspace,
-            later=self.estimator.later(self.value_groups()) if ctx.differentiable else None,
+            later=self._later(ctx),
         ), seeds
+
+    def _later(self, ctx: StepContext) -> LaterInfections | None:
+        later = self.estimator.later(self.value_groups()) if ctx.differentiable else None
+        if later is not None and ctx.shard.spans:
+            # Its reverse pass values today's infections over every process. Those sums run inside the
+            # backward pass between the chained collectives of the same day (the day's totals use its
+            # infections; its pressure feeds them), so every process runs them in the same order.
+            later.across(self.value_group_count(), ctx.shard.add_up)
+        return later
 
     def seed(self, state: InfectionState, seeds: torch.Tensor, ctx: StepContext) -> None:
         """Finish set-up for the initially infected ``seeds`` (drawn by :meth:`infection_state`): their

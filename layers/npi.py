@@ -51,10 +51,12 @@ class MasksState(LayerState):
         wearer: ``bool[agents]``, who wears a mask while the policy is on.
         presence: fast mode only, ``float32[agents]``: ``1 − efficacy`` for wearers, else 1 (differentiable
             mode recomputes it so gradients reach the efficacy).
+        wearers: ``int64[]``, how many wear one in the whole population.
     """
 
     wearer: torch.Tensor
     presence: torch.Tensor | None
+    wearers: torch.Tensor
 
 
 class Masks(Modifier):
@@ -65,6 +67,8 @@ class Masks(Modifier):
         settings: where masks are worn (not households).
         efficacy, adoption, start, end: specs (defaults cited).
     """
+
+    shardable = True
 
     phase = Phase.INTERVENTION
     setup_params = frozenset({"adoption", "efficacy"})  # who wears a mask is drawn at set-up
@@ -97,7 +101,7 @@ class Masks(Modifier):
     def init_state(self, ctx: StepContext) -> MasksState:
         wearer = ctx.streams.uniform(f"{self.name}.wearer", ctx.agents(self.n_agents)) < self.adoption
         presence = None if ctx.differentiable else 1 - self.efficacy * wearer
-        return MasksState(wearer=wearer, presence=presence)
+        return MasksState(wearer=wearer, presence=presence, wearers=ctx.shard.sum(wearer.sum()))
 
     def step(self, state: MasksState, ctx: StepContext) -> MasksState:
         return state
@@ -106,7 +110,7 @@ class Masks(Modifier):
         return float(self.start) <= day < float(self.end)
 
     def observe(self, state: MasksState) -> dict[str, torch.Tensor]:
-        return {"mask_wearers": state.wearer.sum()}
+        return {"mask_wearers": state.wearers.clone()}
 
     def settings_used(self) -> tuple[str, ...]:
         return self.settings
@@ -123,18 +127,22 @@ class ClosuresState(LayerState):
     """State of :class:`Closures`.
 
     Attributes:
-        work_closed: ``bool[workplaces + 1]``, workplaces shut during a work closure (the last slot, "no
-            workplace", stays open).
+        work_closed: ``bool[workplaces + 1]``, this process's workplaces shut during a work closure (the last
+            slot, "no workplace", stays open).
+        closed_count: ``int64[]``, workplaces shut during a closure in the whole population.
         today: ``int64[]``, the day last stepped.
     """
 
     work_closed: torch.Tensor
+    closed_count: torch.Tensor
     today: torch.Tensor
 
 
 class Closures(Modifier):
     """School closure from ``school_start`` to ``school_end`` (all schools), and work closure from
     ``work_start`` to ``work_end`` (a random ``work_closed_share`` of workplaces)."""
+
+    shardable = True
 
     phase = Phase.INTERVENTION
     setup_params = frozenset({"work_closed_share"})  # which workplaces close is drawn at set-up
@@ -156,8 +164,10 @@ class Closures(Modifier):
         work_closed_share: Param = WORK_CLOSED_SHARE,
     ) -> None:
         super().__init__()
-        self.school_name, self.n_schools = school.name, school.n_places
-        self.work_name, self.n_workplaces = work.name, work.n_places
+        self.school_name, self.n_schools = school.name, school.places_total
+        self.work_name, self.n_workplaces = work.name, work.places_total
+        self.register_buffer("workplace_ids", work.place_ids(), persistent=False)
+        self.n_local_schools = school.n_places
         register_params(
             self,
             school_start=school_start,
@@ -180,9 +190,14 @@ class Closures(Modifier):
         return ("work",)
 
     def init_state(self, ctx: StepContext) -> ClosuresState:
-        closed = ctx.streams.uniform(f"{self.name}.work", self.n_workplaces + 1) < self.work_closed_share
-        closed[-1] = False
-        return ClosuresState(work_closed=closed, today=torch.zeros((), dtype=torch.int64))
+        # drawn for every workplace of the population (a split population's processes draw the same), then
+        # kept for this process's places (their global numbers: Places.place_ids)
+        n = self.n_workplaces
+        closed = ctx.streams.uniform(f"{self.name}.work", n) < self.work_closed_share
+        local = torch.cat([closed[self.workplace_ids.to(closed.device)], closed.new_zeros(1)])
+        return ClosuresState(
+            work_closed=local, closed_count=closed.sum(), today=torch.zeros((), dtype=torch.int64)
+        )
 
     def step(self, state: ClosuresState, ctx: StepContext) -> ClosuresState:
         state.today = torch.tensor(ctx.day)
@@ -191,7 +206,7 @@ class Closures(Modifier):
     def observe(self, state: ClosuresState) -> dict[str, torch.Tensor]:
         day = int(state.today)
         schools = self.n_schools if self.schools_closed(day) else 0
-        work = int(state.work_closed.sum()) if self.work_closed(day) else 0
+        work = int(state.closed_count) if self.work_closed(day) else 0
         return {"schools_closed": torch.tensor(schools), "workplaces_closed": torch.tensor(work)}
 
     def settings_used(self) -> tuple[str, ...]:
@@ -200,7 +215,7 @@ class Closures(Modifier):
     def effects(self, state: ClosuresState, ctx: StepContext) -> Effects:
         scale: dict[str, torch.Tensor] = {}
         if self.schools_closed(ctx.day):
-            scale[self.school_name] = torch.zeros(self.n_schools + 1, device=state.work_closed.device)
+            scale[self.school_name] = torch.zeros(self.n_local_schools + 1, device=state.work_closed.device)
         if self.work_closed(ctx.day):
             scale[self.work_name] = (~state.work_closed).float()
         return Effects(place_scale=scale)

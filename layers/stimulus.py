@@ -51,6 +51,8 @@ class Stimulus(Layer):
         amount, day, memory_days: specs (defaults cited).
     """
 
+    shardable = True
+
     phase = Phase.INTERVENTION
     amount: torch.Tensor
     day: torch.Tensor

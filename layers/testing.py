@@ -153,6 +153,8 @@ class Testing(Modifier):
         delay, cost: override the kind's turnaround (days) and price ($/test).
     """
 
+    shardable = True
+
     __test__ = False  # not a pytest test class despite its name
     phase = Phase.INTERVENTION
     capacity: torch.Tensor
@@ -269,10 +271,14 @@ class Testing(Modifier):
         state.daily[0] = tested
         state.present = state.home_until < ctx.day
         state.isolating = self.n_agents - torch.count_nonzero(state.present)  # bool.sum() widens first
+        if ctx.shard.spans:  # the whole population's counts (one collective)
+            parts = [state.daily, state.detected, state.isolating.reshape(1)]
+            summed = ctx.shard.sum(torch.cat(parts)).split([p.numel() for p in parts])
+            state.daily, state.detected, state.isolating = summed[0], summed[1], summed[2].reshape(())
         return state
 
     def _test(self, state: TestingState, disease: CovidState, ctx: StepContext) -> int:
-        day, n = ctx.day, self.n_agents
+        day, n = ctx.day, ctx.population(self.n_agents)
         capacity = round(float(self.capacity) * n / 100_000)
         if capacity <= 0:
             return 0
@@ -280,23 +286,28 @@ class Testing(Modifier):
         recent = state.last_test[symptomatic] > day - RETEST_DAYS
         candidates = symptomatic[~recent & (state.home_until[symptomatic] < day)]
         if self.seek is None:
-            seeks = ctx.streams.uniform(f"{self.name}.seek", candidates.numel(), day) < self.seek_probability
+            seek = ctx.streams.uniform(f"{self.name}.seek", ctx.global_ids(candidates), day)
+            seeks = seek < self.seek_probability
         else:
             seeks = self.seek.layer.seeks_test(self.seek.state(ctx), candidates, ctx)
         candidates = candidates[seeks]
-        queue = ctx.streams.generator(f"{self.name}.queue", day)
-        order = torch.randperm(candidates.numel(), generator=queue, device=candidates.device)
-        chosen = candidates[order[:capacity]]
-        spare = capacity - chosen.numel()
+        # a random queue: the candidates with the smallest keys, over all processes of a split population
+        keys = ctx.streams.bits(f"{self.name}.queue", ctx.global_ids(candidates), day)
+        chosen = candidates[ctx.shard.smallest(keys, capacity)]
+        spare = capacity - int(ctx.shard.sum(torch.tensor(chosen.numel(), device=chosen.device)))
         screening = min(spare, round(float(self.screening) * n))
         if screening > 0:
+            # everyone's draw of the population's agents (the same on every process), kept for this one's
             draw = ctx.streams.generator(f"{self.name}.screen", day)
             drawn = torch.unique(torch.randint(n, (screening,), generator=draw, device=chosen.device))
+            if ctx.shard.spans:
+                drawn = drawn[(drawn >= ctx.shard.start) & (drawn < ctx.shard.stop)] - ctx.shard.start
             alive = disease.stage[drawn] < Stage.H
             drawn = drawn[alive & (state.last_test[drawn] <= day - RETEST_DAYS)]
             chosen = torch.cat([chosen, drawn])
         if chosen.numel() == 0:
             return 0
+        chosen = chosen.sort().values  # draws are keyed by agent, so order only matters for speed
         stage = disease.stage[chosen].long()
         infected = (stage >= Stage.E) & (stage <= Stage.MH)
         column = (stage - Stage.E).clamp(0, 3)  # MH tests like M
@@ -305,7 +316,7 @@ class Testing(Modifier):
             self.sensitivity[column],
             torch.full_like(self.sensitivity[column], 1 - self.spec.specificity),
         )
-        positive = ctx.streams.uniform(f"{self.name}.result", chosen.numel(), day) < p_positive
+        positive = ctx.streams.uniform(f"{self.name}.result", ctx.global_ids(chosen), day) < p_positive
         state.last_test[chosen] = day
         state.result_day[chosen] = day + self.delay
         state.positive[chosen] = positive
@@ -324,14 +335,16 @@ class Testing(Modifier):
             state.daily[2] = 0
             return
         isolates = (
-            ctx.streams.uniform(f"{self.name}.isolate", positives.numel(), day) < self.isolation_compliance
+            ctx.streams.uniform(f"{self.name}.isolate", ctx.global_ids(positives), day)
+            < self.isolation_compliance
         )
         isolating = positives[isolates]
         until = day + round(float(self.isolation_days)) - 1
         state.home_until[isolating] = torch.clamp(state.home_until[isolating], min=until)
         contacts = self._household_members(positives)
         quarantines = (
-            ctx.streams.uniform(f"{self.name}.quarantine", contacts.numel(), day) < self.quarantine_compliance
+            ctx.streams.uniform(f"{self.name}.quarantine", ctx.global_ids(contacts), day)
+            < self.quarantine_compliance
         )
         quarantined = contacts[quarantines]
         until = day + round(float(self.quarantine_days)) - 1

@@ -34,6 +34,8 @@ class Transmission(Modifier):
         period: days per row (7: weekly).
     """
 
+    shardable = True
+
     phase = Phase.INTERVENTION
     scale: torch.Tensor
     group: torch.Tensor

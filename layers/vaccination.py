@@ -98,8 +98,12 @@ class VaccinationState(LayerState):
     """State of :class:`Vaccination`.
 
     Attributes:
-        queue: ``int32[queue]``: the agents who will be vaccinated, in order (see :meth:`Vaccination.queue`).
-        dose_day: ``int32[2, queue]``: the day each queue position received dose 1 / dose 2 (-1: not yet).
+        queue: ``int32[queue]``: this process's agents who will be vaccinated, in order (see
+            :meth:`Vaccination.queue`).
+        position: ``int64[queue]``: their places in the whole population's queue (increasing).
+        waiting: ``int64[]``: the length of the whole population's queue.
+        history: ``int64[2, days]``: doses 1 / 2 given up to the end of each day, in the whole population
+            (doses go in queue order, so position ``p`` had dose 1 by day ``d`` if ``p < history[0, d]``).
         given: ``int64[2]``: queue positions that received dose 1 / dose 2 so far.
         protected: ``int64[2]``: queue positions protected by dose 1 / dose 2 so far.
         level: ``uint8[agents]``: protection of each agent (0 none, 1 or 2 doses).
@@ -110,7 +114,9 @@ class VaccinationState(LayerState):
     """
 
     queue: torch.Tensor
-    dose_day: torch.Tensor
+    position: torch.Tensor
+    waiting: torch.Tensor
+    history: torch.Tensor
     given: torch.Tensor
     protected: torch.Tensor
     level: torch.Tensor
@@ -120,6 +126,8 @@ class VaccinationState(LayerState):
 
 class Vaccination(Modifier):
     """Two-dose vaccination of agents aged ``age`` (see module docs)."""
+
+    shardable = True
 
     phase = Phase.INTERVENTION
     setup_params = frozenset({"uptake", "min_age"})  # the queue is drawn at set-up
@@ -183,25 +191,32 @@ class Vaccination(Modifier):
             "cost_vaccination": daily.sum().double() * self.cost_per_dose.detach().double(),
         }
 
-    def queue(self, ctx: StepContext) -> torch.Tensor:
-        """Agents who will be vaccinated, in order: eligible and willing, oldest first."""
-        u = ctx.streams.uniform(f"{self.name}.queue", ctx.agents(self.n_agents))
+    def queue(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Agents who will be vaccinated, in order: eligible and willing, oldest first, in random order within
+        a year of age. This process's part of the queue (``int64[k]`` agents), their positions in the whole
+        population's queue, and its length."""
+        ids = ctx.agents(self.n_agents)
         willing = (self.age.float() >= self.min_age) & (
-            ctx.streams.uniform(f"{self.name}.uptake", ctx.agents(self.n_agents)) < self.uptake
+            ctx.streams.uniform(f"{self.name}.uptake", ids) < self.uptake
         )
         agents = torch.nonzero(willing).squeeze(1)
-        key = self.age[agents].float() + u[agents]  # random order within a year of age
-        return agents[torch.argsort(key, descending=True)]
+        random = ctx.streams.bits(f"{self.name}.queue", ids)[agents]
+        # 255 - age in the top bits: the oldest first; 48 random bits below, ties broken by agent index
+        key = ((255 - self.age[agents].long()) << 48) | ((random >> 16) & ((1 << 48) - 1))
+        order = torch.sort(key, stable=True)
+        return agents[order.indices], *ctx.shard.positions(order.values)
 
     def stream_names(self) -> tuple[str, ...]:
         return ("queue", "uptake")
 
     def init_state(self, ctx: StepContext) -> VaccinationState:
-        queue = self.queue(ctx)
+        queue, position, waiting = self.queue(ctx)
         device = queue.device
         return VaccinationState(
             queue=queue.to(torch.int32),
-            dose_day=torch.full((2, queue.numel()), -1, dtype=torch.int32, device=device),
+            position=position,
+            waiting=waiting,
+            history=torch.zeros(2, 1, dtype=torch.int64, device=device),
             given=torch.zeros(2, dtype=torch.int64, device=device),
             protected=torch.zeros(2, dtype=torch.int64, device=device),
             level=torch.zeros(self.n_agents, dtype=torch.uint8, device=device),
@@ -213,31 +228,47 @@ class Vaccination(Modifier):
         day = ctx.day
         state.daily = torch.zeros_like(state.daily)
         if day >= float(self.start_day):
-            self._dose(state, day)
+            self._dose(state, day, ctx.population(self.n_agents))
+        self._record(state, day)
         self._protect(state, day)
         return state
 
-    def _dose(self, state: VaccinationState, day: int) -> None:
-        doses = round(float(self.capacity) * self.n_agents / 100_000)
+    @staticmethod
+    def _by(state: VaccinationState, dose: int, day: int) -> int:
+        """Doses ``dose`` given in the whole population up to the end of ``day``."""
+        if day < 0:
+            return 0
+        return int(state.history[dose, min(day, state.history.shape[1] - 1)])
+
+    def _dose(self, state: VaccinationState, day: int, population: int) -> None:
+        doses = round(float(self.capacity) * population / 100_000)
         first, second = int(state.given[0]), int(state.given[1])
-        # First-dose days increase along the queue, so the due second doses are a prefix of [second, first).
-        latest = day - round(float(self.interval))
-        due = int(torch.searchsorted(state.dose_day[0, second:first], latest, right=True))
+        # First doses go along the queue, so those due a second dose are positions [second, first by then).
+        due = max(0, self._by(state, 0, day - round(float(self.interval))) - second)
         n_second = min(doses, due)
-        n_first = min(doses - n_second, state.dose_day.shape[1] - first)
-        state.dose_day[1, second : second + n_second] = day
-        state.dose_day[0, first : first + n_first] = day
+        n_first = min(doses - n_second, int(state.waiting) - first)
         state.given = state.given + torch.tensor([n_first, n_second], device=state.given.device)
         state.daily = torch.tensor([n_first, n_second], device=state.given.device)
+
+    def _record(self, state: VaccinationState, day: int) -> None:
+        """The cumulative doses at the end of ``day`` (the history grows by doubling)."""
+        if day >= state.history.shape[1]:
+            grown = state.history[:, -1:].expand(2, max(day + 1, 2 * state.history.shape[1]))
+            grown = grown.clone()
+            grown[:, : state.history.shape[1]] = state.history
+            state.history = grown
+        state.history[:, day:] = state.given.unsqueeze(1)
 
     def _protect(self, state: VaccinationState, day: int) -> None:
         ready = day - round(float(self.onset_days))
         for dose in (0, 1):
             done = int(state.protected[dose])
-            given = int(state.given[dose])
-            now = done + int(torch.searchsorted(state.dose_day[dose, done:given], ready, right=True))
+            now = self._by(state, dose, ready)
             if now > done:
-                agents = state.queue[done:now].long()
+                lo, hi = torch.searchsorted(
+                    state.position, torch.tensor([done, now], device=state.position.device)
+                ).tolist()
+                agents = state.queue[lo:hi].long()
                 state.level[agents] = dose + 1
                 state.protected[dose] = now
                 if state.factors is not None:

@@ -216,7 +216,7 @@ def test_age_mixing_follows_its_matrix() -> None:
 def test_bad_arguments_are_named() -> None:
     age = _ages(100)
     places = Places("everyone", torch.zeros(100, dtype=torch.int32))
-    with pytest.raises(ValueError, match="initial_infections: expected 0..100"):  # checked at set-up
+    with pytest.raises(ValueError, match=r"initial_infections: expected 0\.\.100"):  # checked at set-up
         Simulation(Model([Covid(age, [places], initial_infections=101)]))
     with pytest.raises(ValueError, match="initial_infections"):
         Covid(age, [places], initial_infections=-1)

@@ -6,6 +6,8 @@ Processes are real (``torch.multiprocessing`` spawn, gloo over loopback), as in 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from populace import Model, Places, Shard, Simulation, launch
+from populace import Model, Places, Sellke, Shard, Simulation, Smoothed, launch
 from populace.distributed import RankFailed, exact, split
 from populace.experiment import Experiment
 from populace.layers import SEIR
@@ -32,7 +34,19 @@ def _series(rank: int, ranks: int, scenario: str, sets: list[str], days: int, ou
 
 @pytest.mark.parametrize(
     ("scenario", "sets"),
-    [("bench-seir", []), ("bench-seir", ["network=well-mixed"])],
+    [
+        ("bench-seir", []),
+        ("bench-seir", ["network=well-mixed"]),
+        # closures (workplaces drawn by global number), masks, screening, the capacity-limited test queue
+        # and the vaccination queue (positions over all processes)
+        (
+            "nyc-covid",
+            [
+                *("mask_adoption=0.6", "work_close=20", "school_close=15", "screening=0.002"),
+                *("vaccination=on", "vaccine_start=5", "vaccine_capacity=2000", "second_dose_interval=10"),
+            ],
+        ),
+    ],
 )
 def test_series_do_not_depend_on_the_number_of_processes(
     tmp_path: Path, scenario: str, sets: list[str]
@@ -43,11 +57,15 @@ def test_series_do_not_depend_on_the_number_of_processes(
         launch(_series, ranks, scenario, sets, 40, str(out), threads=1)
         runs[ranks] = json.loads(out.read_text())
     assert sum(runs[1]["new_infections"]) > 100  # an epidemic, not an empty run
+    if scenario == "nyc-covid":
+        assert sum(runs[1]["tests_pcr"]) > 100
+        assert max(runs[1]["workplaces_closed"]) > 0
+        assert sum(runs[1]["second_doses"]) > 1000
     assert runs[2] == runs[1]
     assert runs[4] == runs[1]
 
 
-def _seir_model(shard: Shard) -> Model:
+def _seir_model(shard: Shard, estimator: str) -> Model:
     n = 8_000
     household = torch.arange(n, dtype=torch.int32) // 4
     school = (torch.arange(n, dtype=torch.int32) * 7919) % 200  # places spread over every shard
@@ -55,12 +73,18 @@ def _seir_model(shard: Shard) -> Model:
     starts = torch.ones(n, dtype=torch.bool)
     starts[1:] = household[1:] != household[:-1]
     shard.divide(n, starts)
-    return Model([SEIR(shard.size, [c.shard(shard) for c in settings], initial_infections=20)])
+    seir = SEIR(
+        shard.size,
+        [c.shard(shard) for c in settings],
+        initial_infections=20,
+        estimator=Sellke() if estimator == "sellke" else Smoothed(),
+    )
+    return Model([seir])
 
 
-def _gradient(rank: int, ranks: int, out: str) -> None:
+def _gradient(rank: int, ranks: int, estimator: str, out: str) -> None:
     shard = Shard(rank, ranks)
-    model = _seir_model(shard)
+    model = _seir_model(shard, estimator)
     result = Simulation(model, seed=5, grad="full", shard=shard).run(30)
     loss = result.series["new_infections"].sum() + 0.01 * result.series["I"].square().sum()
     shard.loss(loss).backward()
@@ -70,11 +94,12 @@ def _gradient(rank: int, ranks: int, out: str) -> None:
         Path(out).write_text(json.dumps({"loss": float(loss), "grads": grads}))
 
 
-def test_gradients_across_processes_equal_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("estimator", ["smoothed", "sellke"])
+def test_gradients_across_processes_equal_one_process(tmp_path: Path, estimator: str) -> None:
     found = {}
     for ranks in (1, 2, 4):
         out = tmp_path / f"{ranks}.json"
-        launch(_gradient, ranks, str(out), threads=1)
+        launch(_gradient, ranks, estimator, str(out), threads=1)
         found[ranks] = json.loads(out.read_text())
     one = found[1]
     assert set(one["grads"]) >= {"seir.beta", "seir.settings.school.weight"}
@@ -112,7 +137,8 @@ def test_populace_run_ranks_reports_a_failing_process_and_leaves_nothing_behind(
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("populace run: error: rank ") and "without splitting a household" in last
+    assert last.startswith("populace run: error: rank ")
+    assert "without splitting a household" in last
     assert time.perf_counter() - start < 60
     time.sleep(0.5)
     assert _spawned() - before == set()
@@ -144,3 +170,46 @@ def test_exact_sums_do_not_depend_on_order() -> None:
     shuffled = exact(values[torch.randperm(values.numel())]).cumsum(0)[-1]
     assert forward == backward == shuffled
     assert float(forward) == pytest.approx(float(values.double().sum()), abs=1e-3)
+
+
+def test_ctrl_c_stops_every_process() -> None:
+    before = _spawned()
+    cmd = [sys.executable, "-m", "populace", "run", "bench-seir", "--agents", "2M", "--days", "2000"]
+    process = subprocess.Popen(
+        [*cmd, "--ranks", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    deadline = time.perf_counter() + 90
+    while len(_spawned() - before) < 2 and time.perf_counter() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # running
+    assert process.poll() is None
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: SIGINT to the whole group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "populace run: interrupted; every process stopped"
+    time.sleep(0.5)
+    assert _spawned() - before == set()
+
+
+def test_calibration_across_processes_fits_the_same_values(tmp_path: Path) -> None:
+    fitted = {}
+    for ranks in (1, 2):
+        out = tmp_path / str(ranks)
+        cmd = [sys.executable, "-m", "populace", "calibrate", "nyc-covid", "--agents", "8000", "--days", "35"]
+        cmd += ["--epochs", "2", "--evaluate", "1", "--out", str(out)]  # Sellke, by borough x age
+        done = subprocess.run([*cmd, "--ranks", str(ranks)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        fitted[ranks] = json.loads((out / "parameters.json").read_text())["parameters"]
+    flat = {
+        r: torch.tensor([x for v in p.values() for x in torch.tensor(v).reshape(-1).tolist()])
+        for r, p in fitted.items()
+    }
+    start = torch.tensor(1.0)  # the fit moved: not all parameters at their defaults
+    assert flat[1].numel() > 10
+    assert not torch.allclose(flat[1], start.expand_as(flat[1]))
+    torch.testing.assert_close(flat[2], flat[1], rtol=1e-5, atol=1e-7)

@@ -90,7 +90,11 @@ def test_gradients_of_egg_price_and_culls_reach_every_paradigm() -> None:
     for output in ("mean:egg_price", "total:birds_culled"):
         for name, value in report.gradients[output].items():
             assert math.isfinite(value), (output, name, value)
-            assert value != 0, (output, name)
+            # Prices reach culls only through a restocked farm infected again within the run; in this one
+            # none is (measured: 7,217,093 birds culled with the elasticity at 0.03, 0.15 and 0.75), so that
+            # derivative is rightly 0. Every other pair crosses paradigms and must be non-zero.
+            if (output, name) != ("total:birds_culled", ELASTICITY):
+                assert value != 0, (output, name)
     # more elastic demand: a smaller price rise for the same loss
     assert report.gradients["mean:egg_price"][ELASTICITY] < 0
     assert report.gradients["total:birds_culled"]["farms.beta_env"] > 0

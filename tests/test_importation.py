@@ -46,23 +46,25 @@ def test_day_zero_imports_match_their_hazard_and_nothing_after() -> None:
 
 def test_seeding_gradient_matches_finite_differences() -> None:
     """d(infections by day 20)/d(rate of group 1) by the Sellke estimator against CRN central differences
-    (±20%: about ±40 seeds, so the difference is not a handful of chains). Measured AD/FD: 1.006, 1.011,
-    0.967 for seeds 3-5."""
-    n, days, seed, h, rate = 40_000, 20, 3, 0.2, 1000.0
-    model, _, seeding = _seeded(n, [rate, rate])
-    seeding.rate.requires_grad_(True)
-    Simulation(model, seed=seed, grad="full").run(days).series["new_infections"].sum().backward()
-    assert seeding.rate.grad is not None
-    ad = float(seeding.rate.grad[0, 1])
-    seeding.rate.requires_grad_(False)
-    values = []
-    for sign in (1, -1):
-        with torch.no_grad():
-            seeding.rate[0, 1] = rate * (1 + sign * h)
-        values.append(float(Simulation(model, seed=seed).run(days).series["new_infections"].sum()))
-    fd = (values[0] - values[1]) / (2 * h * rate)
-    assert fd > 0
-    assert 0.9 < ad / fd < 1.1, (ad, fd)
+    (±20%: about ±40 seeds, so the difference is not a handful of chains), the means over seeds 3-8: one
+    seed's difference is noisy (measured 3.23-3.73, AD 3.59-3.78; mean AD/FD 1.037)."""
+    n, days, h, rate = 40_000, 20, 0.2, 1000.0
+    ads, fds = [], []
+    for seed in range(3, 9):
+        model, _, seeding = _seeded(n, [rate, rate])
+        seeding.rate.requires_grad_(True)
+        Simulation(model, seed=seed, grad="full").run(days).series["new_infections"].sum().backward()
+        assert seeding.rate.grad is not None
+        ads.append(float(seeding.rate.grad[0, 1]))
+        seeding.rate.requires_grad_(False)
+        values = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                seeding.rate[0, 1] = rate * (1 + sign * h)
+            values.append(float(Simulation(model, seed=seed).run(days).series["new_infections"].sum()))
+        fds.append((values[0] - values[1]) / (2 * h * rate))
+    assert min(fds) > 0
+    assert 0.9 < sum(ads) / sum(fds) < 1.1, (ads, fds)
 
 
 def test_a_loaded_negative_rate_is_named_when_the_run_starts() -> None:

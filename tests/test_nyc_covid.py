@@ -49,9 +49,10 @@ def test_outputs_by_borough_and_age_add_up() -> None:
 
 
 def test_no_interventions_early_rt_matches_the_documented_r0() -> None:
-    """The β default's doc promises an early Rt of about 2.7 (ancestral strain range 2.2-3.3)."""
-    rt = float(run("test_type=none", days=30).series["Rt"][10:30].mean())
-    assert 2.3 < rt < 3.1
+    """The β default's doc promises an early Rt of about 2.7 (ancestral strain range 2.2-3.3): the mean over
+    six seeds (one seed's early Rt at 100k agents ranges 2.1-3.7; measured mean 2.57)."""
+    rts = [float(run("test_type=none", seed=seed, days=30).series["Rt"][10:30].mean()) for seed in range(6)]
+    assert 2.2 < sum(rts) / len(rts) < 3.3, rts
 
 
 def test_antigen_at_higher_capacity_lowers_the_peak_against_delayed_pcr() -> None:

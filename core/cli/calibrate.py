@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..calibrate import plot_fit, save_parameters
+from ..distributed import Shard
 from ..files import atomic_path, check_writable
 from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
@@ -19,6 +20,7 @@ from .command import Command
 from .output import number, peak_rss_mb
 from .private_calibrate import add_arguments as add_private_arguments
 from .private_calibrate import calibrate_private
+from .processes import on_processes, process_arguments
 
 __all__ = ["Calibrate"]
 
@@ -44,6 +46,7 @@ class Calibrate(Command):
         parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
         parser.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        process_arguments(parser)
         add_private_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -51,8 +54,7 @@ class Calibrate(Command):
         if scenario_cls.default_start is None:
             raise UsageError(f"{args.scenario}: this scenario has no observed data to calibrate against")
         args.start = args.start or scenario_cls.default_start
-        experiment, days = setup(args)
-        options, agents = experiment.options, experiment.agents
+        experiment, _ = setup(args)
         out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -60,15 +62,29 @@ class Calibrate(Command):
         except OSError as exc:
             raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
         if args.private:
+            if args.ranks is not None:
+                raise UsageError("--private: runs one process per data holder; leave out --ranks")
             return calibrate_private(args, out)
+        return on_processes(self, args, experiment)
+
+    def on_shard(self, args: argparse.Namespace, shard: Shard | None) -> int:
+        """The calibration, in one process or as one of several (``shard``: every process takes the same
+        steps; only the first prints and writes)."""
+        scenario_cls = find_scenario(args.scenario)
+        experiment, days = setup(args)
+        options, agents = experiment.options, experiment.agents
+        out = Path(args.out)
+        quiet = shard is not None and shard.rank > 0
         t0 = time.perf_counter()
-        model = experiment.model()
+        model = experiment.model(shard)
         try:
             calibration = experiment.calibration(model, days=days, streams=args.streams)
         except ValueError as exc:
             raise UsageError(f"--streams: {exc}") from None
 
         def progress(epoch: int, loss: float, parts: dict[str, float]) -> None:
+            if quiet:
+                return
             detail = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
             print(
                 f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f} ({detail}) "
@@ -85,8 +101,11 @@ class Calibrate(Command):
             seed=args.seed,
             evaluate=args.evaluate,
             on_epoch=progress,
+            shard=shard,
         )
         wall_s = time.perf_counter() - t0
+        if quiet:
+            return 0
         summary = {
             "scenario": scenario_cls.name,
             "agents": agents,
@@ -94,6 +113,7 @@ class Calibrate(Command):
             "days": days,
             "streams": [s.name for s in calibration.streams],
             "threads": torch.get_num_threads(),
+            "ranks": 1 if shard is None else shard.ranks,
             "torch": torch.__version__,
             "peak_rss_mb": round(peak_rss_mb(), 1),
             **report.summary(),

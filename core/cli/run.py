@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -12,15 +11,15 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
-import torch.distributed as dist
 
 from ..aggregation import Aggregation
-from ..distributed import RankFailed, Shard, launch
+from ..distributed import Shard
 from ..files import check_writable
 from ..simulate import Simulation
 from .arguments import UsageError, parse_count, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
+from .processes import on_processes, process_arguments
 
 __all__ = ["OUT_SUFFIXES", "Run"]
 
@@ -71,11 +70,7 @@ class Run(Command):
         )
         parser.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
         parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
-        parser.add_argument(
-            "--ranks",
-            help="split the population over this many local processes (torch.distributed, gloo); under "
-            "torchrun, its processes are used instead",
-        )
+        process_arguments(parser)
         parser.add_argument(
             "--private",
             action="store_true",
@@ -85,42 +80,22 @@ class Run(Command):
         parser.add_argument(
             "--servers", default="2", help="non-colluding server processes for --private (default 2)"
         )
-        parser.add_argument(
-            "--timeout",
-            default="120",
-            help="seconds a process waits for the others before the run stops (default 120)",
-        )
 
     def run(self, args: argparse.Namespace) -> int:
-        ranks = parse_count(args.ranks, "--ranks", "processes") if args.ranks is not None else 1
-        timeout = parse_count(args.timeout, "--timeout", "seconds")
         experiment, _ = setup(args)  # a bad argument is one line here, before any process starts
-        if ranks > 1 and not experiment.scenario.shardable:
-            raise UsageError(f"--ranks: {experiment.scenario.name} does not run on several processes yet")
         if args.private:
             servers = parse_count(args.servers, "--servers", "servers")
             if servers < 2:
                 raise UsageError(f"--servers: expected at least 2 non-colluding servers, got {servers}")
-            if ranks > 1:
-                raise UsageError("--private: runs the devices in one process; leave out --ranks")
+            if args.ranks is not None or "WORLD_SIZE" in os.environ:
+                raise UsageError("--private: runs the devices in one process; leave out --ranks and torchrun")
             from ..private import run_private
 
+            timeout = parse_count(args.timeout, "--timeout", "seconds")
             return run_private(self, args, servers, float(timeout))
-        if "WORLD_SIZE" in os.environ:  # started by torchrun: one process of its group
-            return _under_torchrun(self, args, timeout)
-        if ranks == 1:
-            return self.simulate(args, None)
-        try:
-            launch(_rank_main, ranks, args, timeout_s=float(timeout))
-        except RankFailed as exc:
-            print(f"populace run: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("populace run: interrupted; every process stopped", file=sys.stderr)
-            return 130
-        return 0
+        return on_processes(self, args, experiment)
 
-    def simulate(
+    def on_shard(
         self, args: argparse.Namespace, shard: Shard | None, aggregation: Aggregation | None = None
     ) -> int:
         """The run itself, in one process or as one of several (``shard``); only the first process prints
@@ -183,6 +158,7 @@ class Run(Command):
             "init_s": round(init_s, 4),
             "sim_s": round(sim_s, 4),
             "ranks": ranks,
+            "payload_bytes_per_day": 0 if shard is None else round(shard.payload_bytes / days),
             "peak_rss_mb": round(rss, 1),
             "peak_rss_mb_by_rank": [round(r, 1) for r in rss_by_rank or []],
             "options": {name: opt.value for name, opt in options.items()},
@@ -205,20 +181,3 @@ class Run(Command):
             if args.out is not None:
                 print(f"wrote {args.out}")
         return 0
-
-
-def _rank_main(rank: int, ranks: int, args: argparse.Namespace) -> None:
-    """One process of ``populace run --ranks N`` (started by :func:`~populace.distributed.launch`)."""
-    code = Run().simulate(args, Shard(rank, ranks))
-    if code:
-        raise RuntimeError(f"the run ended with exit code {code}")
-
-
-def _under_torchrun(command: Run, args: argparse.Namespace, timeout: int) -> int:
-    """One process of a ``torchrun ... -m populace run ...`` group (rendezvous from its environment)."""
-    backend = "nccl" if str(args.device).startswith("cuda") else "gloo"
-    dist.init_process_group(backend, timeout=dt.timedelta(seconds=timeout))
-    try:
-        return command.simulate(args, Shard(dist.get_rank(), dist.get_world_size()))
-    finally:
-        dist.destroy_process_group()

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import torch
 
-from populace import Shard, Choice, Contacts, Model, Param, Places, RandomStreams, Scenario
+from populace import Choice, Contacts, Model, Param, Places, RandomStreams, Scenario, Shard
 from populace.layers import SEIR
 from populace.layers.seir import BETA, INFECTIOUS_MEAN, INFECTIOUS_SD, LATENT_MEAN, LATENT_SD
 from populace.people import Residents

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import torch
 
-from populace import Shard, Choice, Link, Model, Param, RandomStreams, Scenario
+from populace import Choice, Link, Model, Param, RandomStreams, Scenario, Shard
 from populace.estimators import estimator
 from populace.layers.farms import (
     BETA_ENV,

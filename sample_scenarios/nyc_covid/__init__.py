@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from populace import Shard, AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario
+from populace import AgeMixing, Choice, Model, Param, Places, RandomStreams, Scenario, Shard
 from populace.calibrate import Calibration, Stream
 from populace.estimators import ESTIMATORS, Sellke, estimator
 from populace.layers import covid, npi, stimulus, testing, vaccination
@@ -96,6 +96,7 @@ class NycCovid(Scenario):
     default_days = 120
     default_outputs = ("total:new_deaths", "peak:hospitalised")
     default_start = dt.date(2020, 3, 1)
+    shardable = True
     transmission_weeks = 52
     """Rows of the calibrated transmission table (:class:`Transmission`); later weeks reuse the last."""
 
@@ -242,7 +243,6 @@ class NycCovid(Scenario):
         recipe = find_recipe(str(o["population"]))()
         people = load_population(recipe, agents, seed).people.to(streams.device)
         regions = recipe.geography().regions
-        n = people.n
 
         band18 = (people.age.long() // 5).clamp(max=17)
         household = Places("household", people.household)
@@ -251,6 +251,19 @@ class NycCovid(Scenario):
         )
         work = Places("work", people.work, contacts=setting_contacts("work", band18, people.work >= 0))
         community = AgeMixing("community", people.area, band18, mistry_matrix("community"))
+        low_income = _low_income(people, regions, streams)
+        archetypes = Archetypes.by_age_income_work(people.age, low_income, people.work >= 0)
+        adults = torch.bincount(archetypes.index[people.age >= 18].long(), minlength=len(archetypes))
+        if shard is not None:  # built on everyone (place sizes, draws by household), kept for this process
+            starts = torch.ones(people.n, dtype=torch.bool, device=people.area.device)
+            starts[1:] = people.area[1:] != people.area[:-1]  # areas (so households) kept whole
+            shard.divide(people.n, starts)
+            household, school, work, community = (
+                s.shard(shard) for s in (household, school, work, community)
+            )
+            people = people.slice(shard.start, shard.stop)
+            archetypes = replace(archetypes, index=archetypes.index[shard.start : shard.stop])
+        n = people.n
         breakdowns = [
             Breakdown("borough", people.region.long(), tuple(regions)),
             Breakdown(
@@ -260,9 +273,6 @@ class NycCovid(Scenario):
             ),
         ]
 
-        low_income = _low_income(people, regions, streams)
-        archetypes = Archetypes.by_age_income_work(people.age, low_income, people.work >= 0)
-        adults = torch.bincount(archetypes.index[people.age >= 18].long(), minlength=len(archetypes))
         closures = Closures(
             school,
             work,
@@ -303,6 +313,7 @@ class NycCovid(Scenario):
             _backend(archetypes, o),
             income_shock=(closures, float(o["income_shock"])),
             stimulus=payments,
+            n_regions=len(regions),
         )
         transmission = Transmission(people.region, len(regions), periods=self.transmission_weeks)
         seeding = Importation(
