@@ -46,9 +46,15 @@ def exact(values: torch.Tensor) -> torch.Tensor:
     """``float64`` copies of ``values`` rounded to multiples of :data:`QUANTUM`, so that sums of them (below
     2²⁹) are exact and independent of order; the gradient passes through unchanged."""
     rounded = torch.round(values.detach().to(torch.float64) * 2.0**24) * QUANTUM
-    if not values.requires_grad:
+    if not _carries_derivative(values):
         return rounded
     return values.to(torch.float64) + (rounded - values.detach().to(torch.float64))
+
+
+def _carries_derivative(values: torch.Tensor) -> bool:
+    """Whether ``values`` carry a derivative: reverse mode (``requires_grad``) or forward mode (a dual
+    tensor's tangent, which ``requires_grad`` does not show)."""
+    return values.requires_grad or torch.autograd.forward_ad.unpack_dual(values).tangent is not None
 
 
 def split(total: int, ranks: int, starts: torch.Tensor | None = None) -> tuple[int, ...]:
@@ -199,7 +205,7 @@ class Shard:
         fixed = torch.round(values.detach().to(torch.float64) * 2.0**24).to(torch.int64).sum()
         fixed = self.sum(fixed) if self.spans else fixed
         value = (fixed.to(torch.float64) * QUANTUM).to(torch.float32)
-        if not values.requires_grad:
+        if not _carries_derivative(values):
             return value
         plain = self.sum(values.sum())
         return plain + (value - plain.detach())

@@ -10,6 +10,8 @@
     populace sensitivity SCENARIO [--agents N] [--days D] [--outputs a,b] [--seeds K]
                                   [--mode reverse|forward] [--params FILE] [--fd-check] [--json]
 
+    populace risk SCENARIO --profile me.json [--agents N] [--day D] [--table FILE] [--json]
+
 ``run`` and ``sensitivity`` take ``--params FILE`` (written by ``calibrate``): its options and fitted values.
 
 Other packages add subcommands through the ``populace.commands`` entry-point group (:mod:`.command`); the
@@ -35,6 +37,7 @@ from .arguments import Parser, UsageError, parse_count
 from .calibrate import Calibrate
 from .command import Command, plugged_in
 from .population import Population
+from .risk import Risk
 from .run import Run
 from .scenarios import Scenarios
 from .sensitivity import Sensitivity
@@ -47,6 +50,7 @@ BUILT_IN: dict[str, type[Command]] = {
     "calibrate": Calibrate,
     "sensitivity": Sensitivity,
     "population": Population,
+    "risk": Risk,
 }
 
 

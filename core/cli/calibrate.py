@@ -18,6 +18,8 @@ from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
+from .private_calibrate import add_arguments as add_private_arguments
+from .private_calibrate import calibrate_private
 from .processes import on_processes, process_arguments
 
 __all__ = ["Calibrate"]
@@ -45,6 +47,7 @@ class Calibrate(Command):
         parser.add_argument("--out", default="calibration", help="output directory (default ./calibration)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         process_arguments(parser)
+        add_private_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         scenario_cls = find_scenario(args.scenario)
@@ -58,6 +61,10 @@ class Calibrate(Command):
             check_writable(out / "parameters.json")
         except OSError as exc:
             raise UsageError(f"--out: cannot write into {args.out!r}: {exc}") from None
+        if args.private:
+            if args.ranks is not None:
+                raise UsageError("--private: runs one process per data holder; leave out --ranks")
+            return calibrate_private(args, out)
         return on_processes(self, args, experiment)
 
     def on_shard(self, args: argparse.Namespace, shard: Shard | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import TextIO
 
 import torch
 
+from ..aggregation import Aggregation
 from ..distributed import Shard
 from ..files import check_writable
 from ..simulate import Simulation
-from .arguments import UsageError, scenario_arguments, setup
+from .arguments import UsageError, parse_count, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
 from .processes import on_processes, process_arguments
@@ -69,14 +71,36 @@ class Run(Command):
         parser.add_argument("--progress", action="store_true", help="show the progress bar even with --json")
         parser.add_argument("--params", help="a parameters.json written by `populace calibrate`")
         process_arguments(parser)
+        parser.add_argument(
+            "--private",
+            action="store_true",
+            help="secret-shared simulation: agents' emissions go to the servers as additive shares, only "
+            "per-place sums are reconstructed (populace.private)",
+        )
+        parser.add_argument(
+            "--servers", default="2", help="non-colluding server processes for --private (default 2)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         experiment, _ = setup(args)  # a bad argument is one line here, before any process starts
+        if args.private:
+            servers = parse_count(args.servers, "--servers", "servers")
+            if servers < 2:
+                raise UsageError(f"--servers: expected at least 2 non-colluding servers, got {servers}")
+            if args.ranks is not None or "WORLD_SIZE" in os.environ:
+                raise UsageError("--private: runs the devices in one process; leave out --ranks and torchrun")
+            from ..private import run_private
+
+            timeout = parse_count(args.timeout, "--timeout", "seconds")
+            return run_private(self, args, servers, float(timeout))
         return on_processes(self, args, experiment)
 
-    def on_shard(self, args: argparse.Namespace, shard: Shard | None) -> int:
+    def on_shard(
+        self, args: argparse.Namespace, shard: Shard | None, aggregation: Aggregation | None = None
+    ) -> int:
         """The run itself, in one process or as one of several (``shard``); only the first process prints
-        and writes the outputs (every process holds the whole population's series)."""
+        and writes the outputs (every process holds the whole population's series). ``aggregation``: how
+        the disease layers sum their places (``--private``: on secret shares)."""
         quiet = shard is not None and shard.rank > 0
         experiment, days = setup(args)
         scenario_cls, options, agents = experiment.scenario, experiment.options, experiment.agents
@@ -96,6 +120,10 @@ class Run(Command):
             device = torch.device("cuda", shard.rank % torch.cuda.device_count())
         t0 = time.perf_counter()
         model = experiment.model(shard)
+        if aggregation is not None:
+            from ..private import use_aggregation
+
+            use_aggregation(model, aggregation)
         sim = Simulation(model, seed=args.seed, device=device, shard=shard)
         _sync(device)
         init_s = time.perf_counter() - t0
