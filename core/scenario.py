@@ -45,6 +45,9 @@ class Scenario(abc.ABC):
     """Outcomes of ``populace sensitivity`` when ``--outputs`` is not given (:mod:`populace.sensitivity`)."""
     default_start: ClassVar[dt.date | None] = None
     """Calendar date of day 0 for calibration against observed data (``None``: no observed data)."""
+    option_groups: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    """The options by theme for a reader (the explorer's control groups, ``populace scenarios NAME``):
+    ``{group: {option: plain name}}``. Options left out are shown under "Other", their names in words."""
 
     @classmethod
     @abc.abstractmethod

@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -84,7 +85,7 @@ def _p(value: float, bounds: tuple[float, float], unit: str, doc: str, learnable
     return Param(value, bounds, unit, doc=doc, learnable=learnable)
 
 
-_ASSUMED = "Assumed; a behaviour parameter to calibrate (issue 5)."
+_ASSUMED = "Assumed; a behaviour parameter to calibrate."
 _PROBABILITY = (0.01, 0.99)
 _SLOPE = (-10.0, 10.0)
 
@@ -97,6 +98,63 @@ class NycCovid(Scenario):
     default_outputs = ("total:new_deaths", "peak:hospitalised")
     default_start = dt.date(2020, 3, 1)
     transmission_weeks = 52
+    option_groups: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "Disease": {
+            "beta": "transmission per contact (β)",
+            "seeds_per_100k": "imported infections per 100k",
+            "asymptomatic_factor": "infectiousness without symptoms",
+            "severe_scale": "hospitalisation risk (× published)",
+            "fatality_scale": "death risk in hospital (× published)",
+            "hospital_death_days": "days from admission to death",
+        },
+        "Closures": {
+            "school_close": "schools close on day",
+            "school_reopen": "schools reopen on day",
+            "work_close": "workplaces close on day",
+            "work_reopen": "workplaces reopen on day",
+            "work_closed_share": "share of workplaces closed",
+        },
+        "Masks": {
+            "mask_adoption": "share wearing masks",
+            "mask_efficacy": "mask efficacy",
+            "mask_start": "masks from day",
+        },
+        "Testing": {
+            "test_type": "test type",
+            "test_capacity": "tests per day",
+            "pcr_delay": "PCR turnaround (days)",
+            "screening": "screening of people without symptoms",
+            "isolation_compliance": "positives who isolate",
+            "quarantine_compliance": "contacts who quarantine",
+        },
+        "Vaccination": {
+            "vaccination": "vaccination",
+            "vaccine_start": "vaccination starts on day",
+            "vaccine_capacity": "doses per day",
+            "second_dose_interval": "days between doses",
+            "vaccine_uptake": "share willing to be vaccinated",
+        },
+        "Stimulus": {
+            "stimulus_amount": "stimulus per adult ($)",
+            "stimulus_day": "paid on day",
+            "stimulus_recipients": "who receives it",
+        },
+        "Behaviour": {
+            "work_low_income": "low-income workers go to work",
+            "work_other": "other workers go to work",
+            "isolate_low_income": "low-income symptomatic isolate",
+            "isolate_other": "other symptomatic isolate",
+            "test_low_income": "low-income symptomatic seek a test",
+            "test_other": "other symptomatic seek a test",
+            "prevalence_effect": "fear of local prevalence",
+            "income_shock": "income lost in a closure",
+            "income_shock_effect": "need to work after lost income",
+            "stimulus_effect_low_income": "stimulus keeps low-income home",
+            "stimulus_effect_other": "stimulus keeps others home",
+        },
+        "Method": {"population": "population", "estimator": "gradient estimator"},
+    }
+    """The options by theme with plain names (the explorer's control groups)."""
     """Rows of the calibrated transmission table (:class:`Transmission`); later weeks reuse the last."""
 
     @classmethod
@@ -107,9 +165,9 @@ class NycCovid(Scenario):
                 10.0,
                 (0.0, 100_000.0),
                 "per 100k per day",
-                "hazard of infection from outside the city on day 0 in every borough (:class:`Importation`):"
-                " about the agents infected per 100k while small, scaled by the age table's susceptibility;"
-                " a calibration fits it by borough",
+                "hazard of infection from outside on day 0 in every region (NYC: borough; the classroom town:"
+                " quarter): about the agents infected per 100k while small, scaled by the age table's"
+                " susceptibility; a calibration fits it by region",
             ),
             "beta": covid.BETA,
             "asymptomatic_factor": covid.ASYMPTOMATIC_FACTOR,
