@@ -57,6 +57,9 @@ class Explorer(pn.viewable.Viewer):
         owns_run: close the run when the session ends (default: when the explorer built it).
         shared: the run is shared by every visitor ("presenter" mode): the sidebar says so.
         refresh_ms: how often the session looks for a new frame.
+        inline: BokehJS and Panel's scripts and styles in the page (a notebook, offline); ``populace
+            explore`` serves them itself instead (``False``: inline mode points the styles at a CDN, which
+            an offline room cannot reach).
     """
 
     def __init__(
@@ -68,14 +71,16 @@ class Explorer(pn.viewable.Viewer):
         owns_run: bool | None = None,
         shared: bool = False,
         refresh_ms: int = 25,
+        inline: bool = True,
         **params: Any,
     ) -> None:
         super().__init__(**params)
-        _extensions()
+        _extensions(inline)
         self.owns_run = run is None if owns_run is None else owns_run
         self.run = run if run is not None else LiveRun(scenario, agents=agents)
         self.refresh_ms = refresh_ms
         self._drawn = -1
+        self._browser = False  # a browser reports the day it shows (Controls.shown_day)
         self.session = session = Session(self.run)
         self.controls = Controls(session=session, shared=shared)
         self.run_view = RunView(session=session)
@@ -93,7 +98,8 @@ class Explorer(pn.viewable.Viewer):
             ("About", self.about),
             dynamic=False,
         )
-        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both", min_height=760)
+        self.controls.shown_day.param.watch(lambda e: self.on_shown_day(e.new), "value")
+        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both")
 
     def __panel__(self) -> pn.viewable.Viewable:
         pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
@@ -142,7 +148,7 @@ class Explorer(pn.viewable.Viewer):
                 session.param.trigger("setup")
             self._drawn = frame.version
         changed = self.run_view.refresh(frame, new)
-        if new:
+        if new and not self._browser:
             run.shown(frame.version)
         if changed:  # Bokeh models changed in place reach a notebook only when pushed (a server syncs them)
             push_notebook(self.run_view.map_pane, self.run_view.curve_pane)
@@ -159,6 +165,16 @@ class Explorer(pn.viewable.Viewer):
             session.show_error(run.error)
         session.poll_job()
 
+    def on_shown_day(self, day: int) -> None:
+        """The browser shows ``day``: a playing run may go on (it waits for this once a browser reports
+        its day, so it never runs ahead of the page and Pause stops where the page is)."""
+        if day < 0:
+            return
+        self._browser = True
+        frame = self.run.frame
+        if day == frame.day:
+            self.run.shown(frame.version)
+
     def close(self) -> None:
         """Stop the session's job thread, and the run's worker where this session owns the run."""
         self.session.close()
@@ -167,10 +183,11 @@ class Explorer(pn.viewable.Viewer):
 
 
 # ====================================================================== helpers
-def _extensions() -> None:
-    """Panel and HoloViews' Bokeh backend with inline resources (works offline), WebGL off (measured 3.7×
-    slower frames on machines without a GPU, DESIGN.md §6)."""
-    pn.extension(inline=True)
+def _extensions(inline: bool) -> None:
+    """Panel and HoloViews' Bokeh backend with inline resources or the server's own (works offline either
+    way), WebGL off (measured 3.7× slower frames on machines without a GPU, DESIGN.md §6)."""
+    pn.extension(inline=inline)
+    pn.config.inline = inline
     if "bokeh" not in hv.Store.renderers:
         import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)
     hv.Store.set_current_backend("bokeh")

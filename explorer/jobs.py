@@ -42,6 +42,8 @@ class Lever:
     step: float
     label: str = ""
     """Words an analyst reads for the parameter (:meth:`~populace.Model.label`)."""
+    unit: str = ""
+    """The parameter's unit (its spec's), ``""`` when unknown."""
 
     @property
     def effect(self) -> float:
@@ -93,7 +95,8 @@ def levers(
         low, high = specs[name].bounds if name in specs else (value - 1.0, value + 1.0)
         step = 0.1 * (abs(value) if value != 0 else high - low)
         grad = float(report.gradients[outcome][name])
-        found.append(Lever(name, by_spec.get(name), value, grad, step, model.label(name)))
+        unit = specs[name].unit if name in specs else ""
+        found.append(Lever(name, by_spec.get(name), value, grad, step, model.label(name), unit))
     found.sort(key=lambda lever: -abs(lever.effect))
     return Levers(
         outcome, report.outputs[outcome], tuple(found), report.forward_s + report.backward_s, agents

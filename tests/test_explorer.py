@@ -253,6 +253,7 @@ def _map_bytes(view: Explorer) -> bytes:
 
 def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view, _ = explorer
+    view.run_view.curve_select.value = "stage groups"
     before = _map_bytes(view)
     assert "Day 0 of" in view.day_text.object
     view.run.set_option("beta", 0.3)
@@ -286,8 +287,9 @@ def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer
     assert "beta" in view._option_widgets
     assert "test_type" in view._option_widgets
     view._option_widgets["beta"].value = 7.0
-    assert view.alert.visible
-    assert "beta: 7 is outside the bounds" in view.alert.object
+    alert = view.controls.options_alert  # beside the option controls, not at the top of the sidebar
+    assert alert.visible
+    assert "beta: 7 is outside the bounds" in alert.object
     assert view.run.options["beta"].value == 0.05
     view.agents_input.value = "12abc"
     view.setup_button.clicks += 1
