@@ -413,8 +413,11 @@ class LiveRun(param.Parameterized):
             t0 = time.perf_counter()
             self._shown.clear()
             self._advance(min(self.days_per_frame, self.days - self.frame.day))
-            if self.viewers > 0:
-                self._shown.wait(timeout=2.0)
+            if self.viewers > 0:  # until a page shows the day (a pause stops the wait), at most 2 s
+                deadline = time.perf_counter() + 2.0
+                while self.playing and not self._shown.wait(timeout=0.05):
+                    if time.perf_counter() > deadline:
+                        break
             if self.speed > 0:
                 time.sleep(max(0.0, self.days_per_frame / self.speed - (time.perf_counter() - t0)))
         self.playing = False

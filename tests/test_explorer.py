@@ -16,6 +16,7 @@ from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
+from populace.explorer.views.run import MAP_SIZE
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -495,3 +496,30 @@ def test_a_visitors_run_is_limited_in_size():
 def test_only_a_shared_run_says_so_on_the_page(run):
     assert Explorer(run=run, shared=True).controls.shared_text.visible
     assert not Explorer(run=run).controls.shared_text.visible
+
+
+def test_the_drawn_maps_mean_shading_tracks_prevalence_at_two_prevalences(explorer):
+    """What the browser draws: the groups image sent to it coloured by the palette it is given (its alpha
+    is the colour strength), weighted by the residents of each pixel, against the share of agents past
+    susceptible in the run, early and late in a classroom epidemic."""
+    view, _ = explorer
+    view.run.set_option("beta", 0.2)
+    figure, painter = view.run_view.map_figure, view.run_view._painter
+    checked = []
+    for target in (0.1, 0.5):
+        while True:
+            frame = view.run.frame
+            past = 1 - float((frame.groups == 0).mean())
+            if past >= target:
+                break
+            view.run.step(2).result()
+            view.refresh()
+        assert frame.day > 0
+        image = figure.groups.data["image"][0][::-1]  # Bokeh's rows run bottom up
+        alpha = np.array([int(c[7:9], 16) / 255 for c in figure.colours.palette])[image]
+        x0, x1, y0, y1 = view.run_view._extent
+        residents = painter.residents(View((x0, x1, y0, y1), *MAP_SIZE))
+        shown = float((alpha * residents).sum() / residents.sum())
+        assert shown == pytest.approx(past, abs=0.05), (frame.day, past, shown)
+        checked.append(past)
+    assert checked[1] - checked[0] > 0.3  # two different prevalences

@@ -43,7 +43,7 @@ class Controls(pn.viewable.Viewer):
         self.seed_text = pn.pane.Markdown(
             pn.bind(lambda seed: f"seed **{seed}**", session.param.seed), width=130, margin=(18, 5, 0, 5)
         )
-        self.setup_button = pn.widgets.Button(label="Set up / reset", button_type="primary", width=130)
+        self.setup_button = pn.widgets.Button(label="Set up / reset", color="primary", width=130)
         self.seed_button = pn.widgets.Button(label="New seed", width=130)
         self.defaults_button = pn.widgets.Button(
             label="Restore defaults",
@@ -62,7 +62,7 @@ class Controls(pn.viewable.Viewer):
         self.play_toggle = pn.widgets.Toggle.from_param(
             session.param.playing,
             label=pn.bind(lambda playing: "❚❚ Pause" if playing else "▶ Play", session.param.playing),
-            button_type="success",
+            color="success",
             width=80,
         )
         self.days_input = pn.widgets.IntInput(
@@ -109,10 +109,15 @@ class Controls(pn.viewable.Viewer):
         self.drawn_day = pn.widgets.IntInput(value=-1, visible=False)
         """The day drawn, sent with the day counter (:meth:`_show_day`)."""
         self.shown_day = pn.widgets.IntInput(value=-1, visible=False)
-        """The day the browser shows: the page copies :attr:`drawn_day` here when it arrives, so that a
-        playing run waits for the browser, not only for the server's drawing, and Pause stops on the day
-        pressed instead of days later (:meth:`Explorer.on_shown_day`)."""
-        self.drawn_day.jscallback(value="shown.value = cb_obj.value;", args={"shown": self.shown_day})
+        """The day the browser shows while playing: the page copies :attr:`drawn_day` here when it arrives,
+        so that a playing run waits for the browser, not only for the server's drawing, and Pause stops on
+        the day pressed instead of days later (:meth:`Explorer.on_shown_day`)."""
+        # only while the page plays: once Pause is clicked the page stops reporting, so the run stops on
+        # the day the page showed (or the one under way) however long the click takes to reach the server
+        self.drawn_day.jscallback(
+            value="if (play.active) { shown.value = cb_obj.value; }",
+            args={"shown": self.shown_day, "play": self.play_toggle},
+        )
         self.options_alert = pn.pane.Alert("", alert_type="danger", width=270, visible=False)
         """Errors of the option controls, shown above them."""
         self.playback_card = pn.Card(
