@@ -186,7 +186,10 @@ class Explorer(pn.viewable.Viewer):
 def _extensions(inline: bool) -> None:
     """Panel and HoloViews' Bokeh backend with inline resources or the server's own (works offline either
     way), WebGL off (measured 3.7× slower frames on machines without a GPU, DESIGN.md §6)."""
-    pn.extension(inline=inline)
+    from panel.config import panel_extension
+
+    if not panel_extension._loaded:  # a notebook that ran pn.extension() has BokehJS: not a second copy
+        pn.extension(inline=inline)
     pn.config.inline = inline
     if "bokeh" not in hv.Store.renderers:
         import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)

@@ -81,14 +81,16 @@ class RunView(pn.viewable.Viewer):
         )
         self.area_text = pn.pane.Markdown("*Tap an area on the map for its counts.*", width=CURVES_WIDTH)
         self.session.param.watch(lambda _: self._new_setup(self.session.frame), "setup")
-        self.layout = pn.Row(
+        # the curves go beside the map where there is room (1280 px) and under it where there is not (a
+        # notebook cell)
+        self.layout = pn.FlexBox(
             pn.Column(self.map_pane, self.legend),
             pn.Column(
                 pn.Row(self.curve_select, self.log_toggle, self.observed_toggle),
                 self.curve_pane,
                 self.curve_note,
                 self.area_text,
-                sizing_mode="stretch_width",
+                width=CURVES_WIDTH + 20,
             ),
             sizing_mode="stretch_width",
         )
