@@ -1,11 +1,12 @@
 """The explorer's app: :class:`Explorer`, a ``pn.viewable.Viewer`` over a :class:`~.live.LiveRun`.
 
-Layout: a sidebar (:class:`~.views.Controls`: scenario, size, seed, set-up/reset, step, play/pause, speed,
-days per redraw, the day counter, errors, and one control per scenario option, grouped into live ones and
-ones that need a reset) and tabs, one view each (:mod:`.views`): *Run* (the Datashader map of every agent
-over the area outlines, the curves, the tapped area's counts), *Sensitivity* (bars of d(outcome)/d(parameter)
-and a gradient "what if" beside the re-simulated value), *Compare* (two settings side by side), *Calibrate*
-(fit to observed data with progress), *Export* (curves as CSV/Parquet, map as PNG) and *About*.
+Layout: a sidebar (:class:`~.views.Controls`: scenario, size, seed, set-up/reset, step, play/pause, the day
+counter, errors, playback speed, and one control per scenario option with its plain name, grouped by theme)
+and tabs, one view each (:mod:`.views`): *Run* (the Datashader map of every agent over the area outlines,
+the curves, the tapped area's counts), *Sensitivity* (bars of the change in an outcome for +10% of each
+parameter and a gradient "what if" beside the re-simulated value), *Questions* (the scenario's named
+what-ifs over seeds), *Compare* (two settings side by side), *Calibrate* (fit to observed data with
+progress), *Export* (curves as CSV/Parquet, map as PNG) and *About*.
 
 Each browser session (or notebook cell) polls the run every ``refresh_ms`` and redraws when a new frame is
 out; the poll writes what the session shows into its :class:`~.views.Session`, whose parameters the views'
@@ -28,6 +29,7 @@ from .views import (
     CompareView,
     Controls,
     ExportView,
+    QuestionsView,
     RunView,
     SensitivityView,
     Session,
@@ -86,12 +88,14 @@ class Explorer(pn.viewable.Viewer):
         self.run_view = RunView(session=session)
         self.sensitivity = SensitivityView(session=session)
         self.compare = CompareView(session=session)
+        self.questions = QuestionsView(session=session)
         self.calibrate = CalibrateView(session=session)
         self.export = ExportView(session=session, run_view=self.run_view)
         self.about = AboutView(session=session)
         self.tabs = pn.Tabs(
             ("Run", self.run_view),
             ("Sensitivity", self.sensitivity),
+            ("Questions", self.questions),
             ("Compare", self.compare),
             ("Calibrate", self.calibrate),
             ("Export", self.export),

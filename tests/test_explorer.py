@@ -4,6 +4,7 @@ Datashader rendering, the jobs and the `populace explore` command's checks."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pyarrow.csv as pcsv
@@ -523,3 +524,52 @@ def test_the_drawn_maps_mean_shading_tracks_prevalence_at_two_prevalences(explor
         assert shown == pytest.approx(past, abs=0.05), (frame.day, past, shown)
         checked.append(past)
     assert checked[1] - checked[0] > 0.3  # two different prevalences
+
+
+def test_option_cards_by_theme_fill_when_opened(explorer):
+    view, _ = explorer
+    cards = {card.title: card for card in view.controls.option_cards.objects}
+    assert list(cards)[:3] == ["Disease", "Closures", "Masks"]
+    assert not cards["Disease"].collapsed
+    assert cards["Disease"].objects  # open: its controls are on the page
+    closures = cards["Closures"]
+    assert closures.collapsed
+    assert closures.objects == []  # closed: drawn when first opened
+    closures.collapsed = False
+    assert len(closures.objects) == 5
+    school = view._option_widgets["school_close"]
+    assert school.never_box.value  # 10000: never
+    school.never_box.value = False
+    school.day.value = 15
+    assert view.run.options["school_close"].value == 15
+    school.never_box.value = True
+    assert view.run.options["school_close"].value == 10_000
+
+
+def test_a_question_runs_both_arms_over_seeds_and_reads_the_result():
+    question = Classroom.questions[0]  # PCR or antigen testing?
+    answer = jobs.answer(Classroom, Classroom.defaults(), question, agents=AGENTS, days=40, seeds=(0, 1))
+    a, b = answer.names
+    assert (a, b) == ("PCR tests", "antigen tests")
+    assert answer.series[a]["new_infections"].shape == (2, 40)
+    assert not np.array_equal(answer.series[a]["new_infections"], answer.series[b]["new_infections"])
+    text = jobs.reading(answer)
+    assert "Over 2 seeds" in text
+    assert f"with {b} against" in text
+    assert "deaths" in text or "infections" in text
+
+
+def test_the_questions_tab_answers_every_question(explorer):
+    view, _ = explorer
+    tab = view.questions
+    assert not tab.button.disabled  # the classroom has nyc-covid's questions
+    tab.agents_input.value = str(AGENTS)
+    tab.seeds_input.value = 1
+    view.run.days = 20
+    tab.button.clicks += 1
+    assert not tab.alert.visible
+    deadline = time.monotonic() + 120
+    while not tab.answers.objects and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view.session.poll_job()
+    assert len(tab.answers.objects) == len(Classroom.questions)

@@ -329,10 +329,10 @@ BARS = """() => {
 
 
 def test_sensitivity_bars_carry_human_labels(page: Page):
-    _days(page, 15)
+    _days(page, 30)
     page.get_by_text("Sensitivity", exact=True).first.click()
     agents = page.get_by_label("Agents").nth(1)  # the Sensitivity tab's
-    agents.fill("5000")
+    agents.fill(str(AGENTS))
     agents.press("Enter")
     page.get_by_role("button", name="Compute sensitivities").click()
     _wait(page, lambda: len(page.evaluate(BARS)) > 3, "the sensitivity bars", timeout=120)

@@ -37,6 +37,7 @@ from populace.layers.testing import Testing
 from populace.layers.transmission import Transmission
 from populace.layers.vaccination import Vaccination
 from populace.people import Residents
+from populace.scenario import Question
 from populace.synth.recipes import PopulationRecipe, find_recipe, load_population
 
 from .observed import DEFAULT_STREAMS, ORDERS, STREAMS, observed_calibration, observed_streams
@@ -155,6 +156,38 @@ class NycCovid(Scenario):
         "Method": {"population": "population", "estimator": "gradient estimator"},
     }
     """The options by theme with plain names (the explorer's control groups)."""
+    questions = (
+        Question(
+            "PCR or antigen testing?",
+            ("PCR tests", {"test_type": "pcr"}),
+            ("antigen tests", {"test_type": "antigen"}),
+            "PCR results take pcr_delay days (2) and miss fewer infections; antigen results are the same "
+            "day but less sensitive (layers/testing.py KINDS). Same capacity either way.",
+        ),
+        Question(
+            "A $500 stimulus to low-income households?",
+            ("no stimulus", {"stimulus_amount": "0"}),
+            (
+                "$500 on day 20",
+                {"stimulus_amount": "500", "stimulus_recipients": "low-income", "stimulus_day": "20"},
+            ),
+            "Low-income on-site workers who receive a payment go to work less (stimulus_effect_low_income): "
+            "fewer contacts at work, at the payment's cost.",
+        ),
+        Question(
+            "Delay the second dose?",
+            (
+                "second dose at 21 days",
+                {"vaccination": "on", "vaccine_start": "0", "second_dose_interval": "21"},
+            ),
+            (
+                "second dose at 84 days",
+                {"vaccination": "on", "vaccine_start": "0", "second_dose_interval": "84"},
+            ),
+            "With the same doses a day, a later second dose gives more people a first dose sooner (the UK's "
+            "policy of 30 Dec 2020, JCVI), at less protection each until the second.",
+        ),
+    )
     """Rows of the calibrated transmission table (:class:`Transmission`); later weeks reuse the last."""
 
     @classmethod
