@@ -340,7 +340,7 @@ def test_sensitivity_bars_carry_human_labels(page: Page):
     assert any(label.startswith(f"{BETA} (+") for label in labels), labels
     assert not any("covid." in label or "layers." in label or "_" in label for label in labels), labels
     axes = page.evaluate(
-        "() => Bokeh.documents[0].all_models.filter(m => typeof m.axis_label === 'string')"
+        "() => Array.from(Bokeh.documents[0].all_models).filter(m => typeof m.axis_label === 'string')"
         ".map(m => m.axis_label)"
     )
     assert any(re.fullmatch(r"change in .+ for \+10% of the parameter \(agents\)", a) for a in axes), axes

@@ -103,7 +103,7 @@ class RunView(pn.viewable.Viewer):
         """Draw ``frame`` if it is ``new``, else a map left stale by a zoom, and the days the curves held
         back while playing; returns whether any plot changed."""
         # days not sent while playing
-        held_back = not self.run.playing and self.curve_figure.days != frame.day
+        held_back = not self.run.playing and self.curve_figure.days != frame.day and self._curves_ready()
         changed = new or self._map_stale or held_back
         if new:
             self._draw()
@@ -113,9 +113,18 @@ class RunView(pn.viewable.Viewer):
             self.curve_figure.update(self._lines())
         return changed
 
+    def _curves_ready(self) -> bool:
+        """Whether the page has the curves' figure: a new one reaches the document on Panel's next tick,
+        and days streamed into it before then name a source the browser does not know ("reference ...
+        isn't known" in its console, measured with quick Steps after a reset)."""
+        shown = [model for model, _ in self.curve_pane._models.values() if model.document is not None]
+        return not shown or self.curve_figure.figure.document is not None  # no document: nothing to wait for
+
     def _draw(self) -> None:
         self._paint_map()
-        if not self.run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S:
+        if self._curves_ready() and (
+            not self.run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S
+        ):
             self._curves_at = time.perf_counter()
             self.curve_figure.update(self._lines())
         self._show_area()
