@@ -36,7 +36,12 @@ from .views import (
 )
 from .views.session import options_layout
 
-__all__ = ["Explorer"]
+__all__ = ["PAGE_WAIT_S", "Explorer"]
+
+PAGE_WAIT_S = 30.0
+"""How long a playing run waits for a page that reports its day (then goes on without it: a page closed
+mid-frame). A page stops reporting when Pause is clicked, so the run stops there however long the click
+takes to reach a busy server (measured: with a 2 s wait it overshot by 12 days at load average 10)."""
 
 
 def _forward(view: str, name: str) -> Any:
@@ -175,6 +180,7 @@ class Explorer(pn.viewable.Viewer):
         if day < 0:
             return
         self._browser = True
+        self.run.page_wait_s = PAGE_WAIT_S
         frame = self.run.frame
         if day == frame.day:
             self.run.shown(frame.version)

@@ -224,6 +224,8 @@ class LiveRun(param.Parameterized):
         """Sessions drawing this run: while there are any, play waits for each frame to be drawn (every day
         shown, and the simulation thread leaves the drawing threads time to run)."""
         self._shown = threading.Event()
+        self.page_wait_s = 2.0
+        """How long play waits for a view to show a frame (longer once a browser reports what it shows)."""
         self._torch_threads = torch.get_num_threads()
         self.param.watch(self._scenario_changed, "scenario")
         if setup:
@@ -413,8 +415,8 @@ class LiveRun(param.Parameterized):
             t0 = time.perf_counter()
             self._shown.clear()
             self._advance(min(self.days_per_frame, self.days - self.frame.day))
-            if self.viewers > 0:  # until a page shows the day (a pause stops the wait), at most 2 s
-                deadline = time.perf_counter() + 2.0
+            if self.viewers > 0:  # until a page shows the day (a pause stops the wait)
+                deadline = time.perf_counter() + self.page_wait_s
                 while self.playing and not self._shown.wait(timeout=0.05):
                     if time.perf_counter() > deadline:
                         break
