@@ -122,8 +122,10 @@ def _answer_view(answer: jobs.Answer) -> pn.viewable.Viewable:
         plots.append(hv.Curve((days, values.mean(0)), "day", "infections a day", label=arm).opts(color=tint))
     figure = hv.Overlay(plots).opts(
         width=PANEL_WIDTH,
-        height=220,
+        height=240,
         legend_position="bottom",
+        legend_cols=1,
+        ylabel="infections a day",
         title="new infections a day (band: over seeds)",
         fontsize={"title": 9},
         toolbar=None,
