@@ -175,15 +175,13 @@ class Explorer(pn.viewable.Viewer):
         session.poll_job()
 
     def on_shown_day(self, day: int) -> None:
-        """The browser shows ``day``: a playing run may go on (it waits for this once a browser reports
-        its day, so it never runs ahead of the page and Pause stops where the page is)."""
+        """The browser shows ``day``: a playing run may go on (once a browser reports its day the run
+        keeps at most a day ahead of the page, so Pause stops on the day pressed or the one after)."""
         if day < 0:
             return
         self._browser = True
         self.run.page_wait_s = PAGE_WAIT_S
-        frame = self.run.frame
-        if day == frame.day:
-            self.run.shown(frame.version)
+        self.run.page_shows(day)
 
     def close(self) -> None:
         """Stop the session's job thread, and the run's worker where this session owns the run."""
@@ -193,7 +191,7 @@ class Explorer(pn.viewable.Viewer):
 
 
 # ====================================================================== helpers
-def _extensions(inline: bool) -> None:
+def _extensions(inline: bool = True) -> None:
     """Panel and HoloViews' Bokeh backend with inline resources or the server's own (works offline either
     way), WebGL off (measured 3.7× slower frames on machines without a GPU, DESIGN.md §6)."""
     from panel.config import panel_extension
