@@ -111,7 +111,7 @@ def measure(
             run.step(10).result()  # a few days in: every step changes the map
             page.wait_for_timeout(2000)
             # slider → Step → new map
-            top = page.get_by_text("beta:", exact=True).first.bounding_box()["y"]
+            top = page.get_by_text("transmission per contact (β):", exact=True).first.bounding_box()["y"]
             handles = page.locator(".noUi-handle")
             boxes = [(handles.nth(i).bounding_box(), i) for i in range(handles.count())]
             handle = handles.nth(min((b["y"], i) for b, i in boxes if b and b["y"] > top)[1])

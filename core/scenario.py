@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .calibrate import Calibration, Stream
     from .synth.recipes import PopulationRecipe
 
-__all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
+__all__ = ["Option", "Question", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
 
 Option = Param | Choice
 GROUP = "populace.scenarios"
@@ -33,6 +33,23 @@ GROUP = "populace.scenarios"
 
 class ScenarioError(LookupError):
     """An unknown scenario name."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """A what-if the scenario was built to answer: two settings (``--set`` texts over the user's options),
+    each with a name, compared over several seeds (the explorer's *Questions* tab).
+
+    Attributes:
+        title: the question in words (``"PCR or antigen testing?"``).
+        a, b: ``(name, {option: text})`` of each arm.
+        about: one line on what the arms differ in and why it matters.
+    """
+
+    title: str
+    a: tuple[str, Mapping[str, str]]
+    b: tuple[str, Mapping[str, str]]
+    about: str = ""
 
 
 class Scenario(abc.ABC):
@@ -49,6 +66,11 @@ class Scenario(abc.ABC):
     shardable: ClassVar[bool] = False
     """Whether :meth:`build` can build one process's part of a population split over several
     (:mod:`populace.distributed`)."""
+    option_groups: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    """The options by theme for a reader (the explorer's control groups, ``populace scenarios NAME``):
+    ``{group: {option: plain name}}``. Options left out are shown under "Other", their names in words."""
+    questions: ClassVar[tuple[Question, ...]] = ()
+    """The scenario's named what-ifs, each two settings to compare over seeds."""
 
     @classmethod
     @abc.abstractmethod

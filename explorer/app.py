@@ -1,11 +1,12 @@
 """The explorer's app: :class:`Explorer`, a ``pn.viewable.Viewer`` over a :class:`~.live.LiveRun`.
 
-Layout: a sidebar (:class:`~.views.Controls`: scenario, size, seed, set-up/reset, step, play/pause, speed,
-days per redraw, the day counter, errors, and one control per scenario option, grouped into live ones and
-ones that need a reset) and tabs, one view each (:mod:`.views`): *Run* (the Datashader map of every agent
-over the area outlines, the curves, the tapped area's counts), *Sensitivity* (bars of d(outcome)/d(parameter)
-and a gradient "what if" beside the re-simulated value), *Compare* (two settings side by side), *Calibrate*
-(fit to observed data with progress), *Export* (curves as CSV/Parquet, map as PNG) and *About*.
+Layout: a sidebar (:class:`~.views.Controls`: scenario, size, seed, set-up/reset, step, play/pause, the day
+counter, errors, playback speed, and one control per scenario option with its plain name, grouped by theme)
+and tabs, one view each (:mod:`.views`): *Run* (the Datashader map of every agent over the area outlines,
+the curves, the tapped area's counts), *Sensitivity* (bars of the change in an outcome for +10% of each
+parameter and a gradient "what if" beside the re-simulated value), *Questions* (the scenario's named
+what-ifs over seeds), *Compare* (two settings side by side), *Calibrate* (fit to observed data with
+progress), *Export* (curves as CSV/Parquet, map as PNG) and *About*.
 
 Each browser session (or notebook cell) polls the run every ``refresh_ms`` and redraws when a new frame is
 out; the poll writes what the session shows into its :class:`~.views.Session`, whose parameters the views'
@@ -28,13 +29,19 @@ from .views import (
     CompareView,
     Controls,
     ExportView,
+    QuestionsView,
     RunView,
     SensitivityView,
     Session,
 )
 from .views.session import options_layout
 
-__all__ = ["Explorer"]
+__all__ = ["PAGE_WAIT_S", "Explorer"]
+
+PAGE_WAIT_S = 30.0
+"""How long a playing run waits for a page that reports its day (then goes on without it: a page closed
+mid-frame). A page stops reporting when Pause is clicked, so the run stops there however long the click
+takes to reach a busy server (measured: with a 2 s wait it overshot by 12 days at load average 10)."""
 
 
 def _forward(view: str, name: str) -> Any:
@@ -57,6 +64,9 @@ class Explorer(pn.viewable.Viewer):
         owns_run: close the run when the session ends (default: when the explorer built it).
         shared: the run is shared by every visitor ("presenter" mode): the sidebar says so.
         refresh_ms: how often the session looks for a new frame.
+        inline: BokehJS and Panel's scripts and styles in the page (a notebook, offline); ``populace
+            explore`` serves them itself instead (``False``: inline mode points the styles at a CDN, which
+            an offline room cannot reach).
     """
 
     def __init__(
@@ -68,32 +78,37 @@ class Explorer(pn.viewable.Viewer):
         owns_run: bool | None = None,
         shared: bool = False,
         refresh_ms: int = 25,
+        inline: bool = True,
         **params: Any,
     ) -> None:
         super().__init__(**params)
-        _extensions()
+        _extensions(inline)
         self.owns_run = run is None if owns_run is None else owns_run
         self.run = run if run is not None else LiveRun(scenario, agents=agents)
         self.refresh_ms = refresh_ms
         self._drawn = -1
+        self._browser = False  # a browser reports the day it shows (Controls.shown_day)
         self.session = session = Session(self.run)
         self.controls = Controls(session=session, shared=shared)
         self.run_view = RunView(session=session)
         self.sensitivity = SensitivityView(session=session)
         self.compare = CompareView(session=session)
+        self.questions = QuestionsView(session=session)
         self.calibrate = CalibrateView(session=session)
         self.export = ExportView(session=session, run_view=self.run_view)
         self.about = AboutView(session=session)
         self.tabs = pn.Tabs(
             ("Run", self.run_view),
             ("Sensitivity", self.sensitivity),
+            ("Questions", self.questions),
             ("Compare", self.compare),
             ("Calibrate", self.calibrate),
             ("Export", self.export),
             ("About", self.about),
             dynamic=False,
         )
-        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both", min_height=760)
+        self.controls.shown_day.param.watch(lambda e: self.on_shown_day(e.new), "value")
+        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both")
 
     def __panel__(self) -> pn.viewable.Viewable:
         pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
@@ -142,7 +157,7 @@ class Explorer(pn.viewable.Viewer):
                 session.param.trigger("setup")
             self._drawn = frame.version
         changed = self.run_view.refresh(frame, new)
-        if new:
+        if new and not self._browser:
             run.shown(frame.version)
         if changed:  # Bokeh models changed in place reach a notebook only when pushed (a server syncs them)
             push_notebook(self.run_view.map_pane, self.run_view.curve_pane)
@@ -159,6 +174,15 @@ class Explorer(pn.viewable.Viewer):
             session.show_error(run.error)
         session.poll_job()
 
+    def on_shown_day(self, day: int) -> None:
+        """The browser shows ``day``: a playing run may go on (once a browser reports its day the run
+        keeps at most a day ahead of the page, so Pause stops on the day pressed or the one after)."""
+        if day < 0:
+            return
+        self._browser = True
+        self.run.page_wait_s = PAGE_WAIT_S
+        self.run.page_shows(day)
+
     def close(self) -> None:
         """Stop the session's job thread, and the run's worker where this session owns the run."""
         self.session.close()
@@ -167,10 +191,14 @@ class Explorer(pn.viewable.Viewer):
 
 
 # ====================================================================== helpers
-def _extensions() -> None:
-    """Panel and HoloViews' Bokeh backend with inline resources (works offline), WebGL off (measured 3.7×
-    slower frames on machines without a GPU, DESIGN.md §6)."""
-    pn.extension(inline=True)
+def _extensions(inline: bool = True) -> None:
+    """Panel and HoloViews' Bokeh backend with inline resources or the server's own (works offline either
+    way), WebGL off (measured 3.7× slower frames on machines without a GPU, DESIGN.md §6)."""
+    from panel.config import panel_extension
+
+    if not panel_extension._loaded:  # a notebook that ran pn.extension() has BokehJS: not a second copy
+        pn.extension(inline=inline)
+    pn.config.inline = inline
     if "bokeh" not in hv.Store.renderers:
         import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)
     hv.Store.set_current_backend("bokeh")

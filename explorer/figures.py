@@ -12,13 +12,19 @@ No simulation here: :class:`MapFigure` shows images painted by :class:`~.render.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from bokeh.models import (
     ColumnDataSource,
+    CustomJSTickFormatter,
+    DataRange1d,
     HoverTool,
+    Legend,
+    LegendItem,
     LinearColorMapper,
     NumeralTickFormatter,
     Range1d,
@@ -155,52 +161,88 @@ class Points:
 class CurveFigure:
     """Lines by day that grow as the run goes on: :meth:`update` streams only the days not yet shown.
 
-    The set of lines is fixed (a legend that stays put); a different set needs a new figure.
+    The set of lines is fixed (a legend that stays put, below the plot, off the data); a different set needs
+    a new figure. The axes are drawn from the start over the run's ``days`` (no empty box before day 1);
+    with ``start`` (the date of day 0) the x axis reads calendar dates. ``log``: a log y axis (zeros are
+    not drawn on it).
     """
 
     def __init__(
-        self, lines: Sequence[Line], points: Sequence[Points], *, ylabel: str, width: int, height: int
+        self,
+        lines: Sequence[Line],
+        points: Sequence[Points],
+        *,
+        ylabel: str,
+        width: int,
+        height: int,
+        days: int = 1,
+        start: dt.date | None = None,
+        log: bool = False,
     ) -> None:
         self.labels = tuple(line.label for line in lines)
+        self.log = log
         self.source = ColumnDataSource(self._columns(lines, 0))
         fig = figure(
             width=width,
             height=height,
-            x_axis_label="day",
+            x_axis_label=f"date (day 0: {start:%d %b %Y})" if start is not None else "day",
             y_axis_label=ylabel,
+            x_range=Range1d(0, max(days, 1), bounds=None),
+            y_range=DataRange1d(start=None if log else 0, only_visible=True),
+            y_axis_type="log" if log else "linear",
             tools="pan,wheel_zoom,box_zoom,reset,save",
             toolbar_location="above",
+            min_border_right=12,
         )
+        legend = Legend(
+            location="center",
+            orientation="horizontal",
+            click_policy="hide",
+            label_text_font_size="9pt",
+            nrows=max(1, math.ceil((len(lines) + len(points)) / 3)),
+            spacing=2,
+            padding=2,
+            margin=2,
+        )
+        fig.add_layout(legend, "below")
         for i, line in enumerate(lines):
-            fig.line(
-                "day",
-                f"y{i}",
-                source=self.source,
-                color=line.colour,
-                line_width=2,
-                legend_label=line.label,
-                name=line.label,
+            renderer = fig.line(
+                "day", f"y{i}", source=self.source, color=line.colour, line_width=2, name=line.label
             )
+            legend.items.append(LegendItem(label=line.label, renderers=[renderer]))
         for p in points:
-            fig.scatter(
-                p.days, p.values, size=3, color=p.colour, alpha=p.alpha, legend_label=p.label, name=p.label
+            values = np.where(p.values > 0, p.values, np.nan) if log else p.values
+            renderer = fig.scatter(p.days, values, size=3, color=p.colour, alpha=p.alpha, name=p.label)
+            legend.items.append(LegendItem(label=p.label, renderers=[renderer]))
+        legend.visible = bool(lines or points)
+        # an invisible anchor from 0 (1 on a log axis) to 1 (10): the axes are drawn before the first day
+        fig.scatter([0, 0], [1, 10] if log else [0, 1], alpha=0, size=0)
+        if not log:
+            fig.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")  # 8.4m, not 8.400e+6
+        if start is not None:
+            day0 = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp() * 1000
+            fig.xaxis.formatter = CustomJSTickFormatter(
+                args={"day0": day0},
+                code="const d = new Date(day0 + Math.round(tick) * 864e5);"
+                " return d.toLocaleDateString('en-GB', {day: 'numeric', month: 'short', timeZone: 'UTC'});",
             )
-        if lines or points:
-            fig.legend.location = "top_left"
-            fig.legend.click_policy = "hide"
-            fig.legend.label_text_font_size = "9pt"
-        fig.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")  # 8.4m, not 8.400e+6
         fig.add_tools(HoverTool(tooltips=[("", "$name"), ("day", "$x{0}"), ("value", "$y{0,0.[0]}")]))
         self.figure = fig
         self.days = _days(lines)
 
-    @staticmethod
-    def _columns(lines: Sequence[Line], since: int) -> dict[str, np.ndarray]:
+    def _columns(self, lines: Sequence[Line], since: int) -> dict[str, np.ndarray]:
         days = _days(lines)
         out = {"day": np.arange(since, days, dtype=np.float64)}
         for i, line in enumerate(lines):
-            out[f"y{i}"] = np.asarray(line.values[since:], dtype=np.float64)
+            values = np.asarray(line.values[since:], dtype=np.float64)
+            out[f"y{i}"] = np.where(values > 0, values, np.nan) if self.log else values
         return out
+
+    def set_days(self, days: int) -> None:
+        """The x axis spans ``days`` (the run's length; more when the run went past it)."""
+        end = max(days, self.days, 1)
+        if self.figure.x_range.end != end:
+            self.figure.x_range.update(end=end)
 
     def update(self, lines: Sequence[Line]) -> None:
         """Show ``lines`` (the same labels as at construction, values up to today): new days are streamed;
@@ -214,6 +256,8 @@ class CurveFigure:
         elif days > self.days:
             self.source.stream(self._columns(lines, self.days))
         self.days = days
+        if days > self.figure.x_range.end:
+            self.figure.x_range.update(end=days)
 
 
 def _days(lines: Sequence[Line]) -> int:

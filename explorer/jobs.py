@@ -5,20 +5,38 @@ a worker thread and show their progress."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from populace import Choice, Param, Scenario, Simulation
 from populace.calibrate import CalibrationReport
 from populace.experiment import Experiment
+from populace.glossary import term
 from populace.model import Model
+from populace.scenario import Question
 from populace.sensitivity import Output, Sensitivity, sensitivity
 from populace.simulate import Checkpointed, Result
 
-__all__ = ["Comparison", "Lever", "Levers", "calibrate", "compare", "levers", "outcomes", "what_if"]
+__all__ = [
+    "Answer",
+    "Comparison",
+    "Lever",
+    "Levers",
+    "answer",
+    "calibrate",
+    "compare",
+    "levers",
+    "outcomes",
+    "reading",
+    "what_if",
+]
+
+ANSWER_SERIES = ("new_infections", "new_admissions", "new_deaths")
+"""What a question's answer compares (its daily curves and their totals), with every cost's total."""
 
 Options = Mapping[str, Param | Choice]
 
@@ -42,6 +60,8 @@ class Lever:
     step: float
     label: str = ""
     """Words an analyst reads for the parameter (:meth:`~populace.Model.label`)."""
+    unit: str = ""
+    """The parameter's unit (its spec's), ``""`` when unknown."""
 
     @property
     def effect(self) -> float:
@@ -82,6 +102,7 @@ def levers(
     model = _build(scenario, options, agents, seed, fitted)
     specs = model.specs()
     by_spec = _options_by_spec(model, options)
+    plain_names = {n: label for labels in scenario.option_groups.values() for n, label in labels.items()}
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
     report: Sensitivity = sensitivity(
         model, days, [outcome], seeds=(seed,), grad=Checkpointed(7), parameters=scalars
@@ -93,7 +114,10 @@ def levers(
         low, high = specs[name].bounds if name in specs else (value - 1.0, value + 1.0)
         step = 0.1 * (abs(value) if value != 0 else high - low)
         grad = float(report.gradients[outcome][name])
-        found.append(Lever(name, by_spec.get(name), value, grad, step, model.label(name)))
+        unit = specs[name].unit if name in specs else ""
+        option = by_spec.get(name)
+        label = plain_names.get(option, "") if option else ""
+        found.append(Lever(name, option, value, grad, step, label or model.label(name), unit))
     found.sort(key=lambda lever: -abs(lever.effect))
     return Levers(
         outcome, report.outputs[outcome], tuple(found), report.forward_s + report.backward_s, agents
@@ -156,6 +180,97 @@ def compare(
         differences=differences,
         agents=agents,
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A :class:`~populace.scenario.Question` run over seeds: per arm, the daily series of every seed.
+
+    Attributes:
+        question: what was asked; ``names``: the two arms' names.
+        series: ``{arm name: {series: float64[seeds, days]}}`` (:data:`ANSWER_SERIES` and every cost).
+        seeds: the seeds (the same for both arms: common random numbers); ``agents``, ``days``.
+    """
+
+    question: Question
+    names: tuple[str, str]
+    series: dict[str, dict[str, np.ndarray]]
+    seeds: tuple[int, ...]
+    agents: int
+    days: int
+
+    def totals(self, arm: str, name: str) -> np.ndarray:
+        """``float64[seeds]``: the total of ``name`` over the run in each seed."""
+        return self.series[arm][name].sum(axis=1)
+
+
+def answer(
+    scenario: type[Scenario],
+    options: Options,
+    question: Question,
+    *,
+    agents: int,
+    days: int,
+    seeds: Sequence[int],
+    fitted: Mapping[str, Any] | None = None,
+    on_run: Callable[[int, int], None] | None = None,
+) -> Answer:
+    """Both arms of ``question`` (its ``--set`` texts over ``options``) for each seed; ``on_run(done,
+    total)`` after each run."""
+    names = (question.a[0], question.b[0])
+    series: dict[str, dict[str, np.ndarray]] = {}
+    total, done = 2 * len(seeds), 0
+    for name, sets in (question.a, question.b):
+        arm = dict(options)
+        for option, text in sets.items():
+            arm[option] = arm[option].parse(text, option)
+        runs: dict[str, list[np.ndarray]] = {}
+        for seed in seeds:
+            result = _run(scenario, arm, agents=agents, days=days, seed=seed, fitted=fitted)
+            for key, values in result.series.items():
+                if (key in ANSWER_SERIES or key.startswith("cost_")) and values.ndim == 1:
+                    runs.setdefault(key, []).append(values.double().cpu().numpy())
+            done += 1
+            if on_run is not None:
+                on_run(done, total)
+        series[name] = {key: np.stack(values) for key, values in runs.items()}
+    return Answer(question, names, series, tuple(seeds), agents, days)
+
+
+def reading(answer: Answer) -> str:
+    """One paragraph reading the answer: each outcome's total in both arms (mean and range over seeds),
+    their difference seed by seed, and whether it stands out from the spread between seeds."""
+    a, b = answer.names
+    n = len(answer.seeds)
+    parts = []
+    for name in (*ANSWER_SERIES, *sorted(k for k in answer.series[a] if k.startswith("cost_"))):
+        if name not in answer.series[a] or name not in answer.series[b]:
+            continue
+        ta, tb = answer.totals(a, name), answer.totals(b, name)
+        if not (ta.any() or tb.any()):
+            continue
+        words = term(name)
+        what = words.label.removeprefix("new ")
+        money = words.unit.startswith("$")
+        fmt = (lambda v: f"${v:,.0f}") if money else (lambda v: f"{v:,.0f}")
+        diff = tb - ta
+        clear = (diff > 0).all() or (diff < 0).all()
+        verdict = (
+            "in every seed" if clear and n > 1 else "but not in every seed: within the noise at this size"
+        )
+        parts.append(
+            f"{what}: {fmt(tb.mean())} ({fmt(tb.min())}–{fmt(tb.max())}) with {b} against "
+            f"{fmt(ta.mean())} ({fmt(ta.min())}–{fmt(ta.max())}) with {a}, "
+            f"{'more' if diff.mean() > 0 else 'fewer' if not money else 'less'} by {fmt(abs(diff.mean()))} "
+            f"on average, {verdict}"
+        )
+    head = (
+        f"Over {n} seed{'s' if n > 1 else ''} of {answer.agents:,} agents and {answer.days} days (the same "
+        f"seeds for both; ranges are lowest–highest over seeds). "
+    )
+    if not parts:
+        return head + "Nothing happened in either arm: run longer or with more agents."
+    return head + "; ".join(p[0].upper() + p[1:] for p in parts) + ". " + answer.question.about
 
 
 def calibrate(

@@ -223,7 +223,16 @@ class LiveRun(param.Parameterized):
         self.viewers = 0
         """Sessions drawing this run: while there are any, play waits for each frame to be drawn (every day
         shown, and the simulation thread leaves the drawing threads time to run)."""
-        self._shown = threading.Event()
+        self._shown = threading.Event()  # wakes a play loop waiting for a view
+        self._shown_version = -1
+        self._page_day: int | None = None  # the day a browser reports showing (None: no browser reports)
+        self.page_wait_s = 2.0
+        """How long play waits for a view to show a frame (longer once a browser reports what it shows)."""
+        self.page_lead = 0
+        """Days play may run ahead of what a reporting page shows. 0: Pause stops on the day the page
+        showed when pressed (or the one under way), at a round trip per day: the classroom played 6.2 days/s
+        against 11.6 with 1 and 10.8 without reports (load average 9 on 2 cores, bench_explorer.py); with 1
+        the page's Pause overshot by 3 days."""
         self._torch_threads = torch.get_num_threads()
         self.param.watch(self._scenario_changed, "scenario")
         if setup:
@@ -389,6 +398,8 @@ class LiveRun(param.Parameterized):
                 self.map = _agent_map(recipe, agents, int(self.seed)) if recipe is not None else None
                 self._map_of = where
             self._history: dict[str, list[np.ndarray]] = {name: [] for name in model.observables()}
+            if self._page_day is not None:
+                self._page_day = -1  # day 0 again: the page's last day no longer says how far it is
             self._publish(sim, model)
 
     def _advance(self, days: int) -> None:
@@ -405,16 +416,29 @@ class LiveRun(param.Parameterized):
 
     def shown(self, version: int) -> None:
         """A view drew frame ``version`` (see :attr:`viewers`)."""
-        if version == self.frame.version:
-            self._shown.set()
+        self._shown_version = max(self._shown_version, version)
+        self._shown.set()
+
+    def page_shows(self, day: int) -> None:
+        """A browser page shows ``day`` (it reports only while it plays): from then on play keeps at most
+        :attr:`page_lead` days ahead of the page."""
+        self._page_day = day
+        self._shown.set()
+
+    def _caught_up(self) -> bool:
+        if self._page_day is not None:
+            return self._page_day >= self.frame.day - self.page_lead * self.days_per_frame
+        return self._shown_version >= self.frame.version
 
     def _play(self) -> None:
         while self.playing and self.frame.day < self.days:
             t0 = time.perf_counter()
-            self._shown.clear()
             self._advance(min(self.days_per_frame, self.days - self.frame.day))
-            if self.viewers > 0:
-                self._shown.wait(timeout=2.0)
+            if self.viewers > 0:  # until a view shows the frame, or a page the frame before it
+                deadline = time.perf_counter() + self.page_wait_s
+                while self.playing and not self._caught_up() and time.perf_counter() < deadline:
+                    self._shown.wait(timeout=0.05)
+                    self._shown.clear()
             if self.speed > 0:
                 time.sleep(max(0.0, self.days_per_frame / self.speed - (time.perf_counter() - t0)))
         self.playing = False

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import panel as pn
+from bokeh.settings import settings as bokeh_settings
 
 from populace.cli import UsageError
 from populace.memory import reuse_freed_memory
@@ -51,7 +52,10 @@ def serve(
     """Build the run, warm the map, and serve until interrupted (``ready``: a callable given the server;
     ``threads``: :attr:`LiveRun.threads`, 0 picks by size; ``shared``: one run for every visitor, default
     above :data:`PER_VISITOR_AGENTS` agents)."""
-    _extensions()
+    _extensions(inline=False)
+    # BokehJS, Panel's scripts and their stylesheets from this server, never from a CDN: a room without
+    # internet gets the same page, and the page logs no failed loads
+    bokeh_settings.resources = "server"
     t0 = time.perf_counter()
     run = LiveRun(scenario, agents=agents or DEFAULT_AGENTS.get(scenario), threads=threads)
     run.wait()
@@ -67,7 +71,7 @@ def serve(
     if shared:
 
         def page() -> Explorer:
-            return Explorer(run=run, shared=True)
+            return Explorer(run=run, shared=True, inline=False)
     else:
         run.close()  # it cached the population and compiled the map; each visitor builds their own
         size = run.agents
@@ -77,7 +81,7 @@ def serve(
             # the page is built from the set-up run (~0.05 s for the classroom: its population comes from
             # the disk cache): option controls rebuilt while a page loads did not reach the browser
             own.wait()
-            return Explorer(run=own, owns_run=True)
+            return Explorer(run=own, owns_run=True, inline=False)
 
     print(
         f"populace explore: {run.scenario} with {run.agents:,} agents ready in "
@@ -96,10 +100,13 @@ def serve(
             show=False,
             title="Populace Explorer",
             start=False,
-            # a closed tab's session stops refreshing (and its own run closes) within ~2 s, not Bokeh's
-            # default ~30 s: dead sessions' polling starved the live pages' updates in tests
+            # a closed tab's session stops refreshing (and its own run closes) within ~11 s, not Bokeh's
+            # default ~30 s: dead sessions' polling starved the live pages' updates in tests. Not sooner:
+            # the lifetime also runs from the page's HTML to its websocket, and a session dropped before
+            # the page connected was made again without the page's resources (its styles pointed at a
+            # CDN: failed loads in the console, measured with a 1 s lifetime on this shared machine)
             check_unused_sessions_milliseconds=1000,
-            unused_session_lifetime_milliseconds=1000,
+            unused_session_lifetime_milliseconds=10_000,
         )
     except OSError as exc:  # the port is taken, or the address is not this machine's
         run.close()

@@ -92,7 +92,7 @@ BETA = Param(
     doc="Transmission probability per contact per day for a fully susceptible adult. The default gives an "
     "early Rt of about 2.7 in nyc-covid without interventions (measured: tests/test_nyc_covid.py), within "
     "the 2.2–3.3 range estimated for the ancestral strain (Li et al. 2020, NEJM 382:1199; Park et al. 2020, "
-    "J Clin Med 9:967). Calibrate it (issue 5).",
+    "J Clin Med 9:967). Calibrate it with populace calibrate.",
 )
 ASYMPTOMATIC_FACTOR = Param(
     0.5,

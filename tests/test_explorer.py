@@ -4,6 +4,7 @@ Datashader rendering, the jobs and the `populace explore` command's checks."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pyarrow.csv as pcsv
@@ -16,6 +17,7 @@ from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
+from populace.explorer.views.run import MAP_SIZE
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -253,6 +255,7 @@ def _map_bytes(view: Explorer) -> bytes:
 
 def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view, _ = explorer
+    view.run_view.curve_select.value = "stage groups"
     before = _map_bytes(view)
     assert "Day 0 of" in view.day_text.object
     view.run.set_option("beta", 0.3)
@@ -286,8 +289,9 @@ def test_option_controls_are_grouped_and_a_bad_value_shows_in_the_alert(explorer
     assert "beta" in view._option_widgets
     assert "test_type" in view._option_widgets
     view._option_widgets["beta"].value = 7.0
-    assert view.alert.visible
-    assert "beta: 7 is outside the bounds" in view.alert.object
+    alert = view.controls.options_alert  # beside the option controls, not at the top of the sidebar
+    assert alert.visible
+    assert "beta: 7 is outside the bounds" in alert.object
     assert view.run.options["beta"].value == 0.05
     view.agents_input.value = "12abc"
     view.setup_button.clicks += 1
@@ -493,3 +497,79 @@ def test_a_visitors_run_is_limited_in_size():
 def test_only_a_shared_run_says_so_on_the_page(run):
     assert Explorer(run=run, shared=True).controls.shared_text.visible
     assert not Explorer(run=run).controls.shared_text.visible
+
+
+def test_the_drawn_maps_mean_shading_tracks_prevalence_at_two_prevalences(explorer):
+    """What the browser draws: the groups image sent to it coloured by the palette it is given (its alpha
+    is the colour strength), weighted by the residents of each pixel, against the share of agents past
+    susceptible in the run, early and late in a classroom epidemic."""
+    view, _ = explorer
+    view.run.set_option("beta", 0.2)
+    figure, painter = view.run_view.map_figure, view.run_view._painter
+    checked = []
+    for target in (0.1, 0.5):
+        while True:
+            frame = view.run.frame
+            past = 1 - float((frame.groups == 0).mean())
+            if past >= target:
+                break
+            view.run.step(2).result()
+            view.refresh()
+        assert frame.day > 0
+        image = figure.groups.data["image"][0][::-1]  # Bokeh's rows run bottom up
+        alpha = np.array([int(c[7:9], 16) / 255 for c in figure.colours.palette])[image]
+        x0, x1, y0, y1 = view.run_view._extent
+        residents = painter.residents(View((x0, x1, y0, y1), *MAP_SIZE))
+        shown = float((alpha * residents).sum() / residents.sum())
+        assert shown == pytest.approx(past, abs=0.05), (frame.day, past, shown)
+        checked.append(past)
+    assert checked[1] - checked[0] > 0.3  # two different prevalences
+
+
+def test_option_cards_by_theme_fill_when_opened(explorer):
+    view, _ = explorer
+    cards = {card.title: card for card in view.controls.option_cards.objects}
+    assert list(cards)[:3] == ["Disease", "Closures", "Masks"]
+    assert not cards["Disease"].collapsed
+    assert cards["Disease"].objects  # open: its controls are on the page
+    closures = cards["Closures"]
+    assert closures.collapsed
+    assert closures.objects == []  # closed: drawn when first opened
+    closures.collapsed = False
+    assert len(closures.objects) == 5
+    school = view._option_widgets["school_close"]
+    assert school.never_box.value  # 10000: never
+    school.never_box.value = False
+    school.day.value = 15
+    assert view.run.options["school_close"].value == 15
+    school.never_box.value = True
+    assert view.run.options["school_close"].value == 10_000
+
+
+def test_a_question_runs_both_arms_over_seeds_and_reads_the_result():
+    question = Classroom.questions[0]  # PCR or antigen testing?
+    answer = jobs.answer(Classroom, Classroom.defaults(), question, agents=AGENTS, days=40, seeds=(0, 1))
+    a, b = answer.names
+    assert (a, b) == ("PCR tests", "antigen tests")
+    assert answer.series[a]["new_infections"].shape == (2, 40)
+    assert not np.array_equal(answer.series[a]["new_infections"], answer.series[b]["new_infections"])
+    text = jobs.reading(answer)
+    assert "Over 2 seeds" in text
+    assert f"with {b} against" in text
+    assert "deaths" in text or "infections" in text
+
+
+def test_the_questions_tab_answers_every_question(explorer):
+    view, _ = explorer
+    tab = view.questions
+    assert not tab.button.disabled  # the classroom has nyc-covid's questions
+    tab.agents_input.value = str(AGENTS)
+    tab.seeds_input.value = 1
+    view.run.days = 20
+    tab.button.clicks += 1
+    assert not tab.alert.visible
+    deadline = time.monotonic() + 120
+    while not tab.answers.objects and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view.session.poll_job()
+    assert len(tab.answers.objects) == len(Classroom.questions)

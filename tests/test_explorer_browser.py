@@ -21,9 +21,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from populace.explorer.headless import CHROMIUM, CURVES, FLAGS, MAP
+from populace.explorer.headless import CHROMIUM, CURVES, DAY, FLAGS, MAP
 
 AGENTS = 20_000  # the classroom town
+VIEWPORT = {"width": 1280, "height": 720}
+"""A projector's screen: the page must fit its width."""
+BETA = "transmission per contact (β)"
+"""The beta option's plain name (nyc-covid's ``option_groups``)."""
 
 
 def _free_port() -> int:
@@ -71,9 +75,10 @@ def browser(server: str) -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, server: str) -> Iterator[Page]:
-    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page = browser.new_page(viewport=VIEWPORT)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(server)
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
     _wait(page, lambda: page.evaluate(MAP) is not None, "the map image")
@@ -148,8 +153,9 @@ def test_page_loads_with_the_map_the_controls_and_day_zero(page: Page):
     assert image["n"] > 10_000
     for name in ("Set up / reset", "Step", "▶ Play", "New seed"):
         assert page.get_by_role("button", name=name).count() == 1
-    assert page.get_by_text("Live: apply from the next day").count() == 1
-    assert page.get_by_text("beta:", exact=True).count() == 1
+    for group in ("Disease", "Closures", "Testing", "Vaccination", "Stimulus", "Behaviour"):
+        assert page.get_by_text(group, exact=True).first.is_visible()  # a card in the sidebar
+    assert page.get_by_text(f"{BETA}:", exact=True).count() == 1
 
 
 def test_moving_a_slider_and_playing_changes_the_curves_and_the_map(page: Page):
@@ -158,7 +164,7 @@ def test_moving_a_slider_and_playing_changes_the_curves_and_the_map(page: Page):
     base_map, base_curves = _settled_map(page), page.evaluate(CURVES)
     _reset(page)
     assert page.evaluate(MAP)["sum"] != base_map["sum"]  # day 0 again
-    handle = _slider_handle(page, "beta")
+    handle = _slider_handle(page, BETA)
     box = handle.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
@@ -212,22 +218,22 @@ def test_a_bad_value_shows_an_error(page: Page):
 
 def _open(browser, server: str) -> Page:
     """A page in a browser context of its own (a visitor of their own: own cookies, own session)."""
-    page = browser.new_context(viewport={"width": 1500, "height": 950}).new_page()
+    page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(server)
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
     _wait(page, lambda: page.evaluate(MAP) is not None, "the map image")
     _wait(page, lambda: "ready" in _status(page), "the visitor's run set up")
-    beta = page.get_by_text("beta:", exact=True).first
+    beta = page.get_by_text(f"{BETA}:", exact=True).first
     _wait(page, lambda: beta.is_visible(), "the live options' controls")  # built after the set-up
     return page
 
 
 def _beta(page: Page) -> float:
-    return float(_slider_handle(page, "beta").get_attribute("aria-valuenow"))
+    return float(_slider_handle(page, BETA).get_attribute("aria-valuenow"))
 
 
 def _drag_beta(page: Page, dx: float) -> None:
-    box = _slider_handle(page, "beta").bounding_box()
+    box = _slider_handle(page, BETA).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + dx, box["y"] + box["height"] / 2, steps=8)
@@ -268,3 +274,73 @@ def test_two_visitors_run_independently_and_a_new_one_starts_at_defaults(browser
     finally:
         a.context.close()
         b.context.close()
+
+
+SCROLL = "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+
+
+def test_the_page_fits_1280_by_720_without_horizontal_scrolling(page: Page):
+    """Every tab, at day 0 and after a few days, on a 1280×720 projector."""
+    for tab in ("Run", "Sensitivity", "Compare", "Calibrate", "Export", "About", "Run"):
+        page.get_by_text(tab, exact=True).first.click()
+        page.wait_for_timeout(300)
+        width, visible = page.evaluate(SCROLL)
+        assert width <= visible, f"the {tab} tab is {width} px wide in a {visible} px window"
+    _days(page, 5)
+    _play_to_end(page, 5)
+    width, visible = page.evaluate(SCROLL)
+    assert width <= visible
+
+
+PAUSE = """() => {
+  const find = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { const b = find(el.shadowRoot); if (b) return b; }
+      if (el.tagName === 'BUTTON' && el.innerText.includes('Pause')) return el;
+    }
+    return null;
+  };
+  const day = (DAY)();
+  find(document).click();
+  return day;
+}""".replace("DAY", DAY)
+"""Press Pause and return the day the page showed (in one task: nothing is drawn in between)."""
+
+
+def test_pause_stops_on_the_day_pressed(page: Page):
+    _days(page, 120)
+    page.get_by_role("button", name="▶ Play").click()
+    _wait(page, lambda: _day(page) >= 10, "day 10")
+    pressed = page.evaluate(PAUSE)
+    _wait(page, lambda: page.get_by_role("button", name="▶ Play").count() == 1, "the Play button back")
+    page.wait_for_timeout(1000)
+    stopped = _day(page)
+    # the run never goes more than a day past what the page shows: the day under way when Pause is
+    # pressed finishes (without the page's report it overshot by 2-8 days)
+    assert pressed <= stopped <= pressed + 1, (pressed, stopped)
+
+
+BARS = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type === 'FactorRange' && m.factors.length > 0) return m.factors;
+  }
+  return [];
+}"""
+
+
+def test_sensitivity_bars_carry_human_labels(page: Page):
+    _days(page, 30)
+    page.get_by_text("Sensitivity", exact=True).first.click()
+    agents = page.get_by_label("Agents").nth(1)  # the Sensitivity tab's
+    agents.fill(str(AGENTS))
+    agents.press("Enter")
+    page.get_by_role("button", name="Compute sensitivities").click()
+    _wait(page, lambda: len(page.evaluate(BARS)) > 3, "the sensitivity bars", timeout=120)
+    labels = page.evaluate(BARS)
+    assert any(label.startswith(f"{BETA} (+") for label in labels), labels
+    assert not any("covid." in label or "layers." in label or "_" in label for label in labels), labels
+    axes = page.evaluate(
+        "() => Array.from(Bokeh.documents[0].all_models).filter(m => typeof m.axis_label === 'string')"
+        ".map(m => m.axis_label)"
+    )
+    assert any(re.fullmatch(r"change in .+ for \+10% of the parameter \(agents\)", a) for a in axes), axes

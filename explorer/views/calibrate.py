@@ -10,6 +10,7 @@ import numpy as np
 import panel as pn
 
 from populace import ParamError
+from populace.glossary import METRICS, term
 
 from .. import jobs
 from ..render import colour
@@ -31,10 +32,17 @@ class CalibrateView(pn.viewable.Viewer):
         self.cal_use = pn.widgets.Button(
             label="Use the fitted parameters in the run", width=300, disabled=True
         )
-        self.cal_plot = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", height=380)
+        self.cal_plot = pn.pane.HoloViews(
+            hv.Curve([]), sizing_mode="stretch_width", height=380, visible=False
+        )  # shown with a calibration's result
         self.cal_text = pn.pane.Markdown("")
-        self.cal_button.on_click(lambda _: guard(self._start_calibration))
-        self.cal_use.on_click(lambda _: guard(self._use_fitted))
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        """Errors of this tab's buttons, under them."""
+        self.no_data = pn.pane.Markdown("", styles={"color": "#555"})
+        self.cal_button.on_click(lambda _: guard(self._start_calibration, self.alert))
+        self.cal_use.on_click(lambda _: guard(self._use_fitted, self.alert))
+        session.param.watch(lambda _: self._enable(), "scenario")
+        self._enable()
         self._calibration: tuple[Any, dict[str, str]] | None = None
         self.layout = pn.Column(
             pn.pane.Markdown(
@@ -43,6 +51,8 @@ class CalibrateView(pn.viewable.Viewer):
                 "scales and weekly transmission."
             ),
             pn.Row(self.cal_agents, self.cal_epochs, self.cal_button),
+            self.no_data,
+            self.alert,
             self.cal_plot,
             self.cal_text,
             self.cal_use,
@@ -51,6 +61,17 @@ class CalibrateView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.layout
+
+    def _enable(self) -> None:
+        """Calibration needs observed data: the button is off, and says why, for a scenario without."""
+        scenario = self.session.run.scenario_class
+        self.cal_button.disabled = scenario.default_start is None
+        self.no_data.object = (
+            f"*{scenario.name} has no observed data to calibrate against (a fictional or "
+            f"synthetic place); choose nyc-covid to calibrate.*"
+            if scenario.default_start is None
+            else ""
+        )
 
     def _start_calibration(self) -> None:
         run = self.session.run
@@ -72,6 +93,7 @@ class CalibrateView(pn.viewable.Viewer):
                 scenario, agents=agents, days=days, epochs=epochs, seed=int(run.seed), on_epoch=progress
             ),
             self._show_calibration,
+            self.alert,
         )
 
     def _show_calibration(self, result: tuple[Any, dict[str, str]]) -> None:
@@ -83,24 +105,26 @@ class CalibrateView(pn.viewable.Viewer):
             days = np.arange(len(observed))
             total = np.where(np.isnan(observed).all(1), np.nan, np.nansum(observed, 1))
             curves.append(
-                hv.Scatter((days, total), "day", "per day", label=f"observed {name}").opts(
+                hv.Scatter((days, total), "day", "per day", label=f"observed {term(name).label}").opts(
                     color=colour("", i), size=3
                 )
             )
             curves.append(
-                hv.Curve((days, predicted.numpy().sum(1)), "day", "per day", label=f"fitted {name}").opts(
-                    color=colour("", i), line_width=2
-                )
+                hv.Curve(
+                    (days, predicted.numpy().sum(1)), "day", "per day", label=f"fitted {term(name).label}"
+                ).opts(color=colour("", i), line_width=2)
             )
+        self.cal_plot.visible = True
         self.cal_plot.object = hv.Overlay(curves).opts(
             responsive=True, height=380, legend_position="top_right", logy=False
         )
-        nd = ", ".join(f"{k} ND {v['nd']:.2f}" for k, v in report.metrics.items())
+        nd = ", ".join(f"{term(k).label} {v['nd']:.2f}" for k, v in report.metrics.items())
         runs = len(next(iter(report.metrics.values()))["runs"]["nd"])
         self.cal_text.object = (
             f"{report.epochs} epochs in {report.wall_s:.0f} s; "
             f"loss {report.loss[0]:.3f} → {report.loss[-1]:.3f}; "
-            f"{nd} (fitted: the mean of {runs} runs; city totals shown; ND over boroughs)."
+            f"normalised deviation (ND) {nd} (fitted: the mean of {runs} runs; city totals shown; ND over "
+            f"boroughs).\n\n*ND, normalised deviation: {METRICS['ND'].about}.*"
         )
         self.cal_use.disabled = False
 

@@ -10,6 +10,7 @@ import holoviews as hv
 import panel as pn
 
 from populace import Choice, Param, ParamError
+from populace.glossary import term
 
 from .. import jobs
 from ..render import colour
@@ -32,10 +33,13 @@ class CompareView(pn.viewable.Viewer):
         self.pin_text = pn.pane.Markdown("*Nothing pinned yet.*")
         self.compare_plot = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", height=360)
         self.compare_text = pn.pane.Markdown("")
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        """Errors of this tab's buttons, under them."""
         self.pin_button.on_click(lambda _: self._pin())
-        self.compare_button.on_click(lambda _: self.session.guard(self._start_compare))
+        self.compare_button.on_click(lambda _: self.session.guard(self._start_compare, self.alert))
         self.layout = pn.Column(
             pn.Row(self.pin_button, self.compare_button),
+            self.alert,
             self.pin_text,
             self.compare_plot,
             self.compare_text,
@@ -64,6 +68,7 @@ class CompareView(pn.viewable.Viewer):
                     scenario, pinned, options, agents=agents, days=days, seed=seed, fitted=fitted
                 ),
                 self._show_comparison,
+                self.alert,
             )
 
     def _show_comparison(self, c: jobs.Comparison) -> None:
@@ -72,16 +77,16 @@ class CompareView(pn.viewable.Viewer):
             for tag, result, dash in (("A", c.a, "dashed"), ("B", c.b, "solid")):
                 values = result.series[name].numpy()
                 curves.append(
-                    hv.Curve((result.days.numpy(), values), "day", "agents", label=f"{name} {tag}").opts(
-                        color=colour("", i), line_dash=dash, line_width=2
-                    )
+                    hv.Curve(
+                        (result.days.numpy(), values), "day", "agents", label=f"{term(name).label} {tag}"
+                    ).opts(color=colour("", i), line_dash=dash, line_width=2)
                 )
         self.compare_plot.object = hv.Overlay(curves).opts(
             responsive=True, height=360, legend_position="top_left"
         )
         rows = ["| total | A | B | B − A |", "|---|---:|---:|---:|"]
         for name, (a, b) in c.totals().items():
-            rows.append(f"| {name} | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |")
+            rows.append(f"| {term(name).label} | {a:,.0f} | {b:,.0f} | {b - a:+,.0f} |")
         changed = (
             ", ".join(f"{k}: {a} → {b}" for k, (a, b) in c.differences.items()) or "none (same settings)"
         )

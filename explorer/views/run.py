@@ -3,6 +3,7 @@ tap an area for its counts), the curves (with observed data) and the tapped area
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from typing import Any
@@ -12,16 +13,28 @@ import panel as pn
 import torch
 from bokeh.events import RangesUpdate, Tap
 
+from populace.glossary import term
+
 from ..figures import CurveFigure, Line, MapFigure, Points
-from ..live import AgentMap, Frame
+from ..live import STAGE_GROUPS, AgentMap, Frame
 from ..render import Extent, MapPainter, View, colour, composite, palette
 from .session import Session
 
 __all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_SIZE", "STRENGTH_NOTE", "RunView"]
 
-MAP_SIZE = (620, 560)
+MAP_SIZE = (460, 400)
 CURVES_WIDTH = 450
-DAY_VIEWS = ("stage groups", "daily events", "tests and costs")
+CURVES_HEIGHT = 330
+DAY_VIEWS = {
+    "infected now (exposed, infectious, in hospital)": "infected",
+    "every stage": "stage groups",
+    "new cases, admissions, deaths a day": "daily events",
+    "tests and vaccine doses": "tests",
+    "costs ($, cumulative)": "costs",
+}
+"""The curve views by their words (the ``_by_`` series of a run follow, by their words too)."""
+INFECTED_GROUPS = ("exposed", "infectious", "hospitalised")
+"""Stage groups of the "infected now" view: infected and not yet recovered or dead."""
 STRENGTH_NOTE = (
     "Each pixel takes the colour of its residents' most common stage past susceptible, as strong as the "
     "share of its residents past susceptible: <b>full colour: every resident of the pixel in that stage</b> "
@@ -53,21 +66,31 @@ class RunView(pn.viewable.Viewer):
         self.map_figure.figure.on_event(Tap, lambda event: self._on_tap(event.x, event.y))
         self.map_pane = pn.pane.Bokeh(self.map_figure.figure, width=width + 20, height=height + 40)
         self.legend = pn.pane.HTML("", width=width)
-        self.curve_select = pn.widgets.Select(label="Curves", options=list(DAY_VIEWS), width=260)
-        self.observed_toggle = pn.widgets.Checkbox(label="observed data", value=True, width=140)
+        self.curve_select = pn.widgets.Select(label="Curves", options=dict(DAY_VIEWS), width=250)
+        self.log_toggle = pn.widgets.Checkbox(label="log scale", value=False, width=80, margin=(28, 5, 0, 5))
+        self.observed_toggle = pn.widgets.Checkbox(
+            label="observed", value=True, width=80, margin=(28, 5, 0, 5)
+        )
         self.curve_select.param.watch(lambda _: self._new_curves(), "value")
+        self.log_toggle.param.watch(lambda _: self._new_curves(), "value")
         self.observed_toggle.param.watch(lambda _: self._new_curves(), "value")
+        self.curve_note = pn.pane.HTML("", width=CURVES_WIDTH, styles={"color": "#555", "font-size": "12px"})
         self.curve_figure = self._curve_figure()
-        self.curve_pane = pn.pane.Bokeh(self.curve_figure.figure, width=CURVES_WIDTH + 10, height=340)
-        self.area_text = pn.pane.Markdown("*Tap an area on the map for its counts.*", width=520)
+        self.curve_pane = pn.pane.Bokeh(
+            self.curve_figure.figure, width=CURVES_WIDTH + 10, height=CURVES_HEIGHT + 10
+        )
+        self.area_text = pn.pane.Markdown("*Tap an area on the map for its counts.*", width=CURVES_WIDTH)
         self.session.param.watch(lambda _: self._new_setup(self.session.frame), "setup")
-        self.layout = pn.Row(
+        # the curves go beside the map where there is room (1280 px) and under it where there is not (a
+        # notebook cell)
+        self.layout = pn.FlexBox(
             pn.Column(self.map_pane, self.legend),
             pn.Column(
-                pn.Row(self.curve_select, self.observed_toggle),
+                pn.Row(self.curve_select, self.log_toggle, self.observed_toggle),
                 self.curve_pane,
+                self.curve_note,
                 self.area_text,
-                sizing_mode="stretch_width",
+                width=CURVES_WIDTH + 20,
             ),
             sizing_mode="stretch_width",
         )
@@ -80,7 +103,7 @@ class RunView(pn.viewable.Viewer):
         """Draw ``frame`` if it is ``new``, else a map left stale by a zoom, and the days the curves held
         back while playing; returns whether any plot changed."""
         # days not sent while playing
-        held_back = not self.run.playing and self.curve_figure.days != frame.day
+        held_back = not self.run.playing and self.curve_figure.days != frame.day and self._curves_ready()
         changed = new or self._map_stale or held_back
         if new:
             self._draw()
@@ -90,9 +113,18 @@ class RunView(pn.viewable.Viewer):
             self.curve_figure.update(self._lines())
         return changed
 
+    def _curves_ready(self) -> bool:
+        """Whether the page has the curves' figure: a new one reaches the document on Panel's next tick,
+        and days streamed into it before then name a source the browser does not know ("reference ...
+        isn't known" in its console, measured with quick Steps after a reset)."""
+        shown = [model for model, _ in self.curve_pane._models.values() if model.document is not None]
+        return not shown or self.curve_figure.figure.document is not None  # no document: nothing to wait for
+
     def _draw(self) -> None:
         self._paint_map()
-        if not self.run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S:
+        if self._curves_ready() and (
+            not self.run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S
+        ):
             self._curves_at = time.perf_counter()
             self.curve_figure.update(self._lines())
         self._show_area()
@@ -100,7 +132,8 @@ class RunView(pn.viewable.Viewer):
     def _new_setup(self, frame: Frame) -> None:
         """A set-up: its curves, its legend, and the whole area with its outlines (zoom and tap start
         over)."""
-        self.curve_select.options = [*DAY_VIEWS, *(n for n in frame.names() if "_by_" in n)]
+        vectors = {term(n).label: n for n in frame.names() if "_by_" in n or n in frame.labels}
+        self.curve_select.options = {**DAY_VIEWS, **vectors}
         self._legend(frame)
         self._new_population()
         self._new_curves()
@@ -149,14 +182,20 @@ class RunView(pn.viewable.Viewer):
 
     def _legend(self, frame: Frame) -> None:
         items = [
-            f'<span style="color:{colour(g, i)};font-size:18px">●</span>&nbsp;{g}&nbsp;&nbsp;'
+            f'<span title="{html.escape(_group_title(g, frame.stage_names))}">'
+            f'<span style="color:{colour(g, i)};font-size:18px">●</span>&nbsp;{g}</span>&nbsp;&nbsp;'
             for i, g in enumerate(frame.group_names)
         ]
         if not items:
             note = "grey: homes (density) · this population has no stages to colour"
             self.legend.object = f'<span style="color:#777">{note}</span>'
             return
-        self.legend.object = "".join(items) + f'<div style="color:#555;font-size:12px">{STRENGTH_NOTE}</div>'
+        groups = _group_words(frame.stage_names)
+        self.legend.object = (
+            "".join(items)
+            + f'<div style="color:#555;font-size:12px">{groups}</div>'
+            + f'<div style="color:#555;font-size:12px">{STRENGTH_NOTE}</div>'
+        )
 
     def _on_tap(self, x: float | None, y: float | None) -> None:
         agents = self.run.map
@@ -195,38 +234,60 @@ class RunView(pn.viewable.Viewer):
         """A new plot when the curves shown change (a new set of lines needs a new legend)."""
         self.curve_figure = self._curve_figure()
         self.curve_pane.object = self.curve_figure.figure
+        observed = self.observed_toggle.value and bool(self._observed_points(self.curve_select.value))
+        self.curve_note.object = _curve_note(self.curve_select.value, observed, self.run.fitted is not None)
 
     def _curve_figure(self) -> CurveFigure:
         view = self.curve_select.value
+        lines = self._lines()
+        if view in ("infected", "stage groups"):
+            ylabel = "agents"
+        elif view == "costs":
+            ylabel = "$ (cumulative)"
+        else:
+            units = [term(self._series_of(line.label)).unit for line in lines]
+            ylabel = " · ".join(dict.fromkeys(u for u in units if u)) or "value"
         return CurveFigure(
-            self._lines(),
+            lines,
             self._observed_points(view),
-            ylabel="agents per day" if view != "stage groups" else "agents",
+            ylabel=ylabel,
             width=CURVES_WIDTH,
-            height=320,
+            height=CURVES_HEIGHT,
+            days=int(self.run.days),
+            start=self.run.scenario_class.default_start,
+            log=bool(self.log_toggle.value),
         )
+
+    def _series_of(self, label: str) -> str:
+        """The series a line's label stands for (the lines of the event and test views are series)."""
+        frame = self.run.frame
+        return next((n for n in frame.names() if term(n).label == label), label)
 
     def _lines(self) -> list[Line]:
         """The curves of the chosen view, from day 0 to the frame's day (the same lines every frame, empty
         at day 0: the legend stays put)."""
         frame = self.run.frame
         view = self.curve_select.value
-        if view == "stage groups":
+        if view in ("stage groups", "infected"):
             return [
                 Line(group, values, colour(group, i))
                 for i, (group, values) in enumerate(frame.group_series().items())
+                if view == "stage groups" or group in INFECTED_GROUPS
             ]
         if view == "daily events":
             names = [n for n in frame.names() if n.startswith("new_") and "_by_" not in n]
-            return [Line(name, frame.series(name), colour("", i)) for i, name in enumerate(names)]
-        if view == "tests and costs":
+            return [Line(term(name).label, frame.series(name), colour("", i)) for i, name in enumerate(names)]
+        if view in ("tests", "costs"):
             out = []
-            for name in (n for n in frame.names() if _is_test_or_cost(n)):
+            for name in (
+                n for n in frame.names() if _is_test(n) == (view == "tests") and _is_test_or_cost(n)
+            ):
                 values = frame.series(name)
                 if values.ndim == 1:
-                    cost = name.startswith("cost_")
-                    label = f"{name} (cumulative $)" if cost else name
-                    out.append(Line(label, np.cumsum(values) if cost else values, colour("", len(out))))
+                    cost = view == "costs"
+                    out.append(
+                        Line(term(name).label, np.cumsum(values) if cost else values, colour("", len(out)))
+                    )
             return out
         if view in frame.history:
             values = frame.series(view)
@@ -240,9 +301,10 @@ class RunView(pn.viewable.Viewer):
 
     def _observed_points(self, view: str) -> list[Points]:
         """Observed data in agents (observed ÷ the stream's scale), by column for a vector series or summed
-        for the daily-events view."""
+        for the daily-events view; labelled as observed, and as not fitted when the run is not."""
         if not self.observed_toggle.value or view not in ("daily events", *self.run.frame.history):
             return []
+        fitted = "" if self.run.fitted is not None else ", run not fitted"
         out: list[Points] = []
         for i, stream in enumerate(self.run.observed):
             if (
@@ -255,16 +317,57 @@ class RunView(pn.viewable.Viewer):
             days = np.arange(len(observed))
             if view == "daily events":
                 total = np.where(np.isnan(observed).all(1), np.nan, np.nansum(observed, 1))
-                event = stream.series.removesuffix("_by_borough")
-                out.append(Points(f"observed {stream.name} ({event})", days, total, colour("", i + 3)))
+                event = term(stream.series.partition("_by_")[0]).label
+                out.append(Points(f"observed {event}{fitted}", days, total, colour("", i + 3)))
             elif stream.series == view:
                 for j, name in enumerate(stream.labels):
                     out.append(Points(f"observed {name}", days, observed[:, j], colour("", j), alpha=0.6))
         return out
 
 
+def _curve_note(view: str, observed: bool, fitted: bool) -> str:
+    """What the curves show, in a line under them."""
+    notes = {
+        "infected": "Agents infected and not yet recovered or dead, by stage group.",
+        "stage groups": "Every agent is in one stage group each day; the groups add up to the population.",
+        "daily events": "Events of each day (not cumulative).",
+        "tests": "Tests taken, positives and doses given each day; agents at home after testing.",
+        "costs": "Dollars spent since day 0 (cumulative).",
+    }
+    text = notes.get(view, term(view).about.capitalize() + "." if term(view).about else "")
+    if observed:
+        text += " Dots: observed data (scaled to this population)" + (
+            "; the run is fitted to it."
+            if fitted
+            else "; this run is <b>not fitted</b> to it (Calibrate tab)."
+        )
+    return text
+
+
+def _group_title(group: str, stages: tuple[str, ...]) -> str:
+    """A stage group's stages in words (the legend's hover text)."""
+    members = [s for s in stages if STAGE_GROUPS.get(s, s) == group]
+    return "; ".join(f"{term(s).label} ({s}): {term(s).about}" for s in members)
+
+
+def _group_words(stages: tuple[str, ...]) -> str:
+    """The groups that gather several stages, with their stages in words and codes."""
+    parts = []
+    for group in dict.fromkeys(STAGE_GROUPS.get(s, s) for s in stages):
+        members = [s for s in stages if STAGE_GROUPS.get(s, s) == group]
+        if len(members) > 1:
+            parts.append(f"<b>{group}</b>: " + ", ".join(f"{term(s).label} ({s})" for s in members))
+    return " · ".join(parts)
+
+
+def _is_test(name: str) -> bool:
+    return not name.startswith("cost_") and not name.endswith(("_consumer_cost", "_lost_value"))
+
+
 def _is_test_or_cost(name: str) -> bool:
-    return name.startswith(("tests_", "detected_", "cost_", "home_", "first_doses", "second_doses"))
+    return name.startswith(("tests_", "detected_", "cost_", "home_", "first_doses", "second_doses")) or (
+        name.endswith(("_consumer_cost", "_lost_value"))
+    )
 
 
 def _outline_rings(agents: AgentMap) -> list[dict]:

@@ -9,6 +9,7 @@ import holoviews as hv
 import panel as pn
 
 from populace import ParamError
+from populace.glossary import outcome
 
 from .. import jobs
 from .session import Session, count
@@ -23,7 +24,7 @@ class SensitivityView(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         guard = session.guard
-        self.outcome_select = pn.widgets.Select(label="Outcome", options=[], width=260)
+        self.outcome_select = pn.widgets.Select(label="Outcome", options={}, width=260)
         self.sens_agents = pn.widgets.TextInput(
             label="Agents",
             value="50_000",
@@ -35,14 +36,17 @@ class SensitivityView(pn.viewable.Viewer):
             hv.Bars([], "lever", "effect"), sizing_mode="stretch_width", height=380
         )
         self.sens_text = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self.whatif_select = pn.widgets.Select(label="What if this option…", options=[], width=260)
+        self.whatif_select = pn.widgets.Select(label="What if this option…", options={}, width=260)
         self.whatif_value = pn.widgets.FloatInput(label="…took this value", width=160)
         self.whatif_button = pn.widgets.Button(label="Re-simulate", width=140)
         self.whatif_text = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self.sens_button.on_click(lambda _: guard(self._start_sensitivity))
+        self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        """Errors of this tab's buttons (the sensitivity's above the bars, the what-if's under its row)."""
+        self.whatif_alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.sens_button.on_click(lambda _: guard(self._start_sensitivity, self.alert))
         self.whatif_select.param.watch(lambda _: self._whatif_changed(reset_value=True), "value")
         self.whatif_value.param.watch(lambda _: self._whatif_changed(), "value")
-        self.whatif_button.on_click(lambda _: guard(self._start_whatif))
+        self.whatif_button.on_click(lambda _: guard(self._start_whatif, self.whatif_alert))
         self.session.param.watch(lambda _: self._new_setup(), "setup")
         self._levers: jobs.Levers | None = None
         self.layout = pn.Column(
@@ -52,9 +56,11 @@ class SensitivityView(pn.viewable.Viewer):
                 "settings."
             ),
             pn.Row(self.outcome_select, self.sens_agents, self.sens_button),
+            self.alert,
             self.sens_bars,
             self.sens_text,
             pn.Row(self.whatif_select, self.whatif_value, self.whatif_button),
+            self.whatif_alert,
             self.whatif_text,
             sizing_mode="stretch_width",
         )
@@ -64,7 +70,8 @@ class SensitivityView(pn.viewable.Viewer):
 
     def _new_setup(self) -> None:
         model = self.session.run.model
-        self.outcome_select.options = jobs.outcomes(model) if model is not None else []
+        names = jobs.outcomes(model) if model is not None else []
+        self.outcome_select.options = {outcome(name).label: name for name in names}
 
     def _start_sensitivity(self) -> None:
         run = self.session.run
@@ -80,28 +87,34 @@ class SensitivityView(pn.viewable.Viewer):
                     scenario, options, agents=agents, days=days, seed=seed, outcome=outcome, fitted=fitted
                 ),
                 self._show_levers,
+                self.alert,
             )
 
     def _show_levers(self, result: jobs.Levers) -> None:
         self._levers = result
+        words = outcome(result.outcome)
         top = [lever for lever in result.levers if lever.gradient != 0][:14]
-        bars = hv.Bars(
-            [(lever.label or lever.parameter, lever.effect) for lever in top][::-1], "lever", "effect"
-        ).opts(
+        bars = hv.Bars([(lever_label(lever), lever.effect) for lever in top][::-1], "lever", "effect").opts(
             invert_axes=True,
             responsive=True,
             height=380,
             color="#0b5394",
             tools=["hover"],
             xlabel="",
-            ylabel=f"change of {result.outcome} for +10%",
+            ylabel=f"change in {words.label} for +10% of the parameter ({words.unit})",
         )
         self.sens_bars.object = bars
         self.sens_text.object = (
-            f"{result.outcome} = {result.value:,.1f} on {result.agents:,} agents; gradients of "
-            f"{len(result.levers)} parameters in {result.seconds:.1f} s (forward + backward)."
+            f"**{words.label}** = {result.value:,.1f} {words.unit} on {result.agents:,} agents "
+            f"({words.about}). Each bar: how much it changes, to first order, when one parameter rises by "
+            f"10% of its value (of its range when it is 0), others fixed; from the gradients of "
+            f"{len(result.levers)} parameters in {result.seconds:.1f} s (forward + backward), one seed: "
+            f"the estimator's noise is of the order of a bar's change between seeds, so compare large bars "
+            f"and check one with **Re-simulate** below."
         )
-        self.whatif_select.options = [lever.option for lever in result.levers if lever.option]
+        self.whatif_select.options = {
+            lever_label(lever): lever.option for lever in result.levers if lever.option
+        }
         self._whatif_changed(reset_value=True)
 
     def _whatif_lever(self) -> jobs.Lever | None:
@@ -120,7 +133,8 @@ class SensitivityView(pn.viewable.Viewer):
         value = float(self.whatif_value.value if self.whatif_value.value is not None else lever.value)
         predicted = self._levers.value + lever.gradient * (value - lever.value)
         self.whatif_text.object = (
-            f"**Gradient:** {self._levers.outcome} ≈ {predicted:,.1f} with {lever.option} = {value:g} "
+            f"**Gradient:** {outcome(self._levers.outcome).label} ≈ {predicted:,.1f} with "
+            f"{lever.label or lever.option} = {value:g} "
             f"(now {lever.value:g}: {self._levers.value:,.1f})."
         )
 
@@ -139,9 +153,10 @@ class SensitivityView(pn.viewable.Viewer):
             def done(resimulated: float) -> None:
                 predicted = levers.value + lever.gradient * (value - lever.value)
                 self.whatif_text.object = (
-                    f"**Gradient:** {levers.outcome} ≈ {predicted:,.1f} · "
+                    f"**Gradient:** {outcome(levers.outcome).label} ≈ {predicted:,.1f} · "
                     f"**re-simulated:** {resimulated:,.1f} "
-                    f"with {option} = {value:g} (now {lever.value:g}: {levers.value:,.1f}; same seed)."
+                    f"with {lever.label or option} = {value:g} (now {lever.value:g}: {levers.value:,.1f}; "
+                    f"same seed)."
                 )
 
             self.session.submit(
@@ -158,4 +173,11 @@ class SensitivityView(pn.viewable.Viewer):
                     fitted=fitted,
                 ),
                 done,
+                self.whatif_alert,
             )
+
+
+def lever_label(lever: jobs.Lever) -> str:
+    """A bar's label: the parameter in words and what +10% of it is (``beta (+0.005 1/contact/day)``)."""
+    unit = f" {lever.unit}" if lever.unit and lever.unit != "relative" else ""
+    return f"{lever.label or lever.parameter} (+{lever.step:.3g}{unit})"

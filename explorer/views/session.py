@@ -65,6 +65,7 @@ class Session(param.Parameterized):
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="populace-job")
         self._job = _JobState()
         self._job_seen = 0
+        self._job_alert: pn.pane.Alert | None = None
 
     def show(self, **values: Any) -> None:
         """Set the parameters whose value differs (the polling loop calls this every tick: an update of
@@ -74,20 +75,26 @@ class Session(param.Parameterized):
             self.param.update(changed)
 
     # ------------------------------------------------------------------ actions
-    def guard(self, action: Callable[[], Any]) -> None:
-        """Run a UI action; a bad value or a failure shows in the alert instead of escaping."""
+    def guard(self, action: Callable[[], Any], alert: pn.pane.Alert | None = None) -> None:
+        """Run a UI action; a bad value or a failure shows in ``alert`` (the one beside the control that
+        caused it; default: the sidebar's, :attr:`error`) instead of escaping."""
         try:
             action()
-            self.show_error("")
+            self.show_error("", alert)
         except (ParamError, UsageError, ValueError) as exc:
-            self.show_error(str(exc))
+            self.show_error(str(exc), alert)
         except Exception as exc:
             log.exception("explorer action failed")
-            self.show_error(f"{type(exc).__name__}: {exc}")
+            self.show_error(f"{type(exc).__name__}: {exc}", alert)
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, alert: pn.pane.Alert | None = None) -> None:
+        """Show ``message`` (empty: none) in ``alert``, or as :attr:`error` (the sidebar's alert)."""
         with pn.io.hold():  # one change on the page: the text and the alert's visibility together
-            self.error = message
+            if alert is None:
+                self.error = message
+            else:
+                alert.object = message
+                alert.visible = bool(message)
 
     def setup_run(self) -> None:
         """Set the run up again with the agents control's size."""
@@ -99,13 +106,20 @@ class Session(param.Parameterized):
     def job(self) -> _JobState:
         return self._job
 
-    def submit(self, what: str, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+    def submit(
+        self,
+        what: str,
+        work: Callable[[], Any],
+        done: Callable[[Any], None],
+        alert: pn.pane.Alert | None = None,
+    ) -> None:
         """Run ``work`` on the session's job thread; ``done(result)`` runs on the session's thread (in
-        :meth:`poll_job`) and a failure shows as the error."""
+        :meth:`poll_job`) and a failure shows in ``alert`` (default: the sidebar's)."""
         job = self._job
         if job.running:
             raise ParamError(f"busy: {job.status}; wait for it to finish")
         job.start(what)
+        self._job_alert = alert
 
         def run() -> None:
             try:
@@ -126,7 +140,7 @@ class Session(param.Parameterized):
             result, done, error = job.result, job.done, job.error
             job.result = job.done = None
         if error:
-            self.show_error(error)
+            self.show_error(error, self._job_alert)
         if done is not None:
             done(result)
 

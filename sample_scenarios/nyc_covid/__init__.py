@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -36,6 +37,7 @@ from populace.layers.testing import Testing
 from populace.layers.transmission import Transmission
 from populace.layers.vaccination import Vaccination
 from populace.people import Residents
+from populace.scenario import Question
 from populace.synth.recipes import PopulationRecipe, find_recipe, load_population
 
 from .observed import DEFAULT_STREAMS, ORDERS, STREAMS, observed_calibration, observed_streams
@@ -84,7 +86,7 @@ def _p(value: float, bounds: tuple[float, float], unit: str, doc: str, learnable
     return Param(value, bounds, unit, doc=doc, learnable=learnable)
 
 
-_ASSUMED = "Assumed; a behaviour parameter to calibrate (issue 5)."
+_ASSUMED = "Assumed; a behaviour parameter to calibrate."
 _PROBABILITY = (0.01, 0.99)
 _SLOPE = (-10.0, 10.0)
 
@@ -98,6 +100,95 @@ class NycCovid(Scenario):
     default_start = dt.date(2020, 3, 1)
     shardable = True
     transmission_weeks = 52
+    option_groups: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "Disease": {
+            "beta": "transmission per contact (β)",
+            "seeds_per_100k": "imported infections per 100k",
+            "asymptomatic_factor": "infectiousness without symptoms",
+            "severe_scale": "hospitalisation risk (× published)",
+            "fatality_scale": "death risk in hospital (× published)",
+            "hospital_death_days": "days from admission to death",
+        },
+        "Closures": {
+            "school_close": "schools close on day",
+            "school_reopen": "schools reopen on day",
+            "work_close": "workplaces close on day",
+            "work_reopen": "workplaces reopen on day",
+            "work_closed_share": "share of workplaces closed",
+        },
+        "Masks": {
+            "mask_adoption": "share wearing masks",
+            "mask_efficacy": "mask efficacy",
+            "mask_start": "masks from day",
+        },
+        "Testing": {
+            "test_type": "test type",
+            "test_capacity": "tests per day",
+            "pcr_delay": "PCR turnaround (days)",
+            "screening": "screening of people without symptoms",
+            "isolation_compliance": "positives who isolate",
+            "quarantine_compliance": "contacts who quarantine",
+        },
+        "Vaccination": {
+            "vaccination": "vaccination",
+            "vaccine_start": "vaccination starts on day",
+            "vaccine_capacity": "doses per day",
+            "second_dose_interval": "days between doses",
+            "vaccine_uptake": "share willing to be vaccinated",
+        },
+        "Stimulus": {
+            "stimulus_amount": "stimulus per adult ($)",
+            "stimulus_day": "paid on day",
+            "stimulus_recipients": "who receives it",
+        },
+        "Behaviour": {
+            "work_low_income": "low-income workers go to work",
+            "work_other": "other workers go to work",
+            "isolate_low_income": "low-income symptomatic isolate",
+            "isolate_other": "other symptomatic isolate",
+            "test_low_income": "low-income symptomatic seek a test",
+            "test_other": "other symptomatic seek a test",
+            "prevalence_effect": "fear of local prevalence",
+            "income_shock": "income lost in a closure",
+            "income_shock_effect": "need to work after lost income",
+            "stimulus_effect_low_income": "stimulus keeps low-income home",
+            "stimulus_effect_other": "stimulus keeps others home",
+        },
+        "Method": {"population": "population", "estimator": "gradient estimator"},
+    }
+    """The options by theme with plain names (the explorer's control groups)."""
+    questions = (
+        Question(
+            "PCR or antigen testing?",
+            ("PCR tests", {"test_type": "pcr"}),
+            ("antigen tests", {"test_type": "antigen"}),
+            "PCR results take pcr_delay days (2) and miss fewer infections; antigen results are the same "
+            "day but less sensitive (layers/testing.py KINDS). Same capacity either way.",
+        ),
+        Question(
+            "A $500 stimulus to low-income households?",
+            ("no stimulus", {"stimulus_amount": "0"}),
+            (
+                "$500 on day 20",
+                {"stimulus_amount": "500", "stimulus_recipients": "low-income", "stimulus_day": "20"},
+            ),
+            "Low-income on-site workers who receive a payment go to work less (stimulus_effect_low_income): "
+            "fewer contacts at work, at the payment's cost.",
+        ),
+        Question(
+            "Delay the second dose?",
+            (
+                "second dose at 21 days",
+                {"vaccination": "on", "vaccine_start": "0", "second_dose_interval": "21"},
+            ),
+            (
+                "second dose at 84 days",
+                {"vaccination": "on", "vaccine_start": "0", "second_dose_interval": "84"},
+            ),
+            "With the same doses a day, a later second dose gives more people a first dose sooner (the UK's "
+            "policy of 30 Dec 2020, JCVI), at less protection each until the second.",
+        ),
+    )
     """Rows of the calibrated transmission table (:class:`Transmission`); later weeks reuse the last."""
 
     @classmethod
@@ -108,9 +199,9 @@ class NycCovid(Scenario):
                 10.0,
                 (0.0, 100_000.0),
                 "per 100k per day",
-                "hazard of infection from outside the city on day 0 in every borough (:class:`Importation`):"
-                " about the agents infected per 100k while small, scaled by the age table's susceptibility;"
-                " a calibration fits it by borough",
+                "hazard of infection from outside on day 0 in every region (NYC: borough; the classroom town:"
+                " quarter): about the agents infected per 100k while small, scaled by the age table's"
+                " susceptibility; a calibration fits it by region",
             ),
             "beta": covid.BETA,
             "asymptomatic_factor": covid.ASYMPTOMATIC_FACTOR,
