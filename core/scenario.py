@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .calibrate import Calibration, Stream
     from .synth.recipes import PopulationRecipe
 
-__all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
+__all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios", "tiny_options"]
 
 Option = Param | Choice
 GROUP = "populace.scenarios"
@@ -45,6 +45,9 @@ class Scenario(abc.ABC):
     """Outcomes of ``populace sensitivity`` when ``--outputs`` is not given (:mod:`populace.sensitivity`)."""
     default_start: ClassVar[dt.date | None] = None
     """Calendar date of day 0 for calibration against observed data (``None``: no observed data)."""
+    tiny_sets: ClassVar[tuple[str, ...]] = ()
+    """``NAME=VALUE`` overrides for tiny runs (tens of thousands of agents: the every-scenario test and the
+    golden baselines), for a scenario whose real seeding would give such a run no epidemic at all."""
 
     @classmethod
     @abc.abstractmethod
@@ -94,6 +97,11 @@ def scenarios() -> dict[str, type[Scenario]]:
 def find_scenario(name: str) -> type[Scenario]:
     scenario: type[Scenario] = find(GROUP, name, "scenario", ScenarioError)
     return scenario
+
+
+def tiny_options(scenario: type[Scenario]) -> dict[str, Option]:
+    """The options of a tiny test run: the defaults with :attr:`Scenario.tiny_sets` applied."""
+    return parse_sets(scenario, scenario.tiny_sets)
 
 
 def parse_sets(

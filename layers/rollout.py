@@ -14,13 +14,13 @@ dosed when the state is drawn):
    filling), then is rounded to whole doses by largest remainders. Doses nobody can take are not given.
 
 Protection starts ``onset_1`` days after dose 1 and ``onset_2`` days after dose 2. Dose ``k`` multiplies the
-hazard of infection by ``1 − ve_infection_k`` and, for those infected anyway, the probability of severe disease
-by ``(1 − ve_severe_k) / (1 − ve_infection_k)`` (capped at 1), as in :mod:`.vaccination`.
+hazard of infection by ``1 − ve_infection_k`` and, for those infected anyway, the probability of severe
+disease by ``(1 − ve_severe_k) / (1 − ve_infection_k)`` (capped at 1), as in :mod:`.vaccination`.
 
 Gradients to the allocation: the shares may be ``softmax(logits)`` of a table that an optimiser changes
-(:meth:`Rollout.learn`). Which agents are dosed is discrete, so the susceptibility and severity factors carry a
-straight-through term: their value is each agent's own protection, their derivative is that of its cell's mean
-protection, computed from the real-valued (unrounded) allocation, ``1 − ve₁ (P₁ − P₂)/N − ve₂ P₂/N`` with
+(:meth:`Rollout.learn`). Which agents are dosed is discrete, so the susceptibility and severity factors carry
+a straight-through term: their value is each agent's own protection, their derivative is that of its cell's
+mean protection, computed from the real-valued (unrounded) allocation, ``1 − ve₁ (P₁ − P₂)/N − ve₂ P₂/N`` with
 ``P₁`` the cell's first doses given ``onset_1`` days ago or earlier, ``P₂`` those given ``interval + onset_2``
 days ago or earlier, and ``N`` its agents.
 """
@@ -67,9 +67,9 @@ def water_fill(doses: torch.Tensor, shares: torch.Tensor, room: torch.Tensor) ->
 
 
 def whole_doses(allocation: torch.Tensor, total: int, room: torch.Tensor) -> torch.Tensor:
-    """``int64[cells]``: ``allocation`` (real, summing to about ``total``) rounded to whole doses that sum to
-    exactly ``min(total, room.sum())`` without exceeding ``room``: floors, then one more dose to the cells with
-    the largest remainders."""
+    """``int64[cells]``: ``allocation`` (real, summing to about ``total``) rounded to whole doses that sum
+    to exactly ``min(total, room.sum())`` without exceeding ``room``: floors, then one more dose to the cells
+    with the largest remainders."""
     room = room.long()
     total = min(int(total), int(room.sum()))
     a = allocation.detach().double().clamp(min=0)
@@ -208,7 +208,9 @@ class Rollout(Modifier):
         self.register_buffer("shares", shares.clone())
         self.register_buffer("interval", interval, persistent=False)
         self.register_buffer("logits", torch.zeros(0))
-        self.register_buffer("cell_size", torch.bincount(cell.long(), minlength=cells).float(), persistent=False)
+        self.register_buffer(
+            "cell_size", torch.bincount(cell.long(), minlength=cells).float(), persistent=False
+        )
         if self.breakdowns:
             offsets = torch.tensor([0] + [len(b[2]) for b in self.breakdowns]).cumsum(0)[:-1].tolist()
             group = torch.stack([b[1].long() + o for b, o in zip(self.breakdowns, offsets, strict=True)])

@@ -1,4 +1,4 @@
-"""The roll-out layer (layers/rollout.py): the day's supply exactly, willingness, and the allocation's shares."""
+"""The roll-out layer (layers/rollout.py): the day's supply exactly, willingness, the allocation's shares."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _run(layer: Rollout, days: int) -> tuple[Simulation, dict[str, torch.Tensor]
 
 def test_the_doses_given_each_day_are_exactly_the_days_supply_until_the_willing_run_out() -> None:
     layer = _rollout()
-    sim, series = _run(layer, 50)
+    _, series = _run(layer, 50)
     given = series["first_doses"] + series["second_doses"]
     supply = layer.daily_supply[10:60]
     willing = int(layer.willing.sum())
@@ -90,5 +90,6 @@ def test_water_filling_caps_each_cell_by_its_room_and_passes_the_rest_on() -> No
     n = whole_doses(torch.tensor([3.4, 3.3, 3.3]), 10, torch.tensor([5, 5, 5]))
     assert n.tolist() == [4, 3, 3]
     n = whole_doses(torch.tensor([8.0, 2.0]), 10, torch.tensor([3, 100]))
-    assert int(n.sum()) == 10 and int(n[0]) <= 3
+    assert int(n.sum()) == 10
+    assert int(n[0]) <= 3
     assert int(whole_doses(torch.tensor([5.0, 5.0]), 10, torch.tensor([2, 3])).sum()) == 5
