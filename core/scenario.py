@@ -22,6 +22,7 @@ from .plugins import did_you_mean, find, installed
 
 if TYPE_CHECKING:
     from .calibrate import Calibration, Stream
+    from .optimize import Lever, Objective
     from .synth.recipes import PopulationRecipe
 
 __all__ = ["Option", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios", "tiny_options"]
@@ -65,6 +66,17 @@ class Scenario(abc.ABC):
         """:meth:`options`, each tagged with its name (``Param.option``), so the model tensors built from an
         option can be found from the model's specs."""
         return {name: replace(o, option=name) for name, o in cls.options().items()}
+
+    @classmethod
+    def levers(cls) -> dict[str, Lever]:
+        """Decisions ``populace optimize`` can learn for this scenario (:mod:`populace.optimize`); none by
+        default."""
+        return {}
+
+    @classmethod
+    def objectives(cls) -> dict[str, Objective]:
+        """Outcomes ``populace optimize`` can minimise, by name; none by default."""
+        return {}
 
     def recipe(self, options: Mapping[str, Option]) -> PopulationRecipe | None:
         """The population recipe :meth:`build` draws its agents from with ``options`` (their homes, areas and

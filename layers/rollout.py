@@ -54,7 +54,7 @@ def water_fill(doses: torch.Tensor, shares: torch.Tensor, room: torch.Tensor) ->
     left = doses
     for _ in range(shares.numel() + 1):
         open_ = (room - out.detach()) > 1e-6
-        if not bool(open_.any()) or float(left) <= 1e-6:
+        if not bool(open_.any()) or float(left.detach()) <= 1e-6:
             break
         weight = torch.where(open_, shares, torch.zeros_like(shares))
         if float(weight.detach().sum()) <= 0:

@@ -9,6 +9,8 @@
                                 [--json]
     populace sensitivity SCENARIO [--agents N] [--days D] [--outputs a,b] [--seeds K]
                                   [--mode reverse|forward] [--params FILE] [--fd-check] [--json]
+    populace optimize SCENARIO --lever L --objective O [--agents N] [--days D] [--epochs E] [--seeds K]
+                               [--evaluate K] [--lr LR] [--set NAME=VALUE ...] [--out DIR] [--json]
 
 ``run`` and ``sensitivity`` take ``--params FILE`` (written by ``calibrate``): its options and fitted values.
 
@@ -18,8 +20,8 @@ explorer adds ``populace explore`` that way when the ``explorer`` extra is insta
 Bad input gets one line naming the argument and what was expected, and exit code 2.
 
 One module per subcommand (:mod:`.scenarios`, :mod:`.run`, :mod:`.calibrate`, :mod:`.sensitivity`,
-:mod:`.population`); :mod:`.arguments` reads the command line's values and the options that commands
-building a scenario share.
+:mod:`.population`, :mod:`.optimize`); :mod:`.arguments` reads the command line's values and the options
+that commands building a scenario share.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..synth.pipeline import TooFewAgents
 from .arguments import Parser, UsageError, parse_count
 from .calibrate import Calibrate
 from .command import Command, plugged_in
+from .optimize import Optimize
 from .population import Population
 from .run import Run
 from .scenarios import Scenarios
@@ -47,6 +50,7 @@ BUILT_IN: dict[str, type[Command]] = {
     "calibrate": Calibrate,
     "sensitivity": Sensitivity,
     "population": Population,
+    "optimize": Optimize,
 }
 
 

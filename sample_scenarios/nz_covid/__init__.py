@@ -32,6 +32,7 @@ from populace.layers.restrictions import Restrictions
 from populace.layers.rollout import Rollout
 from populace.layers.transmission import Transmission
 from populace.model import LayerState, Phase, StepContext
+from populace.optimize import Lever, Objective
 from populace.people import Residents
 from populace.scenarios.nyc_covid import setting_contacts
 from populace.synth.recipes import PopulationRecipe, find_recipe, load_population
@@ -46,7 +47,16 @@ from .data import (
     dose_supply,
     uptake_table,
 )
-from .policy import KEPT, LEVELS, POLICIES, allocation, frontline, interval_as_it_was, levels_as_they_were
+from .policy import (
+    AGE_BANDS,
+    KEPT,
+    LEVELS,
+    POLICIES,
+    allocation,
+    frontline,
+    interval_as_it_was,
+    levels_as_they_were,
+)
 
 __all__ = ["ADMISSION_BANDS", "NzCovid", "RiskGroups"]
 
@@ -213,6 +223,33 @@ class NzCovid(Scenario):
             ),
         }
 
+    @classmethod
+    def levers(cls) -> dict[str, Lever]:
+        """``allocation``: the share of each day's first doses going to each DHB × age band
+        (:data:`~.policy.AGE_BANDS`), one softmax table for the whole roll-out from 15 February 2021, the real
+        daily supply unchanged and no group given more doses than it has willing people (water filling,
+        :class:`~populace.layers.rollout.Rollout`). It starts from ``pro rata`` and is compared with every
+        policy of :data:`~.policy.POLICIES`."""
+        return {
+            "allocation": Lever(
+                name="allocation",
+                doc="share of first doses by DHB x age band",
+                sets=("policy=pro rata",),
+                attach=lambda model: _rollout_of(model).learn(),
+                table=_allocation_table,
+                alternatives=tuple((p, (f"policy={p}",)) for p in POLICIES),
+                apply=_learned,
+            )
+        }
+
+    @classmethod
+    def objectives(cls) -> dict[str, Objective]:
+        return {
+            "deaths": Objective("deaths", "deaths over the run", "total:new_deaths"),
+            "admissions": Objective("admissions", "hospital admissions over the run", "total:new_admissions"),
+            "infections": Objective("infections", "infections over the run", "total:new_infections"),
+        }
+
     def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe:
         return find_recipe(str(options["population"].value))()
 
@@ -316,6 +353,34 @@ class NzCovid(Scenario):
             ve_severe_1=spec["ve_severe_1"],
             ve_severe_2=spec["ve_severe_2"],
         )
+
+
+def _rollout_of(model: Model) -> Rollout:
+    found = [layer for layer in model.layers if isinstance(layer, Rollout)]
+    if len(found) != 1:
+        raise ValueError(f"model: expected one roll-out layer, found {len(found)}")
+    return found[0]
+
+
+def _learned(model: Model, logits: torch.Tensor) -> None:
+    """Give a fresh ``pro rata`` model the learned allocation ``logits``."""
+    _rollout_of(model).learn(logits)
+
+
+def _allocation_table(model: Model) -> dict[str, object]:
+    """The first-dose shares by DHB (rows) × age band (columns) of a ``pro rata`` or learned roll-out."""
+    layer = _rollout_of(model)
+    if layer.cells != len(DHBS) * len(AGE_BANDS):
+        raise ValueError("model: the allocation table needs the DHB x age band cells of policy=pro rata")
+    shares = layer.shares_on(0).detach().reshape(len(DHBS), len(AGE_BANDS))
+    return {
+        "rows": list(DHBS),
+        "columns": [f"{lo}-{hi}" if hi < 255 else f"{lo}+" for lo, hi in AGE_BANDS],
+        "values": shares.tolist(),
+        "willing": torch.bincount(layer.cell[layer.willing], minlength=layer.cells)
+        .reshape(len(DHBS), len(AGE_BANDS))
+        .tolist(),
+    }
 
 
 def _bands(age: torch.Tensor, bands: tuple[tuple[int, int], ...]) -> torch.Tensor:
