@@ -23,7 +23,16 @@ __all__ = ["Restrictions", "RestrictionsState"]
 
 @dataclass
 class RestrictionsState(LayerState):
-    """Nothing changes from day to day; the tables live on the layer."""
+    """State of :class:`Restrictions`: today's levels and the presence factors they give, kept so that they
+    are recomputed only on the days a level changes.
+
+    Attributes:
+        today: ``int64[groups]``: the level in force in each group (``-1`` before the first day).
+        presence: ``float32[settings, agents]``: each agent's presence in each setting under ``today``.
+    """
+
+    today: torch.Tensor
+    presence: torch.Tensor
 
 
 class Restrictions(Modifier):
@@ -73,20 +82,25 @@ class Restrictions(Modifier):
         return self.settings
 
     def init_state(self, ctx: StepContext) -> RestrictionsState:
-        return RestrictionsState()
+        device = self.level.device
+        return RestrictionsState(
+            today=torch.full((self.level.shape[1],), -1, dtype=torch.int64, device=device),
+            presence=torch.ones(len(self.settings), 0, device=device),
+        )
 
     def step(self, state: RestrictionsState, ctx: StepContext) -> RestrictionsState:
+        today = self.level[min(ctx.day, self.level.shape[0] - 1)]
+        if not torch.equal(today, state.today):
+            state.today = today.clone()
+            state.presence = self.kept[today].sqrt().T[:, self.group].contiguous()  # [settings, agents]
         return state
 
     def effects(self, state: RestrictionsState, ctx: StepContext) -> Effects:
-        today = self.level[min(ctx.day, self.level.shape[0] - 1)]
-        presence = self.kept[today].sqrt()  # [groups, settings]
-        if bool((presence == 1).all()):
+        if bool((self.kept[state.today] == 1).all()):
             return Effects()
+        kept = self.kept[state.today]
         return Effects(
             presence={
-                s: presence[:, k][self.group]
-                for k, s in enumerate(self.settings)
-                if not bool((presence[:, k] == 1).all())
+                s: state.presence[k] for k, s in enumerate(self.settings) if not bool((kept[:, k] == 1).all())
             }
         )

@@ -97,7 +97,14 @@ class RolloutState(LayerState):
         starts: ``int64[cells + 1]``: where each cell's segment of the queue starts (and the end).
         dose_day: ``int16[2, queue]``: day of dose 1 / dose 2 of each queue position (``NEVER``: not yet).
         given: ``int64[cells]``: first doses given so far in each cell (the cell's queue pointer).
+        order: ``int32[queue]``: queue positions in the order of their first dose (the first ``totals[0]``
+            entries are filled). Second doses follow the same order (earliest first dose first), so
+            the positions with a second dose, and those protected by one or two doses, are its prefixes.
+        order_day: ``int16[2, queue]``: day of dose 1 / dose 2 along ``order`` (non-decreasing).
+        protected: ``int64[2]``: length of the prefixes of ``order`` protected by dose 1 / dose 2.
         level: ``uint8[agents]``: protection of each agent today (0 none, 1 or 2 doses).
+        factors: fast mode only, ``float32[2, agents]``: each agent's susceptibility and severity factors,
+            updated for the newly protected only (differentiable mode computes them from ``level``).
         daily: ``int64[2]``: today's first and second doses.
         totals: ``int64[2]``: first and second doses given so far.
         by_group: ``int64[2, Σ groups]``: first and second doses so far in each breakdown group.
@@ -109,7 +116,11 @@ class RolloutState(LayerState):
     starts: torch.Tensor
     dose_day: torch.Tensor
     given: torch.Tensor
+    order: torch.Tensor
+    order_day: torch.Tensor
+    protected: torch.Tensor
     level: torch.Tensor
+    factors: torch.Tensor | None
     daily: torch.Tensor
     totals: torch.Tensor
     by_group: torch.Tensor
@@ -300,7 +311,11 @@ class Rollout(Modifier):
             starts=starts,
             dose_day=torch.full((2, queue.numel()), NEVER, dtype=torch.int16, device=device),
             given=torch.zeros(self.cells, dtype=torch.int64, device=device),
+            order=torch.zeros(queue.numel(), dtype=torch.int32, device=device),
+            order_day=torch.full((2, queue.numel()), NEVER, dtype=torch.int16, device=device),
+            protected=torch.zeros(2, dtype=torch.int64, device=device),
             level=torch.zeros(self.n_agents, dtype=torch.uint8, device=device),
+            factors=None if ctx.differentiable else torch.ones(2, self.n_agents, device=device),
             daily=torch.zeros(2, dtype=torch.int64, device=device),
             totals=torch.zeros(2, dtype=torch.int64, device=device),
             by_group=torch.zeros(2, width, dtype=torch.int64, device=device),
@@ -327,15 +342,14 @@ class Rollout(Modifier):
         doses = self._series(self.daily_supply, day)
         interval = self._series(self.interval, day)
         device = state.given.device
-        # 1. second doses that are due, earliest first dose first
-        first = state.dose_day[0]
-        due = torch.nonzero(
-            (first != NEVER) & (state.dose_day[1] == NEVER) & (first.int() <= day - interval)
-        ).squeeze(1)
-        if due.numel() > doses:
-            due = due[torch.argsort(first[due], stable=True)[:doses]]
-        n_second = int(due.numel())
-        state.dose_day[1, due] = day
+        # 1. second doses that are due, along the order of first doses (earliest first)
+        first, second = int(state.totals[0]), int(state.totals[1])
+        waiting = state.order_day[0, second:first]
+        due = int(torch.searchsorted(waiting, torch.tensor(day - interval, dtype=waiting.dtype), right=True))
+        n_second = min(due, doses)
+        due_positions = state.order[second : second + n_second].long()
+        state.dose_day[1, due_positions] = day
+        state.order_day[1, second : second + n_second] = day
         # 2. first doses by cell
         starts = state.starts
         room = (starts[1:] - starts[:-1]) - state.given
@@ -344,13 +358,15 @@ class Rollout(Modifier):
         allocation = water_fill(torch.as_tensor(float(left), device=device), shares, room)
         n = whole_doses(allocation, left, room)
         positions = _ranges(starts[:-1] + state.given, n)
-        state.dose_day[0, positions] = day
-        state.given = state.given + n
         n_first = int(n.sum())
+        state.dose_day[0, positions] = day
+        state.order[first : first + n_first] = positions.to(torch.int32)
+        state.order_day[0, first : first + n_first] = day
+        state.given = state.given + n
         state.daily = torch.tensor([n_first, n_second], device=device)
         state.totals = state.totals + state.daily
         if self.breakdowns:
-            for dose, where in ((0, positions), (1, due)):
+            for dose, where in ((0, positions), (1, due_positions)):
                 agents = state.queue[where].long()
                 for row in self.group:
                     state.by_group[dose].index_add_(
@@ -361,12 +377,21 @@ class Rollout(Modifier):
             state.cumulative = [*state.cumulative, previous + allocation]
 
     def _protect(self, state: RolloutState, day: int) -> None:
-        """Each queue position's protection level today, written into the agents' ``level``."""
-        days = state.dose_day.int()
-        one = (days[0] != NEVER) & (days[0] <= day - round(float(self.onset_1)))
-        two = (days[1] != NEVER) & (days[1] <= day - round(float(self.onset_2)))
-        level = one.to(torch.uint8) + two.to(torch.uint8)
-        state.level[state.queue.long()] = level
+        """Protect the agents whose dose is ``onset`` days old today: the next stretch of ``order``."""
+        given = (int(state.totals[0]), int(state.totals[1]))
+        for dose, onset in ((0, self.onset_1), (1, self.onset_2)):
+            done = int(state.protected[dose])
+            days = state.order_day[dose, done : given[dose]]
+            ready = torch.tensor(day - round(float(onset)), dtype=days.dtype)
+            now = done + int(torch.searchsorted(days, ready, right=True))
+            if now > done:
+                agents = state.queue[state.order[done:now].long()].long()
+                state.level[agents] = dose + 1
+                state.protected[dose] = now
+                if state.factors is not None:
+                    infection, severity = self._tables()
+                    state.factors[0, agents] = infection[dose + 1]
+                    state.factors[1, agents] = severity[dose + 1]
 
     def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Susceptibility and severity factors by protection level (none, one dose, two doses)."""
@@ -396,8 +421,10 @@ class Rollout(Modifier):
         return sus, sev
 
     def effects(self, state: RolloutState, ctx: StepContext) -> Effects:
-        if not ctx.differentiable and not bool(state.level.any()):
+        if int(state.protected[0]) == 0:
             return Effects()
+        if state.factors is not None:
+            return Effects(susceptibility=state.factors[0], severity=state.factors[1])
         infection, severity = self._tables()
         level = state.level.long()
         sus, sev = infection[level], severity[level]
