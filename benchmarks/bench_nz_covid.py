@@ -2,6 +2,7 @@
 alert levels as they were) at the given sizes, and optionally every roll-out policy at one size.
 
     python benchmarks/bench_nz_covid.py [--sizes 100k,4.9M] [--policies 100k] [--seeds 4] [--device cpu|cuda]
+                                        [--set NAME=VALUE ...]
 
 Target (issue 20): 4.9M agents under 30 s of ``sim_s`` on the 2-core machine. Each run is a fresh process
 (``populace run ... --json``), so peak RSS is that run's own; the population is cached by the first run, so
@@ -64,14 +65,16 @@ def main() -> None:
     parser.add_argument("--policies", help="run every roll-out policy at this size")
     parser.add_argument("--seeds", type=int, default=4, help="seeds per policy")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for every run")
     args = parser.parse_args()
-    record: dict = {"machine": machine(), "runs": [], "policies": {}}
+    record: dict = {"machine": machine(), "sets": args.set, "runs": [], "policies": {}}
     for size in [s for s in args.sizes.split(",") if s]:
-        record["runs"].append(run(size, args.device, []))
+        record["runs"].append(run(size, args.device, args.set))
         print(json.dumps(record["runs"][-1]), flush=True)
     if args.policies:
         for policy in POLICIES:
-            runs = [run(args.policies, args.device, [f"policy={policy}"], seed) for seed in range(args.seeds)]
+            sets = [*args.set, f"policy={policy}"]
+            runs = [run(args.policies, args.device, sets, seed) for seed in range(args.seeds)]
             summary = {}
             for key in ("infections", "admissions", "deaths"):
                 values = [r[key] for r in runs]
