@@ -40,7 +40,7 @@ def heat_map(summary: dict, path: Path) -> None:
     ratio = shares / np.maximum(willing / willing.sum(), 1e-12)
     fig, ax = plt.subplots(figsize=(7, 8))
     image = ax.imshow(np.log2(np.maximum(ratio, 1e-3)), cmap="RdBu_r", vmin=-2, vmax=2)
-    ax.set_xticks(range(len(decision["columns"])), decision["columns"])
+    ax.set_xticks(range(len(decision["columns"])), decision["columns"], rotation=45)
     ax.set_yticks(range(len(decision["rows"])), decision["rows"])
     ax.set_xlabel("age band")
     ax.set_title(f"nz-covid: first doses learned against {summary['objective']}\n(share / pro-rata share)")
