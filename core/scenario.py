@@ -23,9 +23,19 @@ from .plugins import did_you_mean, find, installed
 
 if TYPE_CHECKING:
     from .calibrate import Calibration, Stream
+    from .optimize import Lever, Objective
     from .synth.recipes import PopulationRecipe
 
-__all__ = ["Option", "Question", "Scenario", "ScenarioError", "find_scenario", "parse_sets", "scenarios"]
+__all__ = [
+    "Option",
+    "Question",
+    "Scenario",
+    "ScenarioError",
+    "find_scenario",
+    "parse_sets",
+    "scenarios",
+    "tiny_options",
+]
 
 Option = Param | Choice
 GROUP = "populace.scenarios"
@@ -71,6 +81,9 @@ class Scenario(abc.ABC):
     ``{group: {option: plain name}}``. Options left out are shown under "Other", their names in words."""
     questions: ClassVar[tuple[Question, ...]] = ()
     """The scenario's named what-ifs, each two settings to compare over seeds."""
+    tiny_sets: ClassVar[tuple[str, ...]] = ()
+    """``NAME=VALUE`` overrides for tiny runs (tens of thousands of agents: the every-scenario test and the
+    golden baselines), for a scenario whose real seeding would give such a run no epidemic at all."""
 
     @classmethod
     @abc.abstractmethod
@@ -96,6 +109,17 @@ class Scenario(abc.ABC):
         """:meth:`options`, each tagged with its name (``Param.option``), so the model tensors built from an
         option can be found from the model's specs."""
         return {name: replace(o, option=name) for name, o in cls.options().items()}
+
+    @classmethod
+    def levers(cls) -> dict[str, Lever]:
+        """Decisions ``populace optimize`` can learn for this scenario (:mod:`populace.optimize`); none by
+        default."""
+        return {}
+
+    @classmethod
+    def objectives(cls) -> dict[str, Objective]:
+        """Outcomes ``populace optimize`` can minimise, by name; none by default."""
+        return {}
 
     def recipe(self, options: Mapping[str, Option]) -> PopulationRecipe | None:
         """The population recipe :meth:`build` draws its agents from with ``options`` (their homes, areas and
@@ -128,6 +152,11 @@ def scenarios() -> dict[str, type[Scenario]]:
 def find_scenario(name: str) -> type[Scenario]:
     scenario: type[Scenario] = find(GROUP, name, "scenario", ScenarioError)
     return scenario
+
+
+def tiny_options(scenario: type[Scenario]) -> dict[str, Option]:
+    """The options of a tiny test run: the defaults with :attr:`Scenario.tiny_sets` applied."""
+    return parse_sets(scenario, scenario.tiny_sets)
 
 
 def parse_sets(

@@ -16,7 +16,7 @@ import torch
 
 from populace import Model, Result, Simulation, simulate
 from populace.layers import Infection
-from populace.scenario import scenarios
+from populace.scenario import scenarios, tiny_options
 
 AGENTS = 30_000
 """At most (a scenario's default may be smaller). The fatality parameter of nyc-covid and classroom is reached
@@ -50,7 +50,7 @@ def _agents(name: str) -> int:
 
 def _build(name: str, seed: int = SEED) -> Model:
     scenario = scenarios()[name]
-    return scenario().build(_agents(name), scenario.options(), seed=seed, device="cpu")
+    return scenario().build(_agents(name), tiny_options(scenario), seed=seed, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
     .venv/bin/python tests/update_baselines.py                     # every installed scenario
     .venv/bin/python tests/update_baselines.py --scenario classroom  # one (repeat --scenario for more)
 
-Each file holds a tiny run of one scenario (default options, fixed seed): every observable's daily series
+Each file holds a tiny run of one scenario (default options, fixed seed; a
+scenario's ``tiny_sets`` applied): every observable's daily series
 (vector series with their labels) and, from a differentiable run of the same size, the gradient of one total
 outcome with respect to every scalar learnable parameter (keyed by ``model.named_parameters()`` names).
 Floats are written as ``repr`` (full precision), so a change in the last bit shows. Files are replaced
@@ -28,7 +29,7 @@ import torch
 
 from populace import Model, Scenario, simulate
 from populace.files import atomic_path
-from populace.scenario import scenarios
+from populace.scenario import scenarios, tiny_options
 from populace.sensitivity import sensitivity
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
@@ -56,6 +57,8 @@ SETUPS = {
     "classroom": Setup(5_000, 60, "total:new_infections"),
     # every US commercial farm (the model's default); 90 days reach detections, culls and price changes
     "h5n1-fowl-to-fork": Setup(None, 90, "total:birds_culled"),
+    # New Zealand, seeded in Auckland with 300 per 100k (its Scenario.tiny_sets)
+    "nz-covid": Setup(20_000, 40, "total:new_infections"),
 }
 DEFAULT = Setup(5_000, 30)
 """A scenario without an entry above (a new one) gets this, its agents capped by its default."""
@@ -102,7 +105,7 @@ def _baseline(name: str) -> dict[str, Any]:
     scenario = scenarios()[name]
     chosen = setup(name)
     agents = _agents(scenario, chosen)
-    model = scenario().build(agents, scenario.options(), seed=SEED, device="cpu")
+    model = scenario().build(agents, tiny_options(scenario), seed=SEED, device="cpu")
     result = simulate(model, chosen.days, seed=SEED)
     series: dict[str, Any] = {}
     for key, value in result.series.items():
@@ -113,7 +116,7 @@ def _baseline(name: str) -> dict[str, Any]:
         entry["values"] = value.tolist()
         series[key] = entry
     # the gradient run: a fresh model of the same size, reverse mode, every scalar learnable parameter
-    model = scenario().build(agents, scenario.options(), seed=SEED, device="cpu")
+    model = scenario().build(agents, tiny_options(scenario), seed=SEED, device="cpu")
     outcome = _outcome(scenario, model, chosen)
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() == 0]
     report = sensitivity(model, chosen.days, [outcome], seeds=(SEED,), parameters=scalars)
@@ -122,7 +125,7 @@ def _baseline(name: str) -> dict[str, Any]:
         "agents": agents,
         "days": chosen.days,
         "seed": SEED,
-        "options": "defaults",
+        "options": ", ".join(("defaults", *scenario.tiny_sets)),
         "series": series,
         "gradient": {
             "outcome": outcome,

@@ -9,6 +9,8 @@
                                 [--json]
     populace sensitivity SCENARIO [--agents N] [--days D] [--outputs a,b] [--seeds K]
                                   [--mode reverse|forward] [--params FILE] [--fd-check] [--json]
+    populace optimize SCENARIO --lever L --objective O [--agents N] [--days D] [--epochs E] [--seeds K]
+                               [--evaluate K] [--lr LR] [--set NAME=VALUE ...] [--out DIR] [--json]
 
     populace risk SCENARIO --profile me.json [--agents N] [--day D] [--table FILE] [--json]
 
@@ -20,8 +22,8 @@ explorer adds ``populace explore`` that way when the ``explorer`` extra is insta
 Bad input gets one line naming the argument and what was expected, and exit code 2.
 
 One module per subcommand (:mod:`.scenarios`, :mod:`.run`, :mod:`.calibrate`, :mod:`.sensitivity`,
-:mod:`.population`); :mod:`.arguments` reads the command line's values and the options that commands
-building a scenario share.
+:mod:`.population`, :mod:`.optimize`); :mod:`.arguments` reads the command line's values and the options
+that commands building a scenario share.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..synth.pipeline import TooFewAgents
 from .arguments import Parser, UsageError, parse_count
 from .calibrate import Calibrate
 from .command import Command, plugged_in
+from .optimize import Optimize
 from .population import Population
 from .risk import Risk
 from .run import Run
@@ -51,6 +54,7 @@ BUILT_IN: dict[str, type[Command]] = {
     "sensitivity": Sensitivity,
     "population": Population,
     "risk": Risk,
+    "optimize": Optimize,
 }
 
 

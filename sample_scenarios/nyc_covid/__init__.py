@@ -233,6 +233,11 @@ class NycCovid(Scenario):
             "vaccine_capacity": vaccination.CAPACITY,
             "second_dose_interval": vaccination.INTERVAL,
             "vaccine_uptake": vaccination.UPTAKE,
+            "ve_infection_1": vaccination.VE_INFECTION_1,
+            "ve_infection_2": vaccination.VE_INFECTION_2,
+            "ve_severe_1": vaccination.VE_SEVERE_1,
+            "ve_severe_2": vaccination.VE_SEVERE_2,
+            "vaccine_onset_days": vaccination.ONSET_DAYS,
             # masks and closures
             "mask_adoption": _p(
                 0.0, (0.0, 1.0), "fraction", "share wearing masks (0: no mask policy); see Masks"
@@ -435,6 +440,11 @@ class NycCovid(Scenario):
                     capacity=spec["vaccine_capacity"],
                     interval=spec["second_dose_interval"],
                     uptake=spec["vaccine_uptake"],
+                    onset_days=spec["vaccine_onset_days"],
+                    ve_infection_1=spec["ve_infection_1"],
+                    ve_infection_2=spec["ve_infection_2"],
+                    ve_severe_1=spec["ve_severe_1"],
+                    ve_severe_2=spec["ve_severe_2"],
                 )
             )
         if float(o["mask_adoption"]) > 0:

@@ -1,0 +1,160 @@
+"""``populace optimize SCENARIO --lever L --objective O``: learn a decision by gradient descent through the
+simulation (:mod:`populace.optimize`), then compare it with the lever's heuristic alternatives on held-out
+seeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..experiment import Experiment
+from ..files import atomic_path
+from ..optimize import evaluate, optimize
+from .arguments import UsageError, non_negative, parse_count, parse_device, positive, scenario_arguments
+from .command import Command
+from .output import peak_rss_mb
+
+__all__ = ["Optimize"]
+
+HELD_OUT = 1000
+"""Held-out seeds start this far after ``--seed`` (training uses ``--seed`` … ``--seed + --seeds − 1``)."""
+
+
+class Optimize(Command):
+    help = "learn a decision (a lever) by gradient descent through the simulation"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
+        scenario_arguments(parser)
+        parser.add_argument("--lever", required=True, help="what to learn, e.g. allocation")
+        parser.add_argument("--objective", required=True, help="what to minimise, e.g. deaths")
+        parser.add_argument("--epochs", type=positive, default=2, help="passes over the seeds (default 2)")
+        parser.add_argument("--seeds", type=positive, default=4, help="training runs per epoch (default 4)")
+        parser.add_argument(
+            "--evaluate", type=non_negative, default=8, help="held-out runs per decision (default 8)"
+        )
+        parser.add_argument("--lr", type=float, default=0.3, help="Adam's learning rate (default 0.3)")
+        parser.add_argument("--checkpoint", type=positive, help="checkpoint every K days (saves memory)")
+        parser.add_argument("--out", help="folder for optimize.json (the learned decision and comparison)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def run(self, args: argparse.Namespace) -> int:
+        experiment = Experiment.from_texts(args.scenario, [], seed=args.seed)
+        scenario_cls = experiment.scenario
+        levers, objectives = scenario_cls.levers(), scenario_cls.objectives()
+        if args.lever not in levers:
+            known = ", ".join(levers) or "none"
+            raise UsageError(f"--lever: {scenario_cls.name} has no lever {args.lever!r}; known: {known}")
+        if args.objective not in objectives:
+            known = ", ".join(objectives) or "none"
+            raise UsageError(
+                f"--objective: {scenario_cls.name} has no objective {args.objective!r}; known: {known}"
+            )
+        if not args.lr > 0:
+            raise UsageError(f"--lr: expected a positive learning rate, got {args.lr}")
+        lever, objective = levers[args.lever], objectives[args.objective]
+        agents = parse_count(args.agents, "--agents") if args.agents is not None else None
+        days = (
+            parse_count(args.days, "--days", "days") if args.days is not None else scenario_cls.default_days
+        )
+        device = parse_device(args.device)
+        out = Path(args.out) if args.out else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+
+        def experiment_with(sets: tuple[str, ...]) -> Experiment:
+            return Experiment.from_texts(
+                scenario_cls, [*args.set, *sets], agents=agents, seed=args.seed, device=device
+            )
+
+        start = time.perf_counter()
+        learning = experiment_with(lever.sets)
+        model = learning.model()
+        training = list(range(args.seed, args.seed + args.seeds))
+        log = None if args.json else (lambda step: print(_step_line(step), flush=True))
+        report = optimize(
+            model,
+            lever,
+            objective,
+            days=days,
+            seeds=training,
+            epochs=args.epochs,
+            lr=args.lr,
+            every=args.checkpoint,
+            device=device,
+            on_step=log,
+        )
+        learned = report.learned
+        assert learned is not None
+        held_out = range(args.seed + HELD_OUT, args.seed + HELD_OUT + args.evaluate)
+        comparison: dict[str, Any] = {}
+        if args.evaluate:
+
+            def apply(m: Any) -> None:
+                if lever.apply is not None:
+                    lever.apply(m, learned)
+
+            values = evaluate(
+                learning.model, objective, days=days, seeds=held_out, device=device, prepare=apply
+            )
+            comparison["optimised"] = _spread(values)
+            start_values = evaluate(learning.model, objective, days=days, seeds=held_out, device=device)
+            comparison["starting point"] = _spread(start_values)
+            for label, sets in lever.alternatives:
+                comparison[label] = _spread(
+                    evaluate(experiment_with(sets).model, objective, days=days, seeds=held_out, device=device)
+                )
+        summary = {
+            "scenario": scenario_cls.name,
+            "agents": learning.agents,
+            "days": days,
+            "seed": args.seed,
+            "training_seeds": training,
+            "held_out_seeds": list(held_out),
+            "options": [*lever.sets, *args.set],
+            "lr": args.lr,
+            "epochs": args.epochs,
+            **report.summary(),
+            "decision": lever.table(model),
+            "comparison": comparison,
+            "total_s": round(time.perf_counter() - start, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "threads": torch.get_num_threads(),
+        }
+        if out is not None:
+            with atomic_path(out / "optimize.json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=1))
+        if args.json:
+            print(json.dumps(summary))
+            return 0
+        print(
+            f"{scenario_cls.name}: {lever.name} optimised against {objective.name} "
+            f"({learning.agents:,} agents x {days} days, {len(report.steps)} steps, {report.seconds:.1f} s)"
+        )
+        for label, result in comparison.items():
+            mean, sd, runs = result["mean"], result["sd"], len(result["values"])
+            print(f"  {label:32s} {mean:10.2f}  (sd {sd:.2f}, {runs} seeds)")
+        if out is not None:
+            print(f"wrote {out / 'optimize.json'}")
+        return 0
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def _step_line(step: dict[str, float]) -> str:
+    return (
+        f"epoch {int(step['epoch'])} seed {int(step['seed'])}: objective {step['objective']:.3f}, "
+        f"|gradient| {step['gradient_norm']:.3g}, {step['seconds']:.1f} s"
+    )

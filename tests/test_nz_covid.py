@@ -1,0 +1,111 @@
+"""nz-covid: agents' DHB and ethnicity, the real roll-out's DHB shares, the policies, the alert levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from populace import Model, Simulation, simulate
+from populace.layers.covid import Covid
+from populace.layers.rollout import Rollout
+from populace.scenario import find_scenario, parse_sets
+from populace.scenarios.nz_covid import START
+from populace.scenarios.nz_covid.data import AUCKLAND, DHBS, _group_weeks, uptake_table
+from populace.scenarios.nz_covid.policy import LEVELS, POLICIES, interval_as_it_was, levels_as_they_were
+
+AGENTS = 40_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POPULACE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def _build(*sets: str, agents: int = AGENTS) -> Model:
+    scenario = find_scenario("nz-covid")
+    return scenario().build(agents, parse_sets(scenario, sets), seed=1, device="cpu")
+
+
+def _rollout(model: Model) -> Rollout:
+    return next(layer for layer in model.layers if isinstance(layer, Rollout))
+
+
+def test_agents_have_their_dhb_and_the_ministrys_ethnic_mix() -> None:
+    model = _build()
+    covid = next(layer for layer in model.layers if isinstance(layer, Covid))
+    dhb = covid.breakdowns[0].index
+    ethnicity = covid.breakdowns[2].index
+    assert covid.breakdowns[0].labels == DHBS
+    auckland = torch.isin(dhb, torch.tensor([DHBS.index(d) for d in AUCKLAND])).float().mean()
+    assert 0.30 < float(auckland) < 0.38  # 1.72 of 4.90 million (Stats NZ 2018)
+    population, _ = uptake_table()
+    expected = population.sum((0, 2)) / population.sum()
+    got = torch.bincount(ethnicity, minlength=4).double() / ethnicity.numel()
+    assert torch.allclose(got, expected, atol=0.03), (got, expected)
+
+
+def test_the_real_rollout_follows_the_ministrys_shares_by_dhb() -> None:
+    """First doses by DHB before day 0 (17 August 2021) against the Ministry's weekly table to 15 August."""
+    model = _build()
+    state = Simulation(model, seed=1).states[model.layers.index(_rollout(model))]
+    layer = _rollout(model)
+    dosed = state.queue[state.dose_day[0] != -32768].long()
+    dhb = layer.breakdowns[0][1]
+    got = torch.bincount(dhb[dosed], minlength=len(DHBS)).double()
+    weeks, table = _group_weeks()
+    upto = [i for i, w in enumerate(weeks) if w <= dt.date(2021, 8, 15)]
+    expected = table[upto].sum((0, 2))
+    got, expected = got / got.sum(), expected / expected.sum()
+    assert float((got - expected).abs().max()) < 0.01, (got, expected)
+    # the doses before day 0 are the national series' (scaled), to within one dose a day
+    total = int(state.totals.sum())
+    assert abs(total - float(layer.supply[: -layer.first_day].sum())) <= -layer.first_day
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_runs_and_gives_the_same_doses(policy: str) -> None:
+    result = simulate(_build(f"policy={policy}", agents=20_000), 20, seed=1)
+    assert int(result.series["vaccinated"][-1]) > 0
+    given = result.series["first_doses"] + result.series["second_doses"]
+    assert int(given.sum()) > 0
+
+
+def test_the_policies_differ_in_who_is_vaccinated_first() -> None:
+    old = _rollout(_build("policy=oldest first"))
+    auckland = _rollout(_build("policy=Auckland first"))
+    s_old = Simulation(Model([old]), seed=1).states[0]
+    s_auck = Simulation(Model([auckland]), seed=1).states[0]
+    dhb = old.breakdowns[0][1]
+    akl = torch.isin(dhb, torch.tensor([DHBS.index(d) for d in AUCKLAND]))
+    dosed = [
+        torch.zeros_like(akl).index_fill(0, s.queue[s.dose_day[0] != -32768].long(), True)
+        for s in (s_old, s_auck)
+    ]
+    willing = old.willing & akl
+    covered = [float(d[willing].float().mean()) for d in dosed]  # willing Aucklanders with a dose by day 0
+    assert covered[1] == 1.0 > covered[0]
+    ages = [float(old.priority[s.queue[s.dose_day[0] != -32768].long()].mean()) for s in (s_old, s_auck)]
+    assert ages[0] > ages[1]
+
+
+def test_alert_levels_and_the_dose_interval_as_they_were() -> None:
+    levels = levels_as_they_were(START, 137)
+    day = {d: (d - START).days for d in (dt.date(2021, 8, 20), dt.date(2021, 9, 10), dt.date(2021, 12, 10))}
+    auckland = DHBS.index("Auckland")
+    canterbury = DHBS.index("Canterbury")
+    assert LEVELS[int(levels[0, auckland])] == "alert level 1"
+    assert LEVELS[int(levels[day[dt.date(2021, 8, 20)], canterbury])] == "alert level 4"
+    assert LEVELS[int(levels[day[dt.date(2021, 9, 10)], auckland])] == "alert level 4"
+    assert LEVELS[int(levels[day[dt.date(2021, 9, 10)], canterbury])] == "alert level 2"
+    assert LEVELS[int(levels[day[dt.date(2021, 12, 10)], auckland])] == "red"
+    assert LEVELS[int(levels[day[dt.date(2021, 12, 10)], canterbury])] == "orange"
+    interval = interval_as_it_was(300)
+    first = dt.date(2021, 2, 15)
+    assert int(interval[(dt.date(2021, 8, 11) - first).days]) == 21
+    assert int(interval[(dt.date(2021, 9, 1) - first).days]) == 42
+    assert int(interval[(dt.date(2021, 11, 1) - first).days]) == 21
