@@ -9,8 +9,8 @@ transport of its own. What the simulation adds on top:
 * **Results do not depend on the number of processes.** Random draws are addressed by global agent index
   (:mod:`populace.random`), and every sum over agents that feeds the dynamics or a series is exact: place
   emissions are rounded to multiples of 2⁻²⁴ and summed in float64 (:func:`exact`; exact for per-place
-  totals below 2²⁹), totals of per-agent floats in int64 fixed point (:meth:`Shard.total`). Exact sums are
-  the same in any order, so 1, 2 or 4 processes give bit-identical daily series.
+  totals below 2²⁹), totals of per-agent floats in int64 fixed point (:meth:`Shard.exact_sum`). Exact
+  sums are the same in any order, so 1, 2 or 4 processes give bit-identical daily series.
 * **Gradients cross processes.** :meth:`Shard.sum` is differentiable: its backward pass sums the gradients
   across processes (the adjoint of a sum). Every collective of a differentiable run is chained to the
   previous one through a token, so the backward collectives run in the same order on every process (the
