@@ -42,7 +42,8 @@ def _series(rank: int, ranks: int, scenario: str, sets: list[str], days: int, ou
         (
             "nyc-covid",
             [
-                *("mask_adoption=0.6", "work_close=20", "school_close=15", "screening=0.002"),
+                *("seeds_per_100k=300", "mask_adoption=0.6", "work_close=20", "school_close=15"),
+                "screening=0.002",
                 *("vaccination=on", "vaccine_start=5", "vaccine_capacity=2000", "second_dose_interval=10"),
             ],
         ),
