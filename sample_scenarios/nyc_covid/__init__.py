@@ -135,6 +135,11 @@ class NycCovid(Scenario):
             "vaccine_capacity": "doses per day",
             "second_dose_interval": "days between doses",
             "vaccine_uptake": "share willing to be vaccinated",
+            "ve_infection_1": "protection from infection, one dose",
+            "ve_infection_2": "protection from infection, two doses",
+            "ve_severe_1": "protection from hospital, one dose",
+            "ve_severe_2": "protection from hospital, two doses",
+            "vaccine_onset_days": "days until a dose protects",
         },
         "Stimulus": {
             "stimulus_amount": "stimulus per adult ($)",
