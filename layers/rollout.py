@@ -386,19 +386,8 @@ class Rollout(Modifier):
             now = done + int(torch.searchsorted(days, ready, right=True))
             if now > done:
                 agents = state.queue[state.order[done:now].long()].long()
-                state.level[agents] = dose + 1
+                vaccination.protect(state.level, state.factors, agents, dose, self)
                 state.protected[dose] = now
-                if state.factors is not None:
-                    infection, severity = self._tables()
-                    state.factors[0, agents] = infection[dose + 1]
-                    state.factors[1, agents] = severity[dose + 1]
-
-    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Susceptibility and severity factors by protection level (none, one dose, two doses)."""
-        one = torch.ones_like(self.ve_infection_1)
-        infection = torch.stack([one, 1 - self.ve_infection_1, 1 - self.ve_infection_2])
-        severe = torch.stack([one, 1 - self.ve_severe_1, 1 - self.ve_severe_2])
-        return infection, (severe / infection.clamp(min=1e-6)).clamp(max=1.0)
 
     def _mean_field(self, state: RolloutState, day: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The cells' mean susceptibility and severity factors from the real-valued allocation (only their
@@ -415,7 +404,7 @@ class Rollout(Modifier):
         p1 = upto(round(float(self.onset_1))) / self.cell_size.clamp(min=1)
         p2 = upto(round(float(self.onset_2)) + self._series(self.interval, day)) / self.cell_size.clamp(min=1)
         p2 = torch.minimum(p2, p1)
-        infection, severity = self._tables()
+        infection, severity = vaccination.protection_tables(self)
         sus = 1 - (p1 - p2) * (1 - infection[1]) - p2 * (1 - infection[2])
         sev = 1 - (p1 - p2) * (1 - severity[1]) - p2 * (1 - severity[2])
         return sus, sev
@@ -425,7 +414,7 @@ class Rollout(Modifier):
             return Effects()
         if state.factors is not None:
             return Effects(susceptibility=state.factors[0], severity=state.factors[1])
-        infection, severity = self._tables()
+        infection, severity = vaccination.protection_tables(self)
         level = state.level.long()
         sus, sev = infection[level], severity[level]
         mean = self._mean_field(state, ctx.day) if ctx.differentiable else None

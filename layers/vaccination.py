@@ -19,6 +19,7 @@ first dose is at least ~80% effective against severe disease.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -91,6 +92,35 @@ COST_PER_DOSE = Param(
     doc="Price plus administration: $19.50 per dose paid by the US (HHS-Pfizer contract, July 2020) and "
     "Medicare's $40 administration payment (March 2021), rounded.",
 )
+
+
+class Effectiveness(Protocol):
+    """A layer with the four vaccine-effectiveness parameters (:class:`Vaccination`, ``Rollout``)."""
+
+    ve_infection_1: torch.Tensor
+    ve_infection_2: torch.Tensor
+    ve_severe_1: torch.Tensor
+    ve_severe_2: torch.Tensor
+
+
+def protection_tables(ve: Effectiveness) -> tuple[torch.Tensor, torch.Tensor]:
+    """Susceptibility and severity factors by protection level (none, one dose, two doses)."""
+    one = torch.ones_like(ve.ve_infection_1)
+    infection = torch.stack([one, 1 - ve.ve_infection_1, 1 - ve.ve_infection_2])
+    severe = torch.stack([one, 1 - ve.ve_severe_1, 1 - ve.ve_severe_2])
+    return infection, (severe / infection.clamp(min=1e-6)).clamp(max=1.0)
+
+
+def protect(
+    level: torch.Tensor, factors: torch.Tensor | None, agents: torch.Tensor, dose: int, ve: Effectiveness
+) -> None:
+    """Mark ``agents`` protected by dose ``dose`` (0 or 1): their ``level``, and in fast mode their
+    susceptibility and severity ``factors`` (``float32[2, agents]``)."""
+    level[agents] = dose + 1
+    if factors is not None:
+        infection, severity = protection_tables(ve)
+        factors[0, agents] = infection[dose + 1]
+        factors[1, agents] = severity[dose + 1]
 
 
 @dataclass
@@ -268,26 +298,14 @@ class Vaccination(Modifier):
                 lo, hi = torch.searchsorted(
                     state.position, torch.tensor([done, now], device=state.position.device)
                 ).tolist()
-                agents = state.queue[lo:hi].long()
-                state.level[agents] = dose + 1
+                protect(state.level, state.factors, state.queue[lo:hi].long(), dose, self)
                 state.protected[dose] = now
-                if state.factors is not None:
-                    infection, severity = self._tables()
-                    state.factors[0, agents] = infection[dose + 1]
-                    state.factors[1, agents] = severity[dose + 1]
-
-    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Susceptibility and severity factors by protection level (none, one dose, two doses)."""
-        one = torch.ones_like(self.ve_infection_1)
-        infection = torch.stack([one, 1 - self.ve_infection_1, 1 - self.ve_infection_2])
-        severe = torch.stack([one, 1 - self.ve_severe_1, 1 - self.ve_severe_2])
-        return infection, (severe / infection.clamp(min=1e-6)).clamp(max=1.0)
 
     def effects(self, state: VaccinationState, ctx: StepContext) -> Effects:
         if int(state.protected[0]) == 0:
             return Effects()
         if state.factors is not None:
             return Effects(susceptibility=state.factors[0], severity=state.factors[1])
-        infection, severity = self._tables()
+        infection, severity = protection_tables(self)
         level = state.level.long()
         return Effects(susceptibility=infection[level], severity=severity[level])
