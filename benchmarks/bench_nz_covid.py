@@ -23,16 +23,10 @@ from pathlib import Path
 
 from _record import append, machine
 
+from populace.scenarios.nz_covid.policy import POLICIES
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "bench_nz_covid_results.json"
-POLICIES = (
-    "as it was",
-    "oldest first",
-    "sequencing groups as planned",
-    "Auckland first",
-    "equity first",
-    "pro rata",
-)
 
 
 def run(agents: str, device: str, sets: list[str], seed: int = 0) -> dict:
