@@ -15,7 +15,6 @@ process exchange nothing. Prints one JSON object and appends it to ``benchmarks/
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from _record import append, machine
 
 from populace.cli.arguments import parse_count
-from populace.contacts import AgeMixing, Places
+from populace.contacts import AgeMixing, Places, spanning_places
 from populace.distributed import split
 from populace.experiment import Experiment
 from populace.layers.infection import Infection
@@ -50,17 +49,13 @@ def count(scenario: str, agents: int, ranks: int, sets: list[str]) -> dict[str, 
             starts = torch.ones_like(place, dtype=torch.bool)
             starts[1:] = place[1:] != place[:-1]
     bounds = split(disease.n_agents, ranks, starts)
-    sizes = [b - a for a, b in itertools.pairwise(bounds)]
     settings = {}
     for s in disease.contacts():
         if not isinstance(s, (Places, AgeMixing)):
             continue
         index, outside = _index(s)
-        owner = torch.repeat_interleave(torch.arange(ranks), torch.tensor(sizes))
         member = index < outside
-        first = torch.full((outside + 1,), ranks).scatter_reduce(0, index, owner, "amin")[:outside]
-        last = torch.full((outside + 1,), -1).scatter_reduce(0, index, owner, "amax")[:outside]
-        spanning = first < last
+        spanning = spanning_places(index, outside, bounds)
         if not bool(spanning.any()):
             settings[s.name] = {"spans": False, "places": outside}
             continue

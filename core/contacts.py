@@ -26,6 +26,8 @@ processes (:meth:`Contacts.shard`) and each place's sum is taken across them. Th
 from __future__ import annotations
 
 import abc
+import itertools
+from collections.abc import Sequence
 from typing import Self
 
 import torch
@@ -34,7 +36,7 @@ from torch import nn
 from .distributed import Shard, exact
 from .params import Param, register_param
 
-__all__ = ["AgeMixing", "Contacts", "DistanceKernel", "EdgeNetwork", "Places"]
+__all__ = ["AgeMixing", "Contacts", "DistanceKernel", "EdgeNetwork", "Places", "spanning_places"]
 
 _WEIGHT = Param(
     1.0,
@@ -107,17 +109,25 @@ def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tenso
     return pressure.index_add_(0, index, exact(weights))
 
 
-def _spanning(index: torch.Tensor, outside: int, shard: Shard) -> bool:
-    """Whether some place of ``index`` (``int[agents]``, ``outside`` for non-members) has members in two
-    shards."""
-    ranks = torch.arange(shard.ranks, dtype=torch.int32, device=index.device)
-    owner = torch.repeat_interleave(ranks, torch.tensor(shard.sizes(), device=index.device))
+def spanning_places(index: torch.Tensor, outside: int, bounds: Sequence[int]) -> torch.Tensor:
+    """``bool[outside]``: which places of ``index`` (``int[agents]``, each agent's place, ``outside`` for
+    non-members) have members in two of the shards whose boundaries are ``bounds``."""
+    ranks = len(bounds) - 1
+    sizes = [b - a for a, b in itertools.pairwise(bounds)]
+    owner = torch.repeat_interleave(
+        torch.arange(ranks, dtype=torch.int32, device=index.device), torch.tensor(sizes, device=index.device)
+    )
     index = index.long()
-    first = torch.full((outside + 1,), shard.ranks, dtype=torch.int32, device=index.device)
+    first = torch.full((outside + 1,), ranks, dtype=torch.int32, device=index.device)
     first = first.scatter_reduce(0, index, owner, "amin")
     last = torch.full((outside + 1,), -1, dtype=torch.int32, device=index.device)
     last = last.scatter_reduce(0, index, owner, "amax")
-    return bool((first[:outside] < last[:outside]).any())
+    return first[:outside] < last[:outside]
+
+
+def _spanning(index: torch.Tensor, outside: int, shard: Shard) -> bool:
+    """Whether some place of ``index`` has members in two of ``shard``'s shards."""
+    return bool(spanning_places(index, outside, shard.bounds or ()).any())
 
 
 def _local_index(index: torch.Tensor, outside: int) -> tuple[torch.Tensor, torch.Tensor]:
