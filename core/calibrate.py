@@ -11,10 +11,11 @@ A :class:`Calibration` ties three things together:
   interventions, group) to a bounded table per period and group, e.g. relative transmission by week and
   borough, or the share of infections that are reported as cases.
 
-Each epoch runs the model with gradients (checkpointed), compares 7-day averages, and takes one Adam step;
-several seeds per step average out the estimator's noise. The fitted model is judged by the mean of several
-runs on held-out seeds (its expected trajectory, not one draw's noise). Fitted values are written with
-:func:`save_parameters` and read back by :func:`load_parameters` (``populace run --params FILE``).
+Each epoch runs the model with gradients (the lean reverse mode, :mod:`populace.replay`), compares 7-day
+averages, and takes one Adam step; several seeds per step average out the estimator's noise. The fitted
+model is judged by the mean of several runs on held-out seeds (its expected trajectory, not one draw's
+noise). Fitted values are written with :func:`save_parameters` and read back by :func:`load_parameters`
+(``populace run --params FILE``).
 """
 
 from __future__ import annotations
@@ -377,7 +378,7 @@ class Calibration(nn.Module):
         if self.released:
             raise RuntimeError("fit: this calibration has already run; build a new Calibration to fit again")
         split = shard is not None and shard.spans
-        grad = grad if grad is not None else ("full" if split else Checkpointed(7))
+        grad = grad if grad is not None else ("full" if split else Checkpointed())
         start = time.perf_counter()
         frozen = [
             p for n, p in self.model.named_parameters() if p.requires_grad and "parametrizations." not in n

@@ -19,6 +19,7 @@ object, :data:`ESTIMATORS` lists the names.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,25 +32,40 @@ __all__ = ["ESTIMATORS", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "e
 
 @dataclass(frozen=True)
 class Draw:
-    """Today's infection draw, as a disease layer hands it to its estimator.
+    """Today's infection draw, as a disease layer hands it to its estimator. What only some estimators use
+    is computed when asked for (each is a pass over every agent).
 
     Attributes:
         rate: ``float32[agents]`` today's hazard on each agent (≥ 0), carrying gradients.
         sample: ``bool[agents]`` who is infected today (the exact sample).
-        open_: ``float32[agents]`` each agent's soft susceptibility (1 − its infection weight).
-        uniform: ``float32[agents]`` the uniform each agent's threshold implies today.
-        waiting: ``bool[agents]`` agents still susceptible after today.
+        threshold: ``float32[agents]`` each agent's hazard still needed before today (``inf`` unless
+            susceptible), divided by its fixed susceptibility.
+        susceptible: ``float32[agents]`` that fixed susceptibility, or ``None`` (1 for everyone).
+        opening: computes each agent's soft susceptibility (:meth:`open_`).
         day: today.
         later: what the reverse pass learns of later infections (from :meth:`Estimator.later`).
     """
 
     rate: torch.Tensor
     sample: torch.Tensor
-    open_: torch.Tensor
-    uniform: torch.Tensor
-    waiting: torch.Tensor
+    threshold: torch.Tensor
+    susceptible: torch.Tensor | None
+    opening: Callable[[], torch.Tensor]
     day: int
     later: LaterInfections | None
+
+    def open_(self) -> torch.Tensor:
+        """``float32[agents]`` each agent's soft susceptibility (1 − its infection weight, mostly)."""
+        return self.opening()
+
+    def uniform(self) -> torch.Tensor:
+        """``float32[agents]`` the uniform each agent's threshold implies today."""
+        scaled = self.threshold if self.susceptible is None else self.threshold * self.susceptible
+        return -torch.expm1(-scaled.clamp(min=0))
+
+    def waiting(self) -> torch.Tensor:
+        """``bool[agents]`` the agents still susceptible after today."""
+        return torch.isfinite(self.threshold) & ~self.sample
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,7 @@ class Estimator(abc.ABC):
     def infect(self, draw: Draw) -> torch.Tensor:
         """Today's infections (the exact ``draw.sample``) as a float tensor whose derivative goes to
         ``draw.rate``."""
-        return self.bernoulli(-torch.expm1(-draw.rate) * draw.open_, draw.uniform, draw.sample.float())
+        return self.bernoulli(-torch.expm1(-draw.rate) * draw.open_(), None, draw.sample.float())
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,7 @@ class Sellke(Estimator):
     def infect(self, draw: Draw) -> torch.Tensor:
         if draw.later is None:
             raise ValueError("estimator: Sellke needs the state's record of later infections")
-        return SellkeThreshold.apply(draw.rate, draw.sample, draw.waiting, draw.day, draw.later)
+        return SellkeThreshold.apply(draw.rate, draw.sample, draw.waiting(), draw.day, draw.later)
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,10 @@ class Gumbel(Estimator):
         if u is None:
             return SmoothedBernoulli.apply(p, sample)
         return HardGumbel.apply(p, u, sample, self.tau)
+
+    def infect(self, draw: Draw) -> torch.Tensor:
+        p = -torch.expm1(-draw.rate) * draw.open_()
+        return self.bernoulli(p, draw.uniform(), draw.sample.float())
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -94,8 +94,8 @@ def optimize(
     on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> Optimization:
     """Learn ``lever``'s decision on ``model`` by Adam steps against ``objective``'s gradient, one
-    differentiable run per seed of ``seeds``, ``epochs`` times over (``every``: checkpoint every that many
-    days, to save memory)."""
+    differentiable run per seed of ``seeds``, ``epochs`` times over, in the lean reverse mode (``every``:
+    days between the kept states the backward pass replays from; default √days)."""
     if epochs < 1 or not seeds:
         raise ValueError(f"optimize: need epochs >= 1 and at least one seed, got {epochs} and {list(seeds)}")
     output = Output.parse(objective.output)
@@ -104,7 +104,7 @@ def optimize(
     optimiser = torch.optim.Adam([theta], lr=lr)
     report = Optimization(lever.name, objective.name)
     start = time.perf_counter()
-    grad: Checkpointed | Literal["full"] = Checkpointed(every) if every else "full"
+    grad = Checkpointed(every)
     for epoch in range(epochs):
         for seed in seeds:
             tick = time.perf_counter()

@@ -29,7 +29,7 @@ from torch.autograd import forward_ad
 from torch.func import functional_call
 
 from .model import Model
-from .simulate import GradMode, Result, Simulation
+from .simulate import Checkpointed, GradMode, Result, Simulation
 
 __all__ = ["Output", "Sensitivity", "sensitivity"]
 
@@ -132,7 +132,7 @@ def sensitivity(
     *,
     seeds: Sequence[int] = (0,),
     device: torch.device | str = "cpu",
-    grad: GradMode = "full",
+    grad: GradMode | None = None,
     mode: Literal["reverse", "forward"] = "reverse",
     parameters: Sequence[str] | None = None,
     fd_check: Sequence[str] = (),
@@ -143,12 +143,14 @@ def sensitivity(
     Args:
         outputs: outcome texts or :class:`Output`.
         seeds: one run per seed; gradients and outputs are averaged.
-        grad: ``"full"`` or :class:`Checkpointed` (reverse mode; checkpointing trades time for memory).
+        grad: reverse mode's tape: :class:`Checkpointed` (the lean default, ``None``: the forward pass keeps
+            no tape and the backward pass replays segments) or ``"full"`` (the whole run's tape).
         mode: ``"reverse"`` (one backward pass per output) or ``"forward"`` (one run per parameter entry).
         parameters: dotted names to differentiate (default: every learnable parameter).
         fd_check: parameters (scalars) to check by central finite differences with common random numbers,
             step ``fd_step`` × |value| (or × the bound range when the value is 0), fast mode, same seeds.
     """
+    grad = grad if grad is not None else Checkpointed()
     outs = [o if isinstance(o, Output) else Output.parse(o) for o in outputs]
     if not outs:
         raise ValueError("outputs: give at least one outcome")

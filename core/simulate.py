@@ -5,9 +5,11 @@ Gradient modes:
 * ``"off"`` — fast mode: runs under ``torch.no_grad()``; layers keep only compact integer state and
   update it in place; no autograd graph is built.
 * ``"full"`` — every day is recorded on the autograd tape; memory grows with days × agents.
-* :class:`Checkpointed` ``(every=k)`` — the tape keeps only the state every ``k`` days; each segment
-  is recomputed during the backward pass (random streams are keyed by day, so the recomputation sees
-  the same numbers and gives the same gradients as ``"full"``).
+* :class:`Checkpointed` ``(every=k)`` — the lean reverse mode (:mod:`populace.replay`): the forward pass
+  keeps no tape, only the state at the start of every ``k`` days (``⌈√days⌉`` by default); the backward
+  pass replays each segment with its tape, last first (random streams are keyed by day, so a replay sees
+  the same numbers and gives the same gradients as ``"full"``). Memory: the snapshots and one segment's
+  tape, not the whole run's.
 """
 
 from __future__ import annotations
@@ -22,25 +24,30 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from .distributed import Shard
 from .files import atomic_path
 from .model import LayerState, Model, StepContext
 from .random import RandomStreams
+from .replay import default_every, replay_run
 
 __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 
 
 @dataclass(frozen=True)
 class Checkpointed:
-    """Reverse mode with gradient checkpointing every ``every`` days."""
+    """The lean reverse mode (:mod:`populace.replay`): a snapshot of the state every ``every`` days
+    (``None``: ``⌈√days⌉`` of the run, which balances the snapshots against one segment's tape)."""
 
-    every: int = 7
+    every: int | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
+        if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
             raise ValueError(f"Checkpointed.every: expected a positive number of days, got {self.every}")
+
+    def segment(self, days: int) -> int:
+        """Days per segment of a run of ``days`` days."""
+        return self.every if self.every is not None else default_every(days)
 
 
 GradMode = Literal["off", "full"] | Checkpointed
@@ -192,17 +199,6 @@ class Simulation:
                 on_day(day)
         return states, {name: series[name] if name in series else torch.stack(rows[name]) for name in names}
 
-    def _segment(
-        self,
-        states: list[LayerState],
-        first_day: int,
-        days: int,
-        names: tuple[str, ...],
-        on_day: Callable[[int], None] | None,
-    ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
-        """:meth:`_advance` on forked states: a pure function of its inputs, safe to recompute."""
-        return self._advance([s.fork() for s in states], first_day, days, names, on_day)
-
     def stream(
         self, days: int, record: Sequence[str] | None = None
     ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
@@ -224,24 +220,25 @@ class Simulation:
         self, days: int, record: Sequence[str] | None = None, on_day: Callable[[int], None] | None = None
     ) -> Result:
         """Advance ``days`` days and return their daily series; ``on_day(day)`` is called after each day
-        (with :class:`Checkpointed`, also when a segment is recomputed in the backward pass)."""
+        of the forward pass."""
         _check_days(days)
         names = self._names(record)
         first = self.day
-        chunks: list[dict[str, torch.Tensor]] = []
         with self._autograd():
             if isinstance(self.grad, Checkpointed):
-                for start in range(first, first + days, self.grad.every):
-                    span = min(self.grad.every, first + days - start)
-                    self.states, rows = checkpoint(
-                        self._segment, self.states, start, span, names, on_day, use_reentrant=False
-                    )
-                    chunks.append(rows)
+                self.states, series = replay_run(
+                    self.states,
+                    first,
+                    days,
+                    self.grad.segment(days),
+                    names,
+                    lambda states, day: self.model.step(states, self._ctx(day)),
+                    self.model.observe,
+                    on_day,
+                )
             else:
-                self.states, rows = self._advance(self.states, first, days, names, on_day)
-                chunks.append(rows)
+                self.states, series = self._advance(self.states, first, days, names, on_day)
         self.day = first + days
-        series = {name: torch.cat([c[name] for c in chunks]) for name in names}
         if self.differentiable and self.shard.spans:
             # every series reaches the chain of collectives, so any loss's backward runs all of them
             series = {name: self.shard.tie(value) for name, value in series.items()}

@@ -97,15 +97,15 @@ def levers(
     outcome: str,
     fitted: Mapping[str, Any] | None = None,
 ) -> Levers:
-    """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass (checkpointed weekly) for a
-    run of ``days`` days with these options, on ``agents`` agents."""
+    """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass (the lean mode,
+    :mod:`populace.replay`) for a run of ``days`` days with these options, on ``agents`` agents."""
     model = _build(scenario, options, agents, seed, fitted)
     specs = model.specs()
     by_spec = _options_by_spec(model, options)
     plain_names = {n: label for labels in scenario.option_groups.values() for n, label in labels.items()}
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
     report: Sensitivity = sensitivity(
-        model, days, [outcome], seeds=(seed,), grad=Checkpointed(7), parameters=scalars
+        model, days, [outcome], seeds=(seed,), grad=Checkpointed(), parameters=scalars
     )
     values = dict(model.named_parameters())
     found = []

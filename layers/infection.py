@@ -31,6 +31,7 @@ infection goes), ``infectious`` (the first and last infectious stage: a contiguo
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -428,13 +429,12 @@ class Infection(Layer):
         susceptible = state.susceptible
         sample = state.threshold - hazard.detach() <= 0
         rate = (hazard if susceptible is None else hazard * susceptible).clamp(min=0)
-        uniform = state.threshold if susceptible is None else state.threshold * susceptible
         draw = Draw(
             rate=rate,
             sample=sample,
-            open_=self.open_weight(state),
-            uniform=-torch.expm1(-uniform.clamp(min=0)),
-            waiting=torch.isfinite(state.threshold) & ~sample,
+            threshold=state.threshold,
+            susceptible=susceptible,
+            opening=functools.partial(self.open_weight, state),
             day=ctx.day,
             later=state.later,
         )

@@ -40,7 +40,11 @@ class Optimize(Command):
             "--evaluate", type=non_negative, default=8, help="held-out runs per decision (default 8)"
         )
         parser.add_argument("--lr", type=float, default=0.3, help="Adam's learning rate (default 0.3)")
-        parser.add_argument("--checkpoint", type=positive, help="checkpoint every K days (saves memory)")
+        parser.add_argument(
+            "--checkpoint",
+            type=positive,
+            help="days between the kept states the backward pass replays from (default √days)",
+        )
         parser.add_argument("--out", help="folder for optimize.json (the learned decision and comparison)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 

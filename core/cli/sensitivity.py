@@ -31,7 +31,9 @@ class Sensitivity(Command):
             "--mode", choices=("reverse", "forward"), default="reverse", help="AD mode (default reverse)"
         )
         parser.add_argument(
-            "--checkpoint", type=positive, help="reverse mode: checkpoint every K days (saves memory)"
+            "--checkpoint",
+            type=positive,
+            help="reverse mode: days between the kept states the backward pass replays from (default √days)",
         )
         parser.add_argument(
             "--fd-check", action="store_true", help="check scalar parameters by finite differences"
@@ -57,7 +59,7 @@ class Sensitivity(Command):
                 outputs,
                 seeds=range(args.seed, args.seed + args.seeds),
                 device=device,
-                grad=Checkpointed(args.checkpoint) if args.checkpoint else "full",
+                grad=Checkpointed(args.checkpoint),
                 mode=args.mode,
                 fd_check=scalars if args.fd_check else (),
             )

@@ -1,0 +1,288 @@
+"""The lean reverse mode: a forward pass that keeps no tape, and segments replayed backwards.
+
+A differentiable day records ~50 bytes per agent on the autograd tape (``benchmarks/tape_bytes.py``), so a
+whole run's tape grows with days × agents (14 GB at 1M agents × 120 days) while an agent's state is a few
+dozen bytes. :func:`replay_run` keeps the state instead of the tape:
+
+1. **Forward, without a tape.** Each day runs the differentiable code with gradients enabled, but the state
+   that carries gradients is detached at the end of every day, so a day's tape is freed once the next day
+   starts. The state at the start of every segment of ``every`` days is kept (:class:`Snapshot`): tensors
+   that carry gradients are shared (the model never writes them in place), the others are copied only
+   when they changed since the previous snapshot (the population's fixed tables are kept once).
+2. **Backward, one segment at a time, last first.** Each segment is run again from its snapshot with its
+   tape; one backward pass through it takes the gradient of the outputs of its days and of the state it
+   handed to the next segment (its *adjoint*, from the segment replayed before it), and gives the
+   parameters' gradients and the adjoint of the state it started from.
+
+Random draws are addressed by day (:mod:`populace.random`), so a replayed segment draws exactly the same
+numbers, and the gradients equal those of the whole tape (tested). Peak memory is the snapshots plus one
+segment's tape: ``days / every`` snapshots and ``every`` days of tape, least near ``every = √days`` (the
+default). The cost is one more forward pass than the whole tape.
+
+The run is one :class:`torch.autograd.Function`, whose inputs are every tensor requiring gradients the days
+read (found on each day's graph: parameters, or the cached values of parametrised ones) and the state the
+run started from, and whose outputs are the daily series and the state it ends with: ``loss.backward()``
+and ``torch.autograd.grad`` work as with the whole tape, and a run continued from this one chains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .model import LayerState
+
+__all__ = ["Snapshot", "default_every", "replay_run"]
+
+Path = tuple[int, str, int]
+"""Where a tensor sits in a model's state: layer index, field, index in a list field (-1: not a list)."""
+
+Step = Callable[[list[LayerState], int], list[LayerState]]
+Observe = Callable[[list[LayerState]], dict[str, torch.Tensor]]
+
+
+def default_every(days: int) -> int:
+    """Days per segment when none is given: ⌈√days⌉, which balances the snapshots against one segment's
+    tape."""
+    return max(1, math.ceil(math.sqrt(days)))
+
+
+def tensors(states: Sequence[LayerState]) -> Iterator[tuple[Path, torch.Tensor]]:
+    """Every tensor of ``states`` with its :data:`Path`."""
+    for i, state in enumerate(states):
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            if isinstance(value, torch.Tensor):
+                yield (i, f.name, -1), value
+            elif isinstance(value, list):
+                for j, v in enumerate(value):
+                    if isinstance(v, torch.Tensor):
+                        yield (i, f.name, j), v
+
+
+def replace(states: Sequence[LayerState], new: dict[Path, torch.Tensor]) -> list[LayerState]:
+    """``states`` with the tensors at the paths of ``new`` replaced (other fields shared)."""
+    out = []
+    for i, state in enumerate(states):
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            if isinstance(value, torch.Tensor) and (i, f.name, -1) in new:
+                changes[f.name] = new[(i, f.name, -1)]
+            elif isinstance(value, list) and any((i, f.name, j) in new for j in range(len(value))):
+                changes[f.name] = [new.get((i, f.name, j), v) for j, v in enumerate(value)]
+        out.append(dataclasses.replace(state, **changes) if changes else state)
+    return out
+
+
+class _Copies:
+    """The copies of the tensors without gradients kept by snapshots: a tensor that is the same object, not
+    written since (its version counter), reuses its last copy."""
+
+    def __init__(self) -> None:
+        self._last: dict[Path, tuple[weakref.ref[torch.Tensor], int, torch.Tensor]] = {}
+
+    def copy(self, path: Path, tensor: torch.Tensor) -> torch.Tensor:
+        last = self._last.get(path)
+        if last is not None and last[0]() is tensor and last[1] == tensor._version:
+            return last[2]
+        kept = tensor.detach().clone()
+        self._last[path] = (weakref.ref(tensor), tensor._version, kept)
+        return kept
+
+
+@dataclass
+class Snapshot:
+    """The state at the start of a segment (``first`` day, ``days`` long): ``carried`` holds the tensors
+    that carry gradients (shared, detached), ``fixed`` copies of the others; ``states`` the layer states
+    they belong in (their other fields: objects shared by the run, such as the Sellke estimator's record)."""
+
+    first: int
+    days: int
+    states: list[LayerState]
+    carried: dict[Path, torch.Tensor]
+    fixed: dict[Path, torch.Tensor]
+
+    @classmethod
+    def take(cls, states: list[LayerState], first: int, days: int, copies: _Copies) -> Snapshot:
+        carried, fixed = {}, {}
+        for path, t in tensors(states):
+            if t.requires_grad:
+                carried[path] = t.detach()
+            else:
+                fixed[path] = copies.copy(path, t)
+        # the states hold what was kept, not the live tensors (a day may replace those, not only write them)
+        return cls(first, days, replace(states, {**carried, **fixed}), carried, fixed)
+
+    def restore(self) -> tuple[list[LayerState], dict[Path, torch.Tensor]]:
+        """Fresh states to replay the segment from (copies of the fixed tensors, which a day writes in place)
+        and the leaves standing for the carried tensors, by path."""
+        leaves = {p: t.detach().requires_grad_() for p, t in self.carried.items()}
+        copies = {p: t.clone() for p, t in self.fixed.items()}
+        return replace(self.states, {**copies, **leaves}), leaves
+
+
+def _detach(states: list[LayerState]) -> tuple[list[LayerState], list[torch.Tensor]]:
+    """``states`` with every tensor carrying gradients cut from today's tape (a new leaf of the same
+    values), and the tensors that were cut."""
+    cut = {p: t for p, t in tensors(states) if t.requires_grad}
+    return replace(states, {p: t.detach().requires_grad_() for p, t in cut.items()}), list(cut.values())
+
+
+def _leaves(roots: Sequence[torch.Tensor], own: set[int]) -> list[torch.Tensor]:
+    """The tensors requiring gradients that ``roots`` were computed from (the leaves of their graph, or
+    what is cached behind a parametrisation), except the run's own state leaves (``own``, by id)."""
+    found: dict[int, torch.Tensor] = {}
+    seen: set[torch.autograd.graph.Node] = set()
+    stack = [t.grad_fn for t in roots if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            if id(variable) not in own:
+                found[id(variable)] = variable
+            continue
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return list(found.values())
+
+
+class _Replay(torch.autograd.Function):
+    """The run as one function of its inputs (see module docs); the backward pass replays the segments."""
+
+    @staticmethod
+    def forward(ctx: Any, run: _Run, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.run = run
+        ctx.set_materialize_grads(False)  # an output the loss does not use sends no gradient back
+        return tuple(t.detach().clone() for t in run.outputs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        return (None, *ctx.run.backward(grads))
+
+
+@dataclass
+class _Run:
+    """What the backward pass of a replayed run needs."""
+
+    step: Step
+    observe: Observe
+    names: tuple[str, ...]
+    snapshots: list[Snapshot]
+    inputs: list[torch.Tensor]
+    start: dict[Path, torch.Tensor]
+    end: dict[Path, torch.Tensor]
+    series: dict[str, torch.Tensor]
+
+    @property
+    def outputs(self) -> list[torch.Tensor]:
+        return [*self.series.values(), *self.end.values()]
+
+    def backward(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        by_name = dict(zip(self.names, grads[: len(self.names)], strict=True))
+        adjoint = {p: g for p, g in zip(self.end, grads[len(self.names) :], strict=True) if g is not None}
+        totals: list[torch.Tensor | None] = [None] * len(self.inputs)
+        offset = sum(s.days for s in self.snapshots)
+        for snap in reversed(self.snapshots):
+            offset -= snap.days
+            states, leaves = snap.restore()
+            with torch.enable_grad():
+                got = self._replay(snap, states, leaves, by_name, adjoint, offset)
+            adjoint = {}
+            if got is None:
+                continue
+            for k, g in enumerate(got[: len(self.inputs)]):
+                if g is not None:
+                    total = totals[k]
+                    totals[k] = g if total is None else total + g
+            adjoint = {p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None}
+        return [*totals, *(adjoint.get(p) for p in self.start)]
+
+    def _replay(
+        self,
+        snap: Snapshot,
+        states: list[LayerState],
+        leaves: dict[Path, torch.Tensor],
+        by_name: dict[str, torch.Tensor | None],
+        adjoint: dict[Path, torch.Tensor],
+        offset: int,
+    ) -> tuple[torch.Tensor | None, ...] | None:
+        """Replay one segment with its tape and take the gradients of its outputs (the series' rows of its
+        days, ``offset`` into the run, and the state it ends with) with respect to the run's inputs and the
+        leaves of its first state; ``None`` if nothing of the segment reaches the loss."""
+        rows: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
+        for day in range(snap.first, snap.first + snap.days):
+            states = self.step(states, day)
+            observed = self.observe(states)
+            for n in self.names:
+                rows[n].append(observed[n])
+        outs, outs_grad = [], []
+        for n in self.names:
+            g = by_name[n]
+            value = torch.stack(rows[n])
+            if g is not None and value.requires_grad:
+                outs.append(value)
+                outs_grad.append(g[offset : offset + snap.days])
+        for path, t in tensors(states):
+            if path in adjoint and t.requires_grad:
+                outs.append(t)
+                outs_grad.append(adjoint[path])
+        if not outs:
+            return None
+        wrt = [*self.inputs, *leaves.values()]
+        return torch.autograd.grad(outs, wrt, outs_grad, allow_unused=True, retain_graph=True)
+
+
+def replay_run(
+    states: list[LayerState],
+    first: int,
+    days: int,
+    every: int,
+    names: tuple[str, ...],
+    step: Step,
+    observe: Observe,
+    on_day: Callable[[int], None] | None = None,
+) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
+    """Run ``days`` days from ``states`` (day ``first``) in the lean reverse mode (module docs): the state
+    at the end and the series ``names``, both carrying gradients through :class:`_Replay`.
+
+    ``step(states, day)`` advances a day (in differentiable mode), ``observe(states)`` reports its values;
+    ``on_day(day)`` is called after each day of the forward pass."""
+    start = {p: t for p, t in tensors(states) if t.requires_grad}
+    inputs: dict[int, torch.Tensor] = {}
+    copies = _Copies()
+    snapshots: list[Snapshot] = []
+    rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    current = replace(states, {p: t.detach().requires_grad_() for p, t in start.items()})
+    with torch.enable_grad():
+        for day in range(first, first + days):
+            if (day - first) % every == 0:
+                snapshots.append(Snapshot.take(current, day, min(every, first + days - day), copies))
+            own = {id(t) for _, t in tensors(current) if t.requires_grad}  # today's graph starts there
+            current = step(current, day)
+            observed = observe(current)
+            roots = [observed[n] for n in names if observed[n].requires_grad]
+            current, cut = _detach(current)
+            for t in _leaves([*roots, *cut], own):
+                inputs.setdefault(id(t), t)
+            for n in names:
+                rows[n].append(observed[n].detach())
+            if on_day is not None:
+                on_day(day)
+    series = {n: torch.stack(rows[n]) for n in names}
+    end = {p: t for p, t in tensors(current) if t.requires_grad}
+    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series)
+    if not run.inputs and not start:
+        return current, series  # nothing depends on a tensor requiring gradients
+    outputs = _Replay.apply(run, *run.inputs, *start.values())
+    k = len(names)
+    series = dict(zip(names, outputs[:k], strict=True))
+    return replace(current, dict(zip(end, outputs[k:], strict=True))), series

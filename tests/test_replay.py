@@ -1,0 +1,88 @@
+"""The lean reverse mode (populace.replay): the gradients of the whole tape, with a fraction of its memory."""
+
+from __future__ import annotations
+
+import torch
+
+from populace import Checkpointed, Simulation, parse_sets
+from populace.replay import default_every
+from populace.scenarios.nyc_covid import NycCovid
+
+
+def nyc_model(agents: int = 3_000):  # type: ignore[no-untyped-def]
+    options = parse_sets(
+        NycCovid,
+        ["seeds_per_100k=300", "vaccination=on", "mask_adoption=0.5", "school_close=12", "estimator=sellke"],
+    )
+    return NycCovid().build(agents, options, seed=0, device="cpu")
+
+
+def gradients(model, grad, days: int = 30) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    model.zero_grad()
+    result = Simulation(model, seed=3, grad=grad).run(days)
+    loss = result.series["new_deaths"].sum() + result.series["hospitalised"].max()
+    loss = loss + result.series["new_infections"][10:20].sum() * 0.01
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_lean_gradients_equal_the_whole_tape_through_every_layer_of_nyc_covid() -> None:
+    """Behaviour, testing, masks, closures, vaccination and the Sellke estimator's reverse pass, which
+    carries what it learnt of later days from one replayed segment to the one before."""
+    model = nyc_model()
+    full = gradients(model, "full")
+    lean = gradients(model, Checkpointed())
+    assert set(full) == set(lean)
+    assert len(full) > 5
+    assert any(float(g.abs().sum()) > 0 for g in full.values())
+    for name in full:
+        scale = float(full[name].abs().max())
+        torch.testing.assert_close(lean[name], full[name], rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_a_run_continued_from_a_lean_run_chains_its_gradients() -> None:
+    """The state a lean run ends with carries gradients into the next run of the same simulation."""
+    model = nyc_model(4_000)
+    grads = []
+    for grad in ("full", Checkpointed(every=4)):
+        model.zero_grad()
+        sim = Simulation(model, seed=5, grad=grad)
+        sim.run(15)
+        later = sim.run(15)
+        later.series["new_infections"].sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    beta = "covid.beta"
+    assert float(grads[0][beta]) != 0
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
+
+
+def test_torch_autograd_grad_works_and_the_series_values_equal_the_fast_run() -> None:
+    model = nyc_model()
+    fast = Simulation(model, seed=2).run(30)
+    lean = Simulation(model, seed=2, grad=Checkpointed()).run(30)
+    for name, series in fast.series.items():
+        assert torch.equal(lean.series[name].detach().to(series.dtype), series), name
+    beta = model.covid.beta  # type: ignore[union-attr]
+    (d,) = torch.autograd.grad(lean.series["new_infections"].sum(), [beta])
+    assert float(d) > 0
+
+
+def test_snapshots_keep_a_tensor_once_while_it_does_not_change() -> None:
+    model = nyc_model()
+    result = Simulation(model, seed=1, grad=Checkpointed(every=5)).run(30)
+    run = result.series["new_infections"].grad_fn.run  # type: ignore[union-attr]
+    assert len(run.snapshots) == 6
+    first, last = run.snapshots[0], run.snapshots[-1]
+    shared = [p for p in first.fixed if p in last.fixed and first.fixed[p] is last.fixed[p]]
+    changed = [p for p in first.fixed if p in last.fixed and first.fixed[p] is not last.fixed[p]]
+    names = {p[1] for p in shared}
+    assert "durations" in names  # the course drawn at the start is kept once
+    assert "stage" in {p[1] for p in changed}
+    assert "threshold" in {p[1] for p in changed}
+
+
+def test_default_segment_is_the_square_root_of_the_days() -> None:
+    assert [default_every(d) for d in (1, 4, 5, 120, 121)] == [1, 2, 3, 11, 11]
+    assert Checkpointed().segment(120) == 11
+    assert Checkpointed(every=7).segment(120) == 7
