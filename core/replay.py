@@ -37,8 +37,9 @@ from typing import Any
 import torch
 
 from .model import LayerState
+from .samplers import BackwardRecord
 
-__all__ = ["Snapshot", "default_every", "replay_run"]
+__all__ = ["Snapshot", "default_every", "replay_run", "vjps"]
 
 Path = tuple[int, str, int]
 """Where a tensor sits in a model's state: layer index, field, index in a list field (-1: not a list)."""
@@ -186,51 +187,86 @@ class _Run:
     def outputs(self) -> list[torch.Tensor]:
         return [*self.series.values(), *self.end.values()]
 
+    @property
+    def records(self) -> list[BackwardRecord]:
+        """The backward records the run's states hold (the same objects in every snapshot)."""
+        found: dict[int, BackwardRecord] = {}
+        for state in self.snapshots[0].states if self.snapshots else []:
+            for f in dataclasses.fields(state):
+                value = getattr(state, f.name)
+                if isinstance(value, BackwardRecord):
+                    found[id(value)] = value
+        return list(found.values())
+
     def backward(self, grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
-        by_name = dict(zip(self.names, grads[: len(self.names)], strict=True))
-        adjoint = {p: g for p, g in zip(self.end, grads[len(self.names) :], strict=True) if g is not None}
-        totals: list[torch.Tensor | None] = [None] * len(self.inputs)
+        return self.vjps([grads])[0]
+
+    def vjps(self, passes: Sequence[Sequence[torch.Tensor | None]]) -> list[list[torch.Tensor | None]]:
+        """One reverse pass per entry of ``passes`` (the gradients of the outputs: the series, then the end
+        state), each segment replayed once for all of them: per pass, the gradients of the inputs, then the
+        adjoint of the start state."""
+        k = len(self.names)
+        by_name = [dict(zip(self.names, g[:k], strict=True)) for g in passes]
+        adjoints = [{p: a for p, a in zip(self.end, g[k:], strict=True) if a is not None} for g in passes]
+        totals: list[list[torch.Tensor | None]] = [[None] * len(self.inputs) for _ in passes]
+        records = self.records if len(passes) > 1 else []
         offset = sum(s.days for s in self.snapshots)
         for snap in reversed(self.snapshots):
             offset -= snap.days
             states, leaves = snap.restore()
             with torch.enable_grad():
-                got = self._replay(snap, states, leaves, by_name, adjoint, offset)
-            adjoint = {}
-            if got is None:
-                continue
-            for k, g in enumerate(got[: len(self.inputs)]):
-                if g is not None:
-                    total = totals[k]
-                    totals[k] = g if total is None else total + g
-            adjoint = {p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None}
-        return [*totals, *(adjoint.get(p) for p in self.start)]
+                rows, states = self._replay(snap, states)
+                for j in range(len(passes)):
+                    for record in records:
+                        record.use_pass(j)
+                    got = self._gradients(rows, states, leaves, by_name[j], adjoints[j], offset, snap.days)
+                    adjoints[j] = {}
+                    if got is None:
+                        continue
+                    for i, g in enumerate(got[: len(self.inputs)]):
+                        if g is not None:
+                            total = totals[j][i]
+                            totals[j][i] = g if total is None else total + g
+                    adjoints[j] = {
+                        p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None
+                    }
+                del rows, states  # this segment's tape, before the next one's is recorded
+        return [[*totals[j], *(adjoints[j].get(p) for p in self.start)] for j in range(len(passes))]
 
     def _replay(
-        self,
-        snap: Snapshot,
-        states: list[LayerState],
-        leaves: dict[Path, torch.Tensor],
-        by_name: dict[str, torch.Tensor | None],
-        adjoint: dict[Path, torch.Tensor],
-        offset: int,
-    ) -> tuple[torch.Tensor | None, ...] | None:
-        """Replay one segment with its tape and take the gradients of its outputs (the series' rows of its
-        days, ``offset`` into the run, and the state it ends with) with respect to the run's inputs and the
-        leaves of its first state; ``None`` if nothing of the segment reaches the loss."""
+        self, snap: Snapshot, states: list[LayerState]
+    ) -> tuple[dict[str, torch.Tensor], list[LayerState]]:
+        """Run one segment again from its snapshot, with its tape: the series' rows of its days and the
+        state it ends with."""
         rows: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
         for day in range(snap.first, snap.first + snap.days):
             states = self.step(states, day)
             observed = self.observe(states)
             for n in self.names:
                 rows[n].append(observed[n])
+        return {n: torch.stack(r) for n, r in rows.items()}, states
+
+    def _gradients(
+        self,
+        rows: dict[str, torch.Tensor],
+        states: list[LayerState],
+        leaves: dict[Path, torch.Tensor],
+        by_name: dict[str, torch.Tensor | None],
+        adjoint: dict[Path, torch.Tensor],
+        offset: int,
+        days: int,
+    ) -> tuple[torch.Tensor | None, ...] | None:
+        """The gradients of a replayed segment's outputs (the series' ``rows`` of its days, ``offset`` into
+        the run, and the ``states`` it ends with) with respect to the run's inputs and the ``leaves`` of its
+        first state; ``None`` if nothing of the segment reaches the loss. The tape is kept for the next pass
+        (and for what the segment shares with the rest of the graph, e.g. a parametrisation's cached
+        value)."""
         outs, outs_grad = [], []
         for n in self.names:
             g = by_name[n]
-            value = torch.stack(rows[n])
-            if g is not None and value.requires_grad:
-                outs.append(value)
-                outs_grad.append(g[offset : offset + snap.days])
+            if g is not None and rows[n].requires_grad:
+                outs.append(rows[n])
+                outs_grad.append(g[offset : offset + days])
         for path, t in tensors(states):
             if path in adjoint and t.requires_grad:
                 outs.append(t)
@@ -239,6 +275,58 @@ class _Run:
             return None
         wrt = [*self.inputs, *leaves.values()]
         return torch.autograd.grad(outs, wrt, outs_grad, allow_unused=True, retain_graph=True)
+
+
+def vjps(
+    outputs: Sequence[torch.Tensor],
+    cotangents: Sequence[Sequence[torch.Tensor | None]],
+    wrt: Sequence[torch.Tensor],
+) -> list[list[torch.Tensor | None]]:
+    """For each cotangent (a gradient, or ``None``, per output), the gradient of Σ ⟨cotangent, output⟩ with
+    respect to ``wrt``: ``torch.autograd.grad(outputs, wrt, cotangent)`` for each. When the outputs are
+    series of one lean run (:func:`replay_run`), its segments are replayed once for all the cotangents
+    instead of once each (:func:`populace.sensitivity.sensitivity`: several outcomes of one run)."""
+    node = outputs[0].grad_fn if outputs else None
+    run = getattr(node, "run", None)
+    if not isinstance(run, _Run) or any(o.grad_fn is not node for o in outputs):
+        out = []
+        for j, cotangent in enumerate(cotangents):
+            used = [(o, c) for o, c in zip(outputs, cotangent, strict=True) if c is not None]
+            grads = torch.autograd.grad(
+                [o for o, _ in used],
+                wrt,
+                [c for _, c in used],
+                allow_unused=True,
+                retain_graph=j < len(cotangents) - 1,
+            )
+            out.append(list(grads))
+        return out
+    passes = []
+    for cotangent in cotangents:
+        full: list[torch.Tensor | None] = [None] * len(run.outputs)
+        for o, c in zip(outputs, cotangent, strict=True):
+            if c is not None:
+                before = full[o.output_nr]
+                full[o.output_nr] = c if before is None else before + c
+        passes.append(full)
+    index = {id(t): i for i, t in enumerate(run.inputs)}
+    out = []
+    for j, got in enumerate(run.vjps(passes)):
+        grads = [got[index[id(w)]] if id(w) in index else None for w in wrt]
+        chain = [
+            (t, a) for t, a in zip(run.start.values(), got[len(run.inputs) :], strict=True) if a is not None
+        ]
+        if chain:  # the start state depends on parameters (e.g. the seeding), or on an earlier run
+            for record in run.records:
+                record.use_pass(j)
+            more = torch.autograd.grad(
+                [t for t, _ in chain], wrt, [a for _, a in chain], allow_unused=True, retain_graph=True
+            )
+            grads = [g if m is None else m if g is None else g + m for g, m in zip(grads, more, strict=True)]
+        out.append(grads)
+    for record in run.records:
+        record.use_pass(0)
+    return out
 
 
 def replay_run(

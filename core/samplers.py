@@ -73,6 +73,7 @@ import torch
 from torch.autograd import Function
 
 __all__ = [
+    "BackwardRecord",
     "HardGumbel",
     "LaterInfections",
     "SellkeThreshold",
@@ -177,7 +178,33 @@ class HardGumbel(Function):
         return p_t * HardGumbel._dy_dp(ctx)
 
 
-class LaterInfections:
+class BackwardRecord:
+    """What a custom function's backward pass remembers from one day to the one before, as the reverse pass
+    walks the days backwards. The lean reverse mode (:func:`populace.replay.vjps`) can run several reverse
+    passes at once, segment by segment: it calls :meth:`use_pass` before each, and a record keeps one memory
+    per pass."""
+
+    def __init__(self) -> None:
+        self._passes: dict[int, Any] = {}
+        self._pass = 0
+
+    def use_pass(self, k: int) -> None:
+        """Continue reverse pass ``k`` (0 unless several run at once)."""
+        if k != self._pass:
+            self._passes[self._pass] = self.memory()
+            self._pass = k
+            self.restore(self._passes.pop(k, None))
+
+    def memory(self) -> Any:
+        """What the current pass has remembered."""
+        raise NotImplementedError
+
+    def restore(self, memory: Any) -> None:
+        """Continue from ``memory`` (``None``: a pass that has remembered nothing yet)."""
+        raise NotImplementedError
+
+
+class LaterInfections(BackwardRecord):
     """What the reverse pass of :class:`SellkeThreshold` has learnt of later days: each agent's value of its
     own infection (the gradient that reached it on the day it was infected; 0 for agents never infected).
 
@@ -190,6 +217,7 @@ class LaterInfections:
     """
 
     def __init__(self, group: torch.Tensor | None = None) -> None:
+        super().__init__()
         self.group = group
         self.groups = int(group.max()) + 1 if group is not None and group.numel() else 0
         self.own: torch.Tensor | None = None
@@ -220,6 +248,12 @@ class LaterInfections:
             return mean, None
         total, count = stats[2 : 2 + g], stats[2 + g :]
         return mean, torch.where(count > 0, total / count.clamp(min=1), mean.double()).to(value.dtype)
+
+    def memory(self) -> tuple[torch.Tensor | None, int | None]:
+        return self.own, self.day
+
+    def restore(self, memory: tuple[torch.Tensor | None, int | None] | None) -> None:
+        self.own, self.day = memory if memory is not None else (None, None)
 
     def values(self, day: int, like: torch.Tensor) -> torch.Tensor:
         """The agents' own values for the reverse pass now at ``day``."""

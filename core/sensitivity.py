@@ -29,6 +29,7 @@ from torch.autograd import forward_ad
 from torch.func import functional_call
 
 from .model import Model
+from .replay import vjps
 from .simulate import Checkpointed, GradMode, Result, Simulation
 
 __all__ = ["Output", "Sensitivity", "sensitivity"]
@@ -176,13 +177,18 @@ def sensitivity(
             result = Simulation(model, seed=seed, device=device, grad=grad).run(days, record=record)
             values = [o(result) for o in outs]
             t1 = time.perf_counter()
-            for i, (o, value) in enumerate(zip(outs, values, strict=True)):
+            for o, value in zip(outs, values, strict=True):
                 totals[o.text] += float(value.detach())
-                if not value.requires_grad:  # no event of this kind happened: nothing depends on a parameter
-                    continue
-                parts = torch.autograd.grad(
-                    value, [learnable[n] for n in names], retain_graph=i < len(outs) - 1, allow_unused=True
-                )
+            # each outcome's gradient with respect to the series, then one reverse pass through the run per
+            # outcome (a lean run replays its segments once for all of them); an outcome with no event
+            # (e.g. no death) depends on no parameter
+            series = [result.series[n] for n in record if result.series[n].requires_grad]
+            reached = [(o, v) for o, v in zip(outs, values, strict=True) if v.requires_grad]
+            cotangents = [
+                torch.autograd.grad(v, series, retain_graph=True, allow_unused=True) for _, v in reached
+            ]
+            passes = vjps(series, cotangents, [learnable[n] for n in names])
+            for (o, _), parts in zip(reached, passes, strict=True):
                 for n, g in zip(names, parts, strict=True):
                     if g is not None:
                         grads[o.text][n] += g

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from populace import Checkpointed, Simulation, parse_sets
-from populace.replay import default_every
+from populace.replay import default_every, vjps
 from populace.scenarios.nyc_covid import NycCovid
+from populace.simulate import GradMode
 
 
 def nyc_model(agents: int = 3_000):  # type: ignore[no-untyped-def]
@@ -66,6 +67,35 @@ def test_torch_autograd_grad_works_and_the_series_values_equal_the_fast_run() ->
     beta = model.covid.beta  # type: ignore[union-attr]
     (d,) = torch.autograd.grad(lean.series["new_infections"].sum(), [beta])
     assert float(d) > 0
+
+
+def test_several_outcomes_in_one_replay_equal_one_whole_tape_pass_each() -> None:
+    """vjps replays each segment once for several outcomes; the Sellke estimator keeps one record of later
+    infections per pass, so each outcome's gradient equals its own backward pass through the whole tape. The
+    run continues an earlier lean run, so the passes also chain into that run's replay one by one."""
+    model = nyc_model(4_000)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def outcomes(grad: GradMode) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        sim = Simulation(model, seed=4, grad=grad)
+        sim.run(8)
+        result = sim.run(20)
+        deaths, peak = result.series["new_deaths"], result.series["hospitalised"]
+        return [deaths, peak], [deaths.sum(), peak.max()]
+
+    series, values = outcomes("full")
+    expected = [torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for v in values]
+    series, values = outcomes(Checkpointed(every=6))
+    cotangents = [torch.autograd.grad(v, series, retain_graph=True, allow_unused=True) for v in values]
+    got = vjps(series, cotangents, params)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in expected[1])
+    for want, have in zip(expected, got, strict=True):
+        for w, h in zip(want, have, strict=True):
+            if w is None:
+                assert h is None or float(h.abs().max()) == 0
+                continue
+            assert h is not None
+            torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
 
 
 def test_snapshots_keep_a_tensor_once_while_it_does_not_change() -> None:
