@@ -288,18 +288,21 @@ def vjps(
     instead of once each (:func:`populace.sensitivity.sensitivity`: several outcomes of one run)."""
     node = outputs[0].grad_fn if outputs else None
     run = getattr(node, "run", None)
+    out: list[list[torch.Tensor | None]] = []
     if not isinstance(run, _Run) or any(o.grad_fn is not node for o in outputs):
-        out = []
         for j, cotangent in enumerate(cotangents):
             used = [(o, c) for o, c in zip(outputs, cotangent, strict=True) if c is not None]
-            grads = torch.autograd.grad(
+            if not used:
+                out.append([None] * len(wrt))
+                continue
+            found = torch.autograd.grad(
                 [o for o, _ in used],
                 wrt,
                 [c for _, c in used],
                 allow_unused=True,
                 retain_graph=j < len(cotangents) - 1,
             )
-            out.append(list(grads))
+            out.append(list(found))
         return out
     passes = []
     for cotangent in cotangents:
@@ -310,16 +313,15 @@ def vjps(
                 full[o.output_nr] = c if before is None else before + c
         passes.append(full)
     index = {id(t): i for i, t in enumerate(run.inputs)}
-    out = []
     for j, got in enumerate(run.vjps(passes)):
-        grads = [got[index[id(w)]] if id(w) in index else None for w in wrt]
+        grads: list[torch.Tensor | None] = [got[index[id(w)]] if id(w) in index else None for w in wrt]
         chain = [
             (t, a) for t, a in zip(run.start.values(), got[len(run.inputs) :], strict=True) if a is not None
         ]
         if chain:  # the start state depends on parameters (e.g. the seeding), or on an earlier run
             for record in run.records:
                 record.use_pass(j)
-            more = torch.autograd.grad(
+            more: tuple[torch.Tensor | None, ...] = torch.autograd.grad(
                 [t for t, _ in chain], wrt, [a for _, a in chain], allow_unused=True, retain_graph=True
             )
             grads = [g if m is None else m if g is None else g + m for g, m in zip(grads, more, strict=True)]
