@@ -39,7 +39,7 @@ import torch
 from .model import LayerState
 from .samplers import BackwardRecord
 
-__all__ = ["Snapshot", "default_every", "replay_run", "vjps"]
+__all__ = ["Kept", "Snapshot", "default_every", "replay_run", "vjps"]
 
 Path = tuple[int, str, int]
 """Where a tensor sits in a model's state: layer index, field, index in a list field (-1: not a list)."""
@@ -82,50 +82,90 @@ def replace(states: Sequence[LayerState], new: dict[Path, torch.Tensor]) -> list
     return out
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A tensor kept by a snapshot, losslessly in fewer bytes where its values allow (``bool`` for a float
+    tensor of 0s and 1s, such as an agent's attendance; ``int16`` for integers within its range, such as
+    days): ``value`` as stored, ``dtype`` the tensor's own."""
+
+    value: torch.Tensor
+    dtype: torch.dtype
+
+    @classmethod
+    def pack(cls, tensor: torch.Tensor) -> Kept:
+        """``tensor``'s values (detached; stored anew when they fit a smaller type, else shared)."""
+        t = tensor.detach()
+        if t.numel() >= _SMALLEST_PACKED:
+            if t.is_floating_point() and bool(((t == 0) | (t == 1)).all()):
+                return cls(t.bool(), t.dtype)
+            if t.dtype in (torch.int32, torch.int64) and -(2**15) <= int(t.min()) <= int(t.max()) < 2**15:
+                return cls(t.to(torch.int16), t.dtype)
+        return cls(t, t.dtype)
+
+    def unpack(self) -> torch.Tensor:
+        """A new tensor of the kept values, in their own type."""
+        return self.value.to(self.dtype, copy=True)
+
+
+_SMALLEST_PACKED = 1024
+"""Tensors with fewer elements are kept as they are (a check would cost more than it saves)."""
+
+
 class _Copies:
-    """The copies of the tensors without gradients kept by snapshots: a tensor that is the same object, not
-    written since (its version counter), reuses its last copy."""
+    """What the snapshots keep of the tensors without gradients: a tensor that is the same object, not
+    written since (its version counter), reuses what was kept of it last time."""
 
     def __init__(self) -> None:
-        self._last: dict[Path, tuple[weakref.ref[torch.Tensor], int, torch.Tensor]] = {}
+        self._last: dict[Path, tuple[weakref.ref[torch.Tensor], int, Kept]] = {}
 
-    def copy(self, path: Path, tensor: torch.Tensor) -> torch.Tensor:
+    def keep(self, path: Path, tensor: torch.Tensor) -> Kept:
         last = self._last.get(path)
         if last is not None and last[0]() is tensor and last[1] == tensor._version:
             return last[2]
-        kept = tensor.detach().clone()
+        kept = Kept.pack(tensor)
+        if kept.value.data_ptr() == tensor.data_ptr():  # not packed: a copy, as the day writes in place
+            kept = Kept(tensor.detach().clone(), tensor.dtype)
         self._last[path] = (weakref.ref(tensor), tensor._version, kept)
         return kept
 
 
 @dataclass
 class Snapshot:
-    """The state at the start of a segment (``first`` day, ``days`` long): ``carried`` holds the tensors
-    that carry gradients (shared, detached), ``fixed`` copies of the others; ``states`` the layer states
-    they belong in (their other fields: objects shared by the run, such as the Sellke estimator's record)."""
+    """The state at the start of a segment (``first`` day, ``days`` long): ``carried`` keeps the tensors
+    that carry gradients (shared, or packed: :class:`Kept`), ``fixed`` copies of the others; ``states`` the
+    layer states they belong in (their other fields: objects shared by the run, such as the Sellke
+    estimator's record)."""
 
     first: int
     days: int
     states: list[LayerState]
-    carried: dict[Path, torch.Tensor]
-    fixed: dict[Path, torch.Tensor]
+    carried: dict[Path, Kept]
+    fixed: dict[Path, Kept]
 
     @classmethod
     def take(cls, states: list[LayerState], first: int, days: int, copies: _Copies) -> Snapshot:
         carried, fixed = {}, {}
         for path, t in tensors(states):
             if t.requires_grad:
-                carried[path] = t.detach()
+                carried[path] = Kept.pack(t)  # never written in place: shared unless packed
             else:
-                fixed[path] = copies.copy(path, t)
+                fixed[path] = copies.keep(path, t)
         # the states hold what was kept, not the live tensors (a day may replace those, not only write them)
-        return cls(first, days, replace(states, {**carried, **fixed}), carried, fixed)
+        kept = {p: k.value for p, k in (*carried.items(), *fixed.items())}
+        return cls(first, days, replace(states, kept), carried, fixed)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this snapshot keeps (those shared with an earlier snapshot included)."""
+        return sum(
+            k.value.numel() * k.value.element_size() for k in (*self.carried.values(), *self.fixed.values())
+        )
 
     def restore(self) -> tuple[list[LayerState], dict[Path, torch.Tensor]]:
-        """Fresh states to replay the segment from (copies of the fixed tensors, which a day writes in place)
-        and the leaves standing for the carried tensors, by path."""
-        leaves = {p: t.detach().requires_grad_() for p, t in self.carried.items()}
-        copies = {p: t.clone() for p, t in self.fixed.items()}
+        """Fresh states to replay the segment from (new tensors of the fixed values, which a day writes in
+        place) and the leaves standing for the carried tensors, by path."""
+        leaves = {p: k.unpack().requires_grad_() for p, k in self.carried.items()}
+        copies = {p: k.unpack() for p, k in self.fixed.items()}
         return replace(self.states, {**copies, **leaves}), leaves
 
 

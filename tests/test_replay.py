@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from populace import Checkpointed, Simulation, parse_sets
-from populace.replay import default_every, vjps
+from populace.replay import default_every, tensors, vjps
 from populace.scenarios.nyc_covid import NycCovid
 from populace.simulate import GradMode
 
@@ -110,6 +110,28 @@ def test_snapshots_keep_a_tensor_once_while_it_does_not_change() -> None:
     assert "durations" in names  # the course drawn at the start is kept once
     assert "stage" in {p[1] for p in changed}
     assert "threshold" in {p[1] for p in changed}
+
+
+def test_snapshots_pack_losslessly_into_fewer_bytes() -> None:
+    """Days as int16, 0/1 floats (attendance, infection weights) as bool; restored values equal the live
+    state's."""
+    model = nyc_model()
+    sim = Simulation(model, seed=1, grad=Checkpointed(every=5))
+    result = sim.run(30)
+    run = result.series["new_infections"].grad_fn.run  # type: ignore[union-attr]
+    snap = run.snapshots[-1]
+    packed = {p[1]: k.value.dtype for p, k in (*snap.carried.items(), *snap.fixed.items())}
+    assert packed["due"] == torch.int16
+    assert packed["weight"] == torch.bool
+    assert packed["attend"] == torch.bool
+    states, _ = snap.restore()
+    replayed = Simulation(model, seed=1, grad="full")
+    replayed.run(25)  # the same days as the last snapshot's start
+    live = dict(tensors(replayed.states))
+    for path, value in tensors(states):
+        assert value.dtype == live[path].dtype, path
+        assert torch.equal(value.detach(), live[path].detach()), path
+    assert snap.nbytes < sum(t.numel() * t.element_size() for t in live.values())
 
 
 def test_default_segment_is_the_square_root_of_the_days() -> None:
