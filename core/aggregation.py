@@ -58,6 +58,12 @@ class Aggregation(abc.ABC):
         """``float32[agents]``: the hazard on every agent from its places' total pressure, ``scale`` per
         contact per day (see :meth:`~populace.contacts.Contacts.force`); written into ``out`` when given."""
 
+    def force_times(
+        self, contacts: Contacts, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`force` × ``presence`` (per agent): the hazard on agents only partly there."""
+        return self.force(contacts, pressure, scale) * presence
+
     def empty(self, contacts: Contacts) -> torch.Tensor:
         """Zero per-place sums of ``contacts``."""
         return contacts.empty_pressure()
@@ -92,3 +98,8 @@ class ExactSums(Aggregation):
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return contacts.force(pressure, scale, out=out)
+
+    def force_times(
+        self, contacts: Contacts, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        return contacts.force_times(pressure, scale, presence)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import itertools
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -36,7 +36,15 @@ from torch import nn
 from .distributed import Shard, exact
 from .params import Param, register_param
 
-__all__ = ["AgeMixing", "Contacts", "DistanceKernel", "EdgeNetwork", "Places", "spanning_places"]
+__all__ = [
+    "AgeMixing",
+    "Contacts",
+    "DistanceKernel",
+    "EdgeNetwork",
+    "GatherTimes",
+    "Places",
+    "spanning_places",
+]
 
 _WEIGHT = Param(
     1.0,
@@ -46,6 +54,46 @@ _WEIGHT = Param(
     doc="Relative transmissibility of contacts in this setting (1 = the same per-contact beta "
     "everywhere, as in the benchmark model of DESIGN.md §5).",
 )
+
+
+class GatherTimes(torch.autograd.Function):
+    """``apply(rate, index, presence)``: ``rate[index] × presence``, each agent's hazard from its place's
+    rate (``float32[places]``) times its presence there (``float32`` or ``bool``, per agent). The same
+    values as ``rate[index] * presence``, but the tape keeps the per-place rates, not the per-agent hazard
+    (4 bytes per agent, setting and day, measured in ``benchmarks/README.md``): the backward pass gathers
+    them again."""
+
+    @staticmethod
+    def forward(rate: torch.Tensor, index: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(rate, 0, index).mul_(presence)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        rate, index, presence = inputs
+        ctx.save_for_backward(rate, index, presence)
+        ctx.save_for_forward(rate, index, presence)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None]:
+        rate, index, presence = ctx.saved_tensors
+        grad_rate = grad_presence = None
+        if ctx.needs_input_grad[0]:
+            grad_rate = torch.zeros_like(rate).index_add_(0, index, grad * presence)
+        if ctx.needs_input_grad[2]:
+            grad_presence = grad * torch.index_select(rate, 0, index)
+        return grad_rate, None, grad_presence
+
+    @staticmethod
+    def jvp(
+        ctx: Any, rate_t: torch.Tensor | None, index_t: Any, presence_t: torch.Tensor | None
+    ) -> torch.Tensor:
+        rate, index, presence = ctx.saved_tensors
+        out = torch.zeros(index.shape, dtype=rate.dtype, device=rate.device)
+        if rate_t is not None:
+            out = out + torch.index_select(rate_t, 0, index) * presence
+        if presence_t is not None:
+            out = out + torch.index_select(rate, 0, index) * presence_t
+        return out
 
 
 class Contacts(nn.Module, abc.ABC):
@@ -101,6 +149,13 @@ class Contacts(nn.Module, abc.ABC):
     def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
         """The hazard of :meth:`force` on ``agents`` only (``int64[k]``), ``float32[k]``."""
         return self.force(pressure, scale)[agents]
+
+    def force_times(
+        self, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`force` × ``presence`` (per agent, ``float32`` or ``bool``): the hazard on agents who are
+        only partly there (differentiable mode)."""
+        return self.force(pressure, scale) * presence
 
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -237,6 +292,11 @@ class Places(Contacts):
             per_contact = per_contact[place]
         return pressure[place].to(torch.float32) * (self.pair_rate[place] * per_contact)
 
+    def force_times(
+        self, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        return GatherTimes.apply(self._rate(pressure, scale), self.place_index, presence)
+
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -349,6 +409,11 @@ class AgeMixing(Contacts):
 
     def force_at(self, pressure: torch.Tensor, scale: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
         return self._rate(pressure, scale)[self.cell_index[agents].long()]
+
+    def force_times(
+        self, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        return GatherTimes.apply(self._rate(pressure, scale), self.cell_index, presence)
 
     def force(
         self, pressure: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None

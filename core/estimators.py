@@ -82,13 +82,13 @@ class Estimator(abc.ABC):
 
     @abc.abstractmethod
     def bernoulli(self, p: torch.Tensor, u: torch.Tensor | None, sample: torch.Tensor) -> torch.Tensor:
-        """The exact 0/1 ``sample`` of Bernoulli(``p``) (drawn as ``u < p``; ``u`` may be unknown) as a float
-        tensor carrying the estimator's derivative with respect to ``p``."""
+        """The exact 0/1 ``sample`` (``bool``) of Bernoulli(``p``) (drawn as ``u < p``; ``u`` may be unknown)
+        as a float tensor carrying the estimator's derivative with respect to ``p``."""
 
     def infect(self, draw: Draw) -> torch.Tensor:
         """Today's infections (the exact ``draw.sample``) as a float tensor whose derivative goes to
         ``draw.rate``."""
-        return self.bernoulli(-torch.expm1(-draw.rate) * draw.open_(), None, draw.sample.float())
+        return self.bernoulli(-torch.expm1(-draw.rate) * draw.open_(), None, draw.sample)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Gumbel(Estimator):
 
     def infect(self, draw: Draw) -> torch.Tensor:
         p = -torch.expm1(-draw.rate) * draw.open_()
-        return self.bernoulli(p, draw.uniform(), draw.sample.float())
+        return self.bernoulli(p, draw.uniform(), draw.sample)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .aggregation import ExactSums
+from .aggregation import Aggregation, ExactSums
 from .contacts import AgeMixing, Contacts, Places
 from .files import atomic_path
 from .model import Model
@@ -97,6 +97,11 @@ class ForceRecorder(ExactSums):
         self.recording = False
         self.day: dict[str, torch.Tensor] = {}
         self.days: list[dict[str, torch.Tensor]] = []
+
+    def force_times(
+        self, contacts: Contacts, pressure: torch.Tensor, scale: torch.Tensor, presence: torch.Tensor
+    ) -> torch.Tensor:
+        return Aggregation.force_times(self, contacts, pressure, scale, presence)  # recorded by force
 
     def force(
         self,

@@ -92,8 +92,9 @@ def _smoothed_weight(p: torch.Tensor, k: torch.Tensor, n: torch.Tensor | float =
 
 
 class SmoothedBernoulli(Function):
-    """``apply(p, x)``: returns ``x`` (an exact 0/1 sample of Bernoulli(p), given as float) with the
-    smoothed derivative ½·[x/p + (1−x)/(1−p)] with respect to ``p``."""
+    """``apply(p, x)``: returns ``x`` (an exact 0/1 sample of Bernoulli(p), ``bool`` or float) as a float
+    tensor with the smoothed derivative ½·[x/p + (1−x)/(1−p)] with respect to ``p``. Given as ``bool``, the
+    tape keeps it in a quarter of the bytes."""
 
     @staticmethod
     def forward(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -332,8 +332,8 @@ class Behaviour(Decider):
         p_isolate = probability[:, 1][self.cell[symptomatic].long()]
         isolates = state.disposition[1, symptomatic] < p_isolate.detach()
         if ctx.differentiable:
-            state.attend = SmoothedBernoulli.apply(p_work, attend.float())
-            x = SmoothedBernoulli.apply(p_isolate, isolates.float())
+            state.attend = SmoothedBernoulli.apply(p_work, attend)
+            x = SmoothedBernoulli.apply(p_isolate, isolates)
             state.home = torch.zeros(self.n_agents, device=x.device).index_put((symptomatic,), x)
             state.isolating = ctx.shard.sum(x.sum())
         else:

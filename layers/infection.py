@@ -508,9 +508,10 @@ class Infection(Layer):
                     else:
                         hazard.addcmul_(force, presence)
             else:
-                force = self.aggregation.force(contacts, pressure, scale)
-                if presence is not None:
-                    force = force * presence
+                if presence is None:
+                    force = self.aggregation.force(contacts, pressure, scale)
+                else:
+                    force = self.aggregation.force_times(contacts, pressure, scale, presence)
                 hazard = force if hazard is None else hazard + force
         return hazard, terms
 
