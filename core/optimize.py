@@ -95,7 +95,7 @@ def optimize(
 ) -> Optimization:
     """Learn ``lever``'s decision on ``model`` by Adam steps against ``objective``'s gradient, one
     differentiable run per seed of ``seeds``, ``epochs`` times over, in the lean reverse mode (``every``:
-    days between the kept states the backward pass replays from; default √days)."""
+    days between the kept states the backward pass replays from; default ⌈√days / 2⌉)."""
     if epochs < 1 or not seeds:
         raise ValueError(f"optimize: need epochs >= 1 and at least one seed, got {epochs} and {list(seeds)}")
     output = Output.parse(objective.output)

@@ -16,8 +16,10 @@ dozen bytes. :func:`replay_run` keeps the state instead of the tape:
 
 Random draws are addressed by day (:mod:`populace.random`), so a replayed segment draws exactly the same
 numbers, and the gradients equal those of the whole tape (tested). Peak memory is the snapshots plus one
-segment's tape: ``days / every`` snapshots and ``every`` days of tape, least near ``every = √days`` (the
-default). The cost is one more forward pass than the whole tape.
+segment's tape: ``days / every`` snapshots and ``every`` days of tape, least for ``every`` near a multiple
+of √days (:func:`default_every`). Snapshots keep their tensors losslessly in fewer bytes (:class:`Kept`).
+The cost is one more forward pass than the whole tape; several outcomes of one run share it
+(:func:`vjps`: each segment is replayed once, and each outcome's reverse pass goes through its tape).
 
 The run is one :class:`torch.autograd.Function`, whose inputs are every tensor requiring gradients the days
 read (found on each day's graph: parameters, or the cached values of parametrised ones) and the state the
@@ -49,9 +51,13 @@ Observe = Callable[[list[LayerState]], dict[str, torch.Tensor]]
 
 
 def default_every(days: int) -> int:
-    """Days per segment when none is given: ⌈√days⌉, which balances the snapshots against one segment's
-    tape."""
-    return max(1, math.ceil(math.sqrt(days)))
+    """Days per segment when none is given: ⌈√days / 2⌉, which balances the snapshots against one
+    segment's tape and the backward pass's work space. The peak is ``days / every`` snapshots (s bytes per
+    agent each) plus ``every`` days of tape and work space (t per day), least at ``every = √(days · s / t)``;
+    nyc-covid keeps s ≈ 23 and needs t ≈ 65 bytes per agent, so ``every ≈ 0.6 √days``; at 1M agents × 120
+    days, every 5, 6, 8 and 11 days peaked at 1.76, 1.76, 1.82 and 1.94 GB in the same time
+    (``benchmarks/README.md``)."""
+    return max(1, math.ceil(math.sqrt(days) / 2))
 
 
 def tensors(states: Sequence[LayerState]) -> Iterator[tuple[Path, torch.Tensor]]:

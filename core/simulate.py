@@ -6,7 +6,7 @@ Gradient modes:
   update it in place; no autograd graph is built.
 * ``"full"`` — every day is recorded on the autograd tape; memory grows with days × agents.
 * :class:`Checkpointed` ``(every=k)`` — the lean reverse mode (:mod:`populace.replay`): the forward pass
-  keeps no tape, only the state at the start of every ``k`` days (``⌈√days⌉`` by default); the backward
+  keeps no tape, only the state at the start of every ``k`` days (``⌈√days / 2⌉`` by default); the backward
   pass replays each segment with its tape, last first (random streams are keyed by day, so a replay sees
   the same numbers and gives the same gradients as ``"full"``). Memory: the snapshots and one segment's
   tape, not the whole run's.
@@ -37,7 +37,8 @@ __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 @dataclass(frozen=True)
 class Checkpointed:
     """The lean reverse mode (:mod:`populace.replay`): a snapshot of the state every ``every`` days
-    (``None``: ``⌈√days⌉`` of the run, which balances the snapshots against one segment's tape)."""
+    (``None``: ``⌈√days / 2⌉`` of the run, which balances the snapshots against one segment's tape,
+    :func:`~populace.replay.default_every`)."""
 
     every: int | None = None
 

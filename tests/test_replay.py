@@ -134,7 +134,7 @@ def test_snapshots_pack_losslessly_into_fewer_bytes() -> None:
     assert snap.nbytes < sum(t.numel() * t.element_size() for t in live.values())
 
 
-def test_default_segment_is_the_square_root_of_the_days() -> None:
-    assert [default_every(d) for d in (1, 4, 5, 120, 121)] == [1, 2, 3, 11, 11]
-    assert Checkpointed().segment(120) == 11
+def test_default_segment_is_half_the_square_root_of_the_days() -> None:
+    assert [default_every(d) for d in (1, 4, 5, 120, 121, 400)] == [1, 1, 2, 6, 6, 10]
+    assert Checkpointed().segment(120) == 6
     assert Checkpointed(every=7).segment(120) == 7

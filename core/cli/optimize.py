@@ -43,7 +43,7 @@ class Optimize(Command):
         parser.add_argument(
             "--checkpoint",
             type=positive,
-            help="days between the kept states the backward pass replays from (default √days)",
+            help="days between the kept states the backward pass replays from (default √days / 2)",
         )
         parser.add_argument("--out", help="folder for optimize.json (the learned decision and comparison)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -33,7 +33,7 @@ class Sensitivity(Command):
         parser.add_argument(
             "--checkpoint",
             type=positive,
-            help="reverse mode: days between the kept states the backward pass replays from (default √days)",
+            help="reverse mode: days between the states the backward pass replays from (default √days / 2)",
         )
         parser.add_argument(
             "--fd-check", action="store_true", help="check scalar parameters by finite differences"
