@@ -66,6 +66,7 @@ d admissions / d severe_scale 883 against 2,830 by finite differences; with bran
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -179,7 +180,7 @@ class HardGumbel(Function):
         return p_t * HardGumbel._dy_dp(ctx)
 
 
-class BackwardRecord:
+class BackwardRecord(abc.ABC):
     """What a custom function's backward pass remembers from one day to the one before, as the reverse pass
     walks the days backwards. The lean reverse mode (:func:`populace.replay.vjps`) can run several reverse
     passes at once, segment by segment: it calls :meth:`use_pass` before each, and a record keeps one memory
@@ -196,13 +197,13 @@ class BackwardRecord:
             self._pass = k
             self.restore(self._passes.pop(k, None))
 
+    @abc.abstractmethod
     def memory(self) -> Any:
         """What the current pass has remembered."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def restore(self, memory: Any) -> None:
         """Continue from ``memory`` (``None``: a pass that has remembered nothing yet)."""
-        raise NotImplementedError
 
 
 class LaterInfections(BackwardRecord):
