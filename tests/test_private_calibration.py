@@ -28,11 +28,13 @@ from populace.private_calibration import (
     Holder,
     Roles,
     _public,
+    clipped,
     coordinate,
     epsilon_for,
     hold,
     noise_for,
     relay,
+    sensitivity,
 )
 
 AGENTS, DAYS, EPOCHS = 8_000, 35, 2
@@ -160,6 +162,22 @@ def test_private_fit_with_noise_reports_epsilon(private_fits: list[dict]) -> Non
     assert float(noise.norm()) > 0.1  # sd sigma (0.6 for one release) per entry
     assert all(math.isfinite(v) for v in noisy["parameters"].values())
     assert all(math.isfinite(v) for v in noisy["nd"].values())
+
+
+def test_clipping_by_norm_or_by_parameter_bounds_the_sensitivity() -> None:
+    g = torch.tensor([0.4, -0.05, 0.007], dtype=torch.float64)
+    by_norm = clipped(g, 0.1)
+    assert float(by_norm.norm()) == pytest.approx(0.1)
+    assert torch.allclose(by_norm / 0.1, g / g.norm())  # the direction kept: the small entries stay small
+    each = clipped(g, 0.01, per_parameter=True)
+    assert each.tolist() == pytest.approx([0.01, -0.01, 0.007])  # every parameter gets the same bound
+    assert torch.equal(clipped(g, math.inf), g)
+    # the bound on one holder's contribution, which the noise is scaled to
+    assert sensitivity(0.1, 3, per_parameter=False) == 0.1
+    assert sensitivity(0.01, 3, per_parameter=True) == pytest.approx(0.01 * math.sqrt(3))
+    for _ in range(20):
+        r = torch.randn(3, dtype=torch.float64) * 10
+        assert float(clipped(r, 0.01, per_parameter=True).norm()) <= sensitivity(0.01, 3, True) + 1e-12
 
 
 def test_epsilon_accounting() -> None:
