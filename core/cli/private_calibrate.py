@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--delta", type=float, default=1e-5, help="--private: δ of (ε, δ) (default 1e-5)")
     parser.add_argument(
-        "--clip", type=float, default=1.0, help="--private: L2 bound of each holder's gradient (default 1)"
+        "--clip",
+        type=float,
+        default=1.0,
+        help="--private: bound of each holder's gradient: its L2 norm, or each entry with --clip-each "
+        "(default 1)",
     )
     parser.add_argument(
         "--clip-each",
