@@ -9,9 +9,10 @@ process. A **coordinator** runs the public model (the synthetic population) and 
    Jacobian with respect to the fitted parameters (in the optimiser's unconstrained space): ``days × P``
    numbers per stream, all of them computed from the public model only.
 2. Holder ``b`` computes its own loss (the calibration's loss restricted to its columns, so the holders'
-   losses add up to the plaintext loss) and its gradient ``g_b = Σ_streams Jᵀ ∂L_b/∂prediction``; clips it to
-   L2 norm ``clip``; adds its share of Gaussian noise, ``N(0, (σ·clip)² / H)`` for ``H`` holders, so that
-   the sum carries ``N(0, (σ·clip)²)``; encodes it in fixed point and sends one share to each server.
+   losses add up to the plaintext loss) and its gradient ``g_b = Σ_streams Jᵀ ∂L_b/∂prediction``; clips it
+   (to L2 norm ``clip``, or with ``per_parameter`` each entry to ``[−clip, clip]``: sensitivity
+   ``Δ = clip · √P``); adds its share of Gaussian noise, ``N(0, (σ·Δ)² / H)`` for ``H`` holders, so that the
+   sum carries ``N(0, (σ·Δ)²)``; encodes it in fixed point and sends one share to each server.
 3. Each server adds the shares of all holders and sends its sum-share to the coordinator, which reconstructs
    the **sum over holders** of the noisy clipped gradients, and takes one Adam step (the optimiser, learning
    rate schedule and seeds of :meth:`populace.calibrate.Calibration.fit`).
@@ -29,7 +30,7 @@ servers; the coordinator may collude with at most all servers but one):
   per-holder gradient would reveal a lot (with ``P`` parameters and a known Jacobian, ``P`` linear
   functions of that holder's residuals); the sum mixes every holder, and the Gaussian noise makes the whole
   sequence of released sums (ε, δ)-differentially private with respect to **replacing one holder's entire
-  series** ... strictly, adding or removing one holder's contribution (sensitivity ``clip``); an individual
+  series** ... strictly, adding or removing one holder's contribution (sensitivity ``Δ``); an individual
   inside a holder's data is protected at least as well. ε is computed for the number of epochs with the
   Rényi-DP accountant of Google's ``dp-accounting`` package (:func:`epsilon_for`), and ``σ`` chosen for a
   target ε (:func:`noise_for`).
@@ -68,11 +69,13 @@ __all__ = [
     "Holder",
     "PrivateFit",
     "Roles",
+    "clipped",
     "coordinate",
     "epsilon_for",
     "hold",
     "noise_for",
     "relay",
+    "sensitivity",
 ]
 
 GRADIENT_BITS = 40
@@ -239,11 +242,39 @@ class Holder:
         return torch.stack(out)
 
 
-def hold(roles: Roles, b: int, holder: Holder, clip: float, noise: float, seed: int | None = None) -> int:
-    """Holder ``b``'s loop: each round, receive its predictions and Jacobians, send shares of its clipped,
-    noised gradient (or of its fit sums, in the last round); until the coordinator says stop. ``noise``: the
-    noise multiplier σ of the whole sum (this holder adds ``σ · clip / √H``). ``seed``: a seeded noise
-    generator (tests only; ``None``: the operating system's)."""
+def sensitivity(clip: float, parameters: int, per_parameter: bool) -> float:
+    """``Δ``: the L2 bound of one holder's clipped gradient (``clip``, or ``clip · √P`` clipped entry by
+    entry)."""
+    return clip * math.sqrt(parameters) if per_parameter else clip
+
+
+def clipped(gradient: torch.Tensor, clip: float, per_parameter: bool = False) -> torch.Tensor:
+    """``gradient`` scaled to L2 norm at most ``clip``, or (``per_parameter``) each entry clamped to
+    ``[−clip, clip]``. Per parameter, every parameter gets the same share of the noise's budget however
+    small its gradient: with one L2 bound, a parameter whose gradient is a tenth of another's (NYC's fatality
+    scale beside β) gets a tenth of the signal under the same noise."""
+    if not math.isfinite(clip):
+        return gradient
+    if per_parameter:
+        return gradient.clamp(-clip, clip)
+    norm = float(gradient.norm())
+    return gradient * (clip / norm) if norm > clip else gradient
+
+
+def hold(
+    roles: Roles,
+    b: int,
+    holder: Holder,
+    clip: float,
+    noise: float,
+    seed: int | None = None,
+    per_parameter: bool = False,
+) -> int:
+    """Holder ``b``'s loop: each round, receive its predictions and Jacobians, send shares of its clipped
+    (:func:`clipped`), noised gradient (or of its fit sums, in the last round); until the coordinator says
+    stop. ``noise``: the noise multiplier σ of the whole sum (this holder adds ``N(0, (σ · Δ)² / H)``,
+    :func:`sensitivity`). ``seed``: a seeded noise generator (tests only; ``None``: the operating
+    system's)."""
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -261,14 +292,10 @@ def hold(roles: Roles, b: int, holder: Holder, clip: float, noise: float, seed: 
             value = holder.sums(predictions)
         else:
             jacobians = {n: packed[i, :, 1:] for i, n in enumerate(streams)}
-            value = holder.gradient(predictions, jacobians)
-            norm = float(value.norm())
-            if math.isfinite(clip) and norm > clip:
-                value = value * (clip / norm)
+            value = clipped(holder.gradient(predictions, jacobians), clip, per_parameter)
             if noise > 0:
-                value = value + torch.randn(value.shape, generator=generator, dtype=torch.float64) * (
-                    noise * clip / math.sqrt(roles.holders)
-                )
+                scale = noise * sensitivity(clip, params, per_parameter) / math.sqrt(roles.holders)
+                value = value + torch.randn(value.shape, generator=generator, dtype=torch.float64) * scale
         for k, part in enumerate(share(encode(value, GRADIENT_BITS), roles.servers)):
             _send(part, roles.server(k))
         rounds += 1
@@ -287,9 +314,15 @@ class PrivateFit:
     noise_multiplier: float
     clip: float
     wall_s: float
+    per_parameter: bool = False
+    lr: float = 0.0
+    """The learning rate used (``lr_by_noise`` scales it)."""
     epoch_s: list[float] = field(default_factory=list)
     gradients: list[list[float]] = field(default_factory=list)
     nd: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The fitted model's mean over the evaluation runs, per stream (``float[days, holders]``): public, like
+    every prediction (each holder can score its own column with it)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -299,6 +332,8 @@ class PrivateFit:
             "delta": self.delta,
             "noise_multiplier": self.noise_multiplier,
             "clip": self.clip if math.isfinite(self.clip) else "inf",
+            "clip_per_parameter": self.per_parameter,
+            "lr": self.lr,
             "wall_s": round(self.wall_s, 2),
             "epoch_s": [round(t, 3) for t in self.epoch_s],
             "nd": self.nd,
@@ -382,11 +417,18 @@ def coordinate(
     clip: float = math.inf,
     noise: float = 0.0,
     delta: float = 1e-5,
+    per_parameter: bool = False,
+    lr_by_noise: bool = False,
     on_epoch: Callable[[int, list[float]], None] | None = None,
 ) -> PrivateFit:
     """The coordinator's side of private calibration (see the module doc): ``epochs`` Adam steps on the
     reconstructed sums of the holders' gradients, then ``evaluate`` runs whose mean the holders score. The
-    holders' columns are the streams' labels, in order (holder ``b`` is column ``b``)."""
+    holders' columns are the streams' labels, in order (holder ``b`` is column ``b``). ``clip``, ``noise``
+    and ``per_parameter``: what the holders were given (:func:`hold`), for the report and its ε.
+    ``lr_by_noise``: scale the learning rate by ``min(1, H / (σ √P))`` (``H / σ`` under one L2 bound), the
+    largest signal-to-noise ratio a step can have (every holder at the clip, in agreement): with more noise
+    than a unanimous signal, Adam's steps (about the learning rate whatever the gradient) would walk with
+    the noise; scaled, the fit stays near its start instead."""
     public = _public(streams)
     specs = model.specs()
     learnable = dict(model.named_parameters())
@@ -404,12 +446,17 @@ def coordinate(
     raw = {n: bounds[n].right_inverse(learnable[n].detach().clone()).requires_grad_(True) for n in fit}
     for p in model.parameters():
         p.requires_grad_(False)
+    sizes = [raw[n].numel() for n in fit]
+    if lr_by_noise and noise > 0:
+        lr = lr * min(1.0, roles.holders / (noise * (math.sqrt(sum(sizes)) if per_parameter else 1.0)))
     optimiser = torch.optim.Adam(list(raw.values()), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda e: 0.1 + 0.45 * (1 + math.cos(math.pi * e / epochs))
     )
-    sizes = [raw[n].numel() for n in fit]
-    report = PrivateFit({}, epochs, epsilon_for(noise, epochs, delta), delta, noise, clip, 0.0)
+    report = PrivateFit(
+        {}, epochs, epsilon_for(noise, epochs, delta), delta, noise, clip, 0.0, per_parameter=per_parameter
+    )
+    report.lr = lr
 
     def apply() -> None:
         with torch.no_grad():
@@ -458,6 +505,7 @@ def coordinate(
             result = Simulation(model, seed=first + k).run(days, record=sorted({s.series for s in public}))
             runs.append({s.name: s.predict(result).detach() for s in public})
         mean = {s.name: torch.stack([r[s.name] for r in runs]).mean(0) for s in public}
+        report.predictions = mean
         packed = torch.stack(
             [torch.stack([mean[s.name][:, b : b + 1] for s in public]) for b in range(roles.holders)]
         ).to(torch.float64)

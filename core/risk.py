@@ -17,6 +17,10 @@ Two halves, so that nothing of the profile leaves the process that holds it:
   cumulative hazard passes an Exp(1) draw). :func:`alternatives` re-answers for the usual changes: work from
   home, skip school, stay out of the community (shops, gyms, transit), wear a mask.
 
+The same two halves answer in the explorer's *Your risk* tab (``explorer/views/risk.py``): the forecast is a
+job of the page's session, the profile the tab's controls, the answer recomputed in the session when one
+changes.
+
 Simplifications, said plainly: the profile's own susceptibility is 1 (an unvaccinated adult without prior
 infection); a household's force is the mean over households of that size in the area, not the person's own
 household (which the device could use if its members shared their state); a setting's force is its members'

@@ -5,8 +5,10 @@ counter, errors, playback speed, and one control per scenario option with its pl
 and tabs, one view each (:mod:`.views`): *Run* (the Datashader map of every agent over the area outlines,
 the curves, the tapped area's counts), *Sensitivity* (bars of the change in an outcome for +10% of each
 parameter and a gradient "what if" beside the re-simulated value), *Questions* (the scenario's named
-what-ifs over seeds), *Compare* (two settings side by side), *Calibrate* (fit to observed data with
-progress), *Export* (curves as CSV/Parquet, map as PNG) and *About*.
+what-ifs over seeds), *Your risk* ("How can I lower my risk next week?": a visitor's chance of infection
+under their planned week and alternatives, computed in their session from a public forecast), *Compare*
+(two settings side by side), *Calibrate* (fit to observed data with progress), *Export* (curves as
+CSV/Parquet, map as PNG) and *About*.
 
 Each browser session (or notebook cell) polls the run every ``refresh_ms`` and redraws when a new frame is
 out; the poll writes what the session shows into its :class:`~.views.Session`, whose parameters the views'
@@ -30,6 +32,7 @@ from .views import (
     Controls,
     ExportView,
     QuestionsView,
+    RiskView,
     RunView,
     SensitivityView,
     Session,
@@ -94,6 +97,7 @@ class Explorer(pn.viewable.Viewer):
         self.sensitivity = SensitivityView(session=session)
         self.compare = CompareView(session=session)
         self.questions = QuestionsView(session=session)
+        self.risk = RiskView(session=session)
         self.calibrate = CalibrateView(session=session)
         self.export = ExportView(session=session, run_view=self.run_view)
         self.about = AboutView(session=session)
@@ -101,6 +105,7 @@ class Explorer(pn.viewable.Viewer):
             ("Run", self.run_view),
             ("Sensitivity", self.sensitivity),
             ("Questions", self.questions),
+            ("Your risk", self.risk),
             ("Compare", self.compare),
             ("Calibrate", self.calibrate),
             ("Export", self.export),

@@ -17,6 +17,7 @@ from populace.calibrate import CalibrationReport
 from populace.experiment import Experiment
 from populace.glossary import term
 from populace.model import Model
+from populace.risk import MASK_EFFICACY, RiskTable, forecast
 from populace.scenario import Question
 from populace.sensitivity import Output, Sensitivity, sensitivity
 from populace.simulate import Checkpointed, Result
@@ -32,6 +33,7 @@ __all__ = [
     "levers",
     "outcomes",
     "reading",
+    "risk_forecast",
     "what_if",
 ]
 
@@ -299,6 +301,32 @@ def calibrate(
         on_epoch=None if on_epoch is None else lambda e, loss, _: on_epoch(e, loss),
     )
     return report, texts
+
+
+def risk_forecast(
+    scenario: type[Scenario],
+    options: Options,
+    *,
+    agents: int,
+    seed: int,
+    first_day: int,
+    fitted: Mapping[str, Any] | None = None,
+) -> RiskTable:
+    """The public forecast of :mod:`populace.risk` for the week after ``first_day``: the scenario with these
+    options, re-run from day 0 to ``first_day + 7``, recording the mean force of infection in each setting
+    by area (and household size). The same table for everyone; nobody's profile goes into it."""
+    model = _build(scenario, options, agents, seed, fitted)
+    efficacy = options.get("mask_efficacy")
+    with torch.no_grad():
+        return forecast(
+            model,
+            scenario=scenario.name,
+            agents=agents,
+            seed=seed,
+            first_day=first_day,
+            mask_efficacy=float(efficacy.value) if efficacy is not None else MASK_EFFICACY,
+            simulate=lambda m, days, on_day: Simulation(m, seed=seed).run(days, on_day=on_day),
+        )
 
 
 def _build(

@@ -13,7 +13,7 @@ import pytest
 import torch
 from bokeh.events import RangesUpdate
 
-from populace import ParamError, Simulation
+from populace import ParamError, Simulation, risk
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
@@ -573,3 +573,43 @@ def test_the_questions_tab_answers_every_question(explorer):
         time.sleep(0.2)
         view.session.poll_job()
     assert len(tab.answers.objects) == len(Classroom.questions)
+
+
+def test_the_risk_tab_answers_in_the_session_from_a_public_forecast(explorer):
+    view, _ = explorer
+    tab = view.risk
+    assert tab.area.disabled
+    assert not tab.rows
+    view.run.step(15).result()
+    view.refresh()
+    tab.agents_input.value = str(AGENTS)
+    tab.button.clicks += 1
+    assert not tab.alert.visible
+    deadline = time.monotonic() + 120
+    while tab.table is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        view.session.poll_job()
+    table = tab.table
+    assert table is not None
+    assert table.first_day == 15  # the week after the day shown
+    assert tab.area.options == table.areas
+    assert table.areas == ["north-west", "north-east", "south-west", "south-east"]  # the classroom town
+    assert set(tab.days) == set(table.force)
+    rows = {row["choice"]: row for row in tab.rows}
+    planned = rows["as planned"]["probability"]
+    assert 0 < planned < 1
+    assert rows["work from home"]["probability"] < planned
+    assert rows["wear a mask outside the home"]["probability"] < planned
+    assert "work from home" in tab.answer_pane.object
+    # the controls re-answer at once, here: no job starts, the forecast is the same table
+    version = view.session.job.version
+    tab.days["work"].value = 0
+    assert tab.rows[0]["probability"] == pytest.approx(rows["work from home"]["probability"])
+    tab.household.value = 1
+    tab.days["community"].value = 0
+    tab.days["school"].value = 0
+    assert tab.rows[0]["probability"] == 0.0  # alone at home all week
+    assert "your risk is at home" in tab.answer_pane.object
+    assert view.session.job.version == version
+    assert tab.table is table
+    assert tab.rows == risk.answer(table, tab.profile())  # the same answer as `populace risk`

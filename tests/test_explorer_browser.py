@@ -281,7 +281,7 @@ SCROLL = "() => [document.documentElement.scrollWidth, document.documentElement.
 
 def test_the_page_fits_1280_by_720_without_horizontal_scrolling(page: Page):
     """Every tab, at day 0 and after a few days, on a 1280×720 projector."""
-    for tab in ("Run", "Sensitivity", "Compare", "Calibrate", "Export", "About", "Run"):
+    for tab in ("Run", "Sensitivity", "Your risk", "Compare", "Calibrate", "Export", "About", "Run"):
         page.get_by_text(tab, exact=True).first.click()
         page.wait_for_timeout(300)
         width, visible = page.evaluate(SCROLL)

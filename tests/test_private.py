@@ -4,14 +4,13 @@ the private run's daily series equal the plaintext run's bit for bit; what a ser
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from populace import Model, Places, Simulation, launch
+from populace.cli import main
 from populace.contacts import EdgeNetwork
 from populace.experiment import Experiment
 from populace.layers import SEIR
@@ -32,6 +31,9 @@ class _Recorder:
         self.n += 1
 
 
+CASES = {"bench-seir": ([], 40), "nyc-covid": (["seeds_per_100k=200"], 30)}
+
+
 def _run(rank: int, ranks: int, scenario: str, sets: list[str], days: int, private: bool, out: str) -> None:
     if rank > 0:
         serve(devices=0, record=_Recorder(str(Path(out).parent), rank))
@@ -50,18 +52,29 @@ def _run(rank: int, ranks: int, scenario: str, sets: list[str], days: int, priva
     Path(out).write_text(json.dumps({"series": result.to_columns(), "exchanges": exchanges}))
 
 
-@pytest.mark.parametrize(
-    ("scenario", "sets", "days"),
-    [("bench-seir", [], 40), ("nyc-covid", ["seeds_per_100k=200"], 30)],
-)
+def _run_cases(rank: int, ranks: int, folder: str) -> None:
+    """Every case of :data:`CASES` in turn, by the same three processes (the servers serve each run)."""
+    for scenario, (sets, days) in CASES.items():
+        _run(rank, ranks, scenario, sets, days, True, str(Path(folder) / scenario / "out.json"))
+
+
+@pytest.fixture(scope="module")
+def private_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The private runs of every case (one device process and two server processes, started once)."""
+    folder = tmp_path_factory.mktemp("private")
+    for scenario in CASES:
+        (folder / scenario).mkdir()
+    launch(_run_cases, 3, str(folder), threads=1)
+    return folder
+
+
+@pytest.mark.parametrize("scenario", list(CASES))
 def test_private_series_equal_plaintext_bit_for_bit(
-    tmp_path: Path, scenario: str, sets: list[str], days: int
+    tmp_path: Path, private_runs: Path, scenario: str
 ) -> None:
-    plain, private = tmp_path / "plain" / "out.json", tmp_path / "private" / "out.json"
-    plain.parent.mkdir()
-    private.parent.mkdir()
+    sets, days = CASES[scenario]
+    plain, private = tmp_path / "out.json", private_runs / scenario / "out.json"
     _run(0, 1, scenario, sets, days, False, str(plain))  # plaintext, in this process
-    launch(_run, 3, scenario, sets, days, True, str(private), threads=1)
     a, b = json.loads(plain.read_text()), json.loads(private.read_text())
     assert sum(a["series"]["new_infections"]) > 50  # an epidemic, not an empty run
     assert b["series"] == a["series"]
@@ -94,15 +107,15 @@ def test_per_agent_settings_are_refused_naming_the_setting() -> None:
         ServerLink([1])
 
 
-def test_cli_run_private(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "populace", "run", "bench-seir", "--agents", "5000", "--days", "15"]
-    plain = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True)
-    private = subprocess.run([*cmd, "--json", "--private"], capture_output=True, text=True, check=True)
-    first, traffic = private.stdout.splitlines()
-    assert json.loads(first)["daily"] == json.loads(plain.stdout)["daily"]
+def test_cli_run_private(capfd: pytest.CaptureFixture[str]) -> None:
+    cmd = ["run", "bench-seir", "--agents", "5000", "--days", "15", "--json"]
+    assert main(cmd) == 0  # in this process
+    plain = capfd.readouterr().out
+    assert main([*cmd, "--private"]) == 0  # the device and server processes print to this one's output
+    first, traffic = capfd.readouterr().out.splitlines()
+    assert json.loads(first)["daily"] == json.loads(plain)["daily"]
     info = json.loads(traffic)["private"]
     assert info["servers"] == 2
     assert info["bytes_to_each_server_per_day"] >= 5000 * 8  # one share per agent and setting, at least
-    bad = subprocess.run([*cmd, "--private", "--ranks", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2
-    assert "--private" in bad.stderr
+    assert main([*cmd, "--private", "--ranks", "2"]) == 2
+    assert "--private" in capfd.readouterr().err

@@ -1,13 +1,18 @@
 """Private calibration across data holders (core/private_calibration.py): the holders' losses add up to the
 plaintext loss; without noise the fitted values equal plaintext calibration's (same streams and seeds); with
-noise ε is reported and the fit stays sane; the coordinator never holds an observed value."""
+noise ε is reported, the reconstructed sum carries exactly the holders' noise and the fit stays sane; the
+coordinator never holds an observed value.
+
+The protocol runs with two holders (Manhattan and the Bronx; the other three boroughs: the streams' borough
+columns summed by ``Stream.combine``), so 5 processes, not the 8 of one holder per borough: nothing it checks
+depends on the number of holders (the CLI and benchmarks/bench_privacy.py run five)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +20,21 @@ import torch
 
 from populace import launch
 from populace.calibrate import Calibration, Stream
+from populace.cli import main
+from populace.cli import private_calibrate as cli_private
 from populace.experiment import Experiment
 from populace.params import ParamError
 from populace.private_calibration import (
     Holder,
     Roles,
     _public,
+    clipped,
     coordinate,
     epsilon_for,
     hold,
     noise_for,
     relay,
+    sensitivity,
 )
 
 AGENTS, DAYS, EPOCHS = 8_000, 35, 2
@@ -33,52 +42,74 @@ FIT = ["covid.beta", "covid.severe_scale", "covid.fatality_scale"]
 SETS = ["seeds_per_100k=300", "beta=0.07", "fatality_scale=4", "hospital_death_days=8", "estimator=gumbel"]
 
 
-def _build() -> tuple[torch.nn.Module, list[Stream]]:
+GROUPS = {
+    "Manhattan and the Bronx": ("Manhattan", "Bronx"),
+    "the others": ("Brooklyn", "Queens", "Staten Island"),
+}
+
+
+def _build(groups: bool = True) -> tuple[torch.nn.Module, list[Stream]]:
+    """The model and its hosp and deaths streams, by borough or (``groups``) by :data:`GROUPS`."""
     experiment = Experiment.from_texts("nyc-covid", SETS, agents=AGENTS, seed=0)
     model = experiment.model()
     streams = [s for s in experiment.observed(model, days=DAYS) if s.name in ("hosp", "deaths")]
-    return model, streams
+    if not groups:
+        return model, streams
+    grouped = []
+    for s in streams:
+        assert s.combine is None
+        combine = torch.zeros(len(s.labels), len(GROUPS))
+        for j, members in enumerate(GROUPS.values()):
+            for borough in members:
+                combine[s.labels.index(borough), j] = 1.0
+        observed = s.observed @ combine.to(s.observed)
+        grouped.append(dataclasses.replace(s, observed=observed, labels=tuple(GROUPS), combine=combine))
+    return model, grouped
 
 
-def _rank(rank: int, ranks: int, out: str, columns: list[Holder], runs: list[tuple[float, float]]) -> None:
+def _rank(
+    rank: int, ranks: int, out: str, columns: list[Holder], runs: list[tuple[float, float, int]]
+) -> None:
     """One process of the protocol: the coordinator, a holder (given only its own columns) or a server; the
-    same processes run one fit per ``(noise, clip)`` of ``runs``."""
+    same processes run one fit per ``(noise, clip, epochs)`` of ``runs``."""
     roles = Roles(len(columns), 2)
     role, i = roles.role(rank)
-    model = _build()[0] if role == "coordinator" else None
     results = []
-    for noise, clip in runs:
+    for noise, clip, epochs in runs:
         if role == "server":
             relay(roles, i)
         elif role == "holder":  # its own data, and nothing else
             hold(roles, i, columns[i], clip, noise, seed=100 + i)
         else:
-            assert model is not None
-            _, streams = _build()
-            fit = coordinate(roles, model, _public(streams), FIT, DAYS, epochs=EPOCHS, clip=clip, noise=noise)
+            model, streams = _build()  # every fit starts from the same values
+            fit = coordinate(roles, model, _public(streams), FIT, DAYS, epochs=epochs, clip=clip, noise=noise)
             results.append(fit.summary() | {"gradients": fit.gradients})
-            model = _build()[0]  # the next fit starts from the same values
     if role == "coordinator":
         Path(out).write_text(json.dumps(results))
 
 
-SIGMA = noise_for(8.0, EPOCHS, 1e-5)
-RUNS = [(0.0, math.inf), (0.0, 1.0), (SIGMA, 1.0)]
+@functools.cache
+def _sigma() -> float:
+    """The noise multiplier of ε = 8 for one release (computed when a test asks, not at import: the
+    spawned processes import this module, and dp-accounting with scipy would add seconds to each)."""
+    return noise_for(8.0, 1, 1e-5)
 
 
 @pytest.fixture(scope="module")
 def private_fits(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    """Fits through the protocol (8 processes): no clipping or noise; clipped to 1; clipped with noise for
-    ε = 8."""
+    """Fits through the protocol (2 holders, 2 servers, the coordinator): no clipping or noise (two epochs:
+    Adam's state carries over); clipped to 1, and clipped with noise for ε = 8 (one epoch each: the same
+    first step, with and without the noise)."""
     _, streams = _build()
     holders = [Holder.of(streams, label) for label in streams[0].labels]
     out = tmp_path_factory.mktemp("private") / "fits.json"
-    launch(_rank, 1 + len(holders) + 2, str(out), holders, RUNS, threads=1, timeout_s=600)
+    runs = [(0.0, math.inf, EPOCHS), (0.0, 1.0, 1), (_sigma(), 1.0, 1)]
+    launch(_rank, 1 + len(holders) + 2, str(out), holders, runs, threads=1, timeout_s=600)
     return json.loads(out.read_text())
 
 
 def test_holders_losses_add_up_to_the_plaintext_loss() -> None:
-    model, streams = _build()
+    model, streams = _build(groups=False)  # one holder per borough
     calibration = Calibration(model, streams, fit=FIT, log_weight=0.1)
     predictions = {s.name: torch.rand(DAYS, 5) * 3 for s in streams}
     whole = sum(calibration.losses(predictions).values())
@@ -112,15 +143,41 @@ def test_private_fit_without_noise_equals_plaintext_calibration(private_fits: li
 def test_private_fit_with_noise_reports_epsilon(private_fits: list[dict]) -> None:
     _, clipped, noisy = private_fits
     assert noisy["epsilon"] == pytest.approx(8.0, rel=0.02)
-    assert noisy["noise_multiplier"] == pytest.approx(SIGMA)
-    # clipped: every holder's gradient has norm <= 1, so the sum has norm <= 5 holders
-    assert all(math.hypot(*g) <= 5.0 + 1e-9 for g in clipped["gradients"])
-    # noise of sd sigma * clip on the sum: the steps differ, every value stays finite
-    assert noisy["gradients"] != clipped["gradients"]
-    for name, value in noisy["parameters"].items():
-        assert math.isfinite(value)
-        assert value != pytest.approx(clipped["parameters"][name], rel=1e-9)
+    assert noisy["noise_multiplier"] == pytest.approx(_sigma())
+    # clipped: every holder's gradient has norm <= 1, so the sum has norm <= 2 holders
+    assert all(math.hypot(*g) <= 2.0 + 1e-9 for g in clipped["gradients"])
+    assert max(math.hypot(*g) for g in clipped["gradients"]) > 1.0  # the bound is reached: clipping acts
+    # the first step's sum (same start, same run) differs from the clipped one by the holders' noise
+    # exactly: each holder adds N(0, (sigma * clip)^2 / holders) from its own generator
+    holders = len(GROUPS)
+    noise = sum(
+        torch.randn(len(FIT), generator=torch.Generator().manual_seed(100 + b), dtype=torch.float64)
+        * (_sigma() * 1.0 / math.sqrt(holders))
+        for b in range(holders)
+    )
+    difference = torch.tensor(noisy["gradients"][0], dtype=torch.float64) - torch.tensor(
+        clipped["gradients"][0], dtype=torch.float64
+    )
+    assert torch.allclose(difference, noise, atol=1e-9)
+    assert float(noise.norm()) > 0.1  # sd sigma (0.6 for one release) per entry
+    assert all(math.isfinite(v) for v in noisy["parameters"].values())
     assert all(math.isfinite(v) for v in noisy["nd"].values())
+
+
+def test_clipping_by_norm_or_by_parameter_bounds_the_sensitivity() -> None:
+    g = torch.tensor([0.4, -0.05, 0.007], dtype=torch.float64)
+    by_norm = clipped(g, 0.1)
+    assert float(by_norm.norm()) == pytest.approx(0.1)
+    assert torch.allclose(by_norm / 0.1, g / g.norm())  # the direction kept: the small entries stay small
+    each = clipped(g, 0.01, per_parameter=True)
+    assert each.tolist() == pytest.approx([0.01, -0.01, 0.007])  # every parameter gets the same bound
+    assert torch.equal(clipped(g, math.inf), g)
+    # the bound on one holder's contribution, which the noise is scaled to
+    assert sensitivity(0.1, 3, per_parameter=False) == 0.1
+    assert sensitivity(0.01, 3, per_parameter=True) == pytest.approx(0.01 * math.sqrt(3))
+    for _ in range(20):
+        r = torch.randn(3, dtype=torch.float64) * 10
+        assert float(clipped(r, 0.01, per_parameter=True).norm()) <= sensitivity(0.01, 3, True) + 1e-12
 
 
 def test_epsilon_accounting() -> None:
@@ -135,13 +192,18 @@ def test_epsilon_accounting() -> None:
         noise_for(-1.0, 30, 1e-5)
 
 
-def test_cli_refuses_bad_privacy_arguments_before_starting_processes() -> None:
-    base = [sys.executable, "-m", "populace", "calibrate", "nyc-covid", "--private", "--agents", "8k"]
+def test_cli_refuses_bad_privacy_arguments_before_starting_processes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("processes started before the arguments were checked")
+
+    monkeypatch.setattr(cli_private, "launch", started)
+    base = ["calibrate", "nyc-covid", "--private", "--agents", "8k"]
     for extra, named in (
         (["--epsilon", "lots"], "--epsilon"),
         (["--clip", "-1"], "--clip"),
         (["--streams", "cases"], "--streams"),
     ):
-        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2, done.stderr
-        assert named in done.stderr.strip().splitlines()[-1]
+        assert main([*base, *extra]) == 2
+        assert named in capsys.readouterr().err.strip().splitlines()[-1]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from populace.cli import main
 from populace.experiment import Experiment
 from populace.risk import MASK_EFFICACY, Profile, RiskTable, alternatives, answer, forecast, week_risk
 from populace.simulate import Simulation
@@ -72,14 +71,16 @@ def test_answers_move_the_right_way(table: RiskTable) -> None:
     assert more["probability"] >= plan["probability"]
 
 
-def test_cli_reads_a_saved_forecast_and_refuses_a_bad_profile(table: RiskTable, tmp_path: Path) -> None:
+def test_cli_reads_a_saved_forecast_and_refuses_a_bad_profile(
+    table: RiskTable, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     saved = tmp_path / "forecast.json"
     table.save(saved)
     me = tmp_path / "me.json"
     me.write_text(json.dumps({"borough": "Queens", "household_size": 2, "days": {"work": 5}}))
-    cmd = [sys.executable, "-m", "populace", "risk", "nyc-covid", "--table", str(saved)]
-    done = subprocess.run([*cmd, "--profile", str(me), "--json"], capture_output=True, text=True, check=True)
-    out = json.loads(done.stdout)
+    cmd = ["risk", "nyc-covid", "--table", str(saved)]
+    assert main([*cmd, "--profile", str(me), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["forecast_s"] is None  # read, not recomputed
     assert out["query_s"] < 1.0
     assert [r["choice"] for r in out["choices"]][:2] == ["as planned", "work from home"]
@@ -89,6 +90,5 @@ def test_cli_reads_a_saved_forecast_and_refuses_a_bad_profile(table: RiskTable, 
         ({"area": "Queens", "days": {"work": 9}}, "between 0 and 7"),
     ):
         me.write_text(json.dumps(bad))
-        done = subprocess.run([*cmd, "--profile", str(me)], capture_output=True, text=True)
-        assert done.returncode == 2
-        assert named in done.stderr
+        assert main([*cmd, "--profile", str(me)]) == 2
+        assert named in capsys.readouterr().err

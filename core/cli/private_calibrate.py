@@ -37,7 +37,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--delta", type=float, default=1e-5, help="--private: δ of (ε, δ) (default 1e-5)")
     parser.add_argument(
-        "--clip", type=float, default=1.0, help="--private: L2 bound of each holder's gradient (default 1)"
+        "--clip",
+        type=float,
+        default=1.0,
+        help="--private: bound of each holder's gradient: its L2 norm, or each entry with --clip-each "
+        "(default 1)",
+    )
+    parser.add_argument(
+        "--clip-each",
+        action="store_true",
+        help="--private: clip each entry of a holder's gradient to ±CLIP instead of its L2 norm (every "
+        "parameter gets the same share of the noise budget, however small its gradient)",
+    )
+    parser.add_argument(
+        "--lr-by-noise",
+        action="store_true",
+        help="--private: scale the learning rate by the best signal-to-noise ratio a step can have, when "
+        "below 1 (a small budget then leaves the values near their start instead of adrift)",
     )
     parser.add_argument(
         "--fit",
@@ -136,7 +152,7 @@ def _rank(
     if role == "holder":
         holder = Holder.of(streams, labels[i])
         del streams  # this holder keeps its own columns only
-        hold(roles, i, holder, args.clip, noise)
+        hold(roles, i, holder, args.clip, noise, per_parameter=args.clip_each)
         return
 
     def progress(epoch: int, gradient: list[float]) -> None:
@@ -159,6 +175,8 @@ def _rank(
         clip=args.clip,
         noise=noise,
         delta=args.delta,
+        per_parameter=args.clip_each,
+        lr_by_noise=args.lr_by_noise,
         on_epoch=progress,
     )
     summary = {
