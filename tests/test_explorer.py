@@ -7,6 +7,7 @@ import io
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
@@ -194,6 +195,21 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
     assert to_png(homes).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="width, height"):
         painter.paint(None, (), View((0, 1, 0, 1), 0, 8))
+
+
+def test_the_maps_counts_bin_agents_as_datashader_does():
+    """The frame's own binning (each agent's pixel kept per view) against Datashader's, on the edges too."""
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-5, 105, (2, 30_000)).astype(np.float32)  # some outside the view
+    x[:4], y[:4] = (0, 100, 0, 100), (0, 0, 100, 100)  # the corners: the upper edges fall in the last pixel
+    groups = rng.integers(0, 3, 30_000).astype(np.uint8)
+    view = View((0.0, 100.0, 0.0, 100.0), 37, 23)
+    counts = view.canvas().points(pd.DataFrame({"x": x, "y": y}), "x", "y").values[::-1]
+    painter = MapPainter(x, y)
+    assert np.array_equal(painter.residents(view), counts)
+    past = groups > 0
+    lit = view.canvas().points(pd.DataFrame({"x": x[past], "y": y[past]}), "x", "y").values[::-1] > 0
+    assert np.array_equal(painter.overlay(groups, ("s", "e", "i"), view) > 0, lit)
 
 
 @pytest.mark.parametrize("prevalence", [0.05, 0.40])
