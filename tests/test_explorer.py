@@ -4,6 +4,7 @@ Datashader rendering, the jobs and the `populace explore` command's checks."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
+from populace.explorer.live import MAX_CHUNK
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
 from populace.explorer.views.run import MAP_SIZE
 from populace.layers.covid import Covid
@@ -116,6 +118,36 @@ def test_play_stops_at_the_last_day(run):
     run.wait()
     assert run.frame.day == 15
     assert not run.playing
+
+
+def test_play_draws_fewer_days_when_the_page_is_slow(run):
+    """A page that takes 0.3 s to show each frame (twenty visitors on one server): frames carry several days
+    so play keeps least_days_per_s; a fast page gets every day."""
+    run.days = 60
+    run.viewers = 1
+    shown: list[int] = []
+
+    def page() -> None:  # a page reporting each day it shows, 0.3 s after it is published
+        while run.playing or not shown:
+            time.sleep(0.3)
+            shown.append(run.frame.day)
+            run.page_shows(run.frame.day)
+
+    run.page_shows(0)
+    run.play()
+    viewer = threading.Thread(target=page)
+    viewer.start()
+    time.sleep(2.0)
+    run.pause()
+    viewer.join()
+    steps = np.diff(shown)
+    assert steps.max() > 1  # frames of several days
+    assert steps.max() <= MAX_CHUNK
+    assert shown[-1] / (0.3 * len(shown)) >= 0.6 * run.least_days_per_s  # the pace, within the page's jitter
+    assert run._next_chunk(1, simulated=0.003, frame=0.02) == 1  # a fast page: every day drawn
+    assert run._next_chunk(1, simulated=0.15, frame=0.4) == 1  # a slow simulation (8.4M): every day drawn
+    run.least_days_per_s = 0
+    assert run._next_chunk(5, simulated=0.015, frame=2.0) == run.days_per_frame
 
 
 def test_a_failed_setup_is_reported_not_raised(run, monkeypatch):
@@ -273,11 +305,11 @@ def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view, _ = explorer
     view.run_view.curve_select.value = "stage groups"
     before = _map_bytes(view)
-    assert "Day 0 of" in view.day_text.object
+    assert "Day 0 of" in view.day_text.value
     view.run.set_option("beta", 0.3)
     view.run.step(25).result()
     view.refresh()
-    assert "Day 25 of" in view.day_text.object
+    assert "Day 25 of" in view.day_text.value
     assert _map_bytes(view) != before
     data = view.curve_figure.source.data
     susceptible = data[f"y{view.curve_figure.labels.index('susceptible')}"]
