@@ -28,8 +28,9 @@ server's part, as the Bokeh server's event loop does (every session's periodic r
 the map and curves drawn into its document, the patch serialised as the server sends it), and a page's part
 is to report the day drawn, as the page's ``shown_day`` does. It reports each session's days per second
 (``session_days_per_s``: the day counter), frames per second (days drawn), the bytes a session would send,
-the process's CPU (cores) and the load average before and after. Not counted: the websocket writes and
-decoding the pages' replies.
+the process's CPU (cores) and the load average before and after; first, for ``--seconds`` / 2, the same runs
+play with no session drawing them (``inprocess_days_per_s``: the simulations alone). Not counted: the
+websocket writes and decoding the pages' replies.
 
 Targets (issue 6): at 8.4M agents the map redraws in under 0.5 s after a slider change and a day plus its
 redraw keeps up at least 2 days per second; at classroom size 20+ days per second. Prints one JSON object per
@@ -276,6 +277,21 @@ def measure_sessions(scenario: str, agents: int, sessions: int, seconds: float, 
         doc.on_change(events.append)
         own.viewers += 1  # as Explorer.__panel__ does for a page
         served.append((explorer, doc, events))
+    # the simulations alone first: the same runs playing with no session drawing them
+    for explorer, _, _ in served:
+        explorer.run.viewers -= 1
+        explorer.run.play()
+    time.sleep(1.0)
+    alone0, t_alone = [e.run.frame.day for e, _, _ in served], time.perf_counter()
+    time.sleep(seconds / 2)
+    alone = [
+        (e.run.frame.day - d) / (time.perf_counter() - t_alone)
+        for (e, _, _), d in zip(served, alone0, strict=True)
+    ]
+    for explorer, _, _ in served:
+        explorer.run.pause()
+        explorer.run.reset().result()  # day 0 again, as a new page sees it
+        explorer.run.viewers += 1
     sent = [0] * sessions
     drawn: list[list[int]] = [[] for _ in range(sessions)]
 
@@ -334,6 +350,8 @@ def measure_sessions(scenario: str, agents: int, sessions: int, seconds: float, 
             statistics.median((b - a) / elapsed / 1000 for a, b in zip(sent0, sent, strict=True)), 1
         ),
         "process_cpu_cores": round(cpu, 2),
+        "inprocess_days_per_s_min": round(min(alone), 1),
+        "inprocess_days_per_s_median": round(statistics.median(alone), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -366,11 +384,13 @@ def main() -> int:
             if not args.no_record:
                 append(RESULTS, result)
             continue
+        load_before = [round(x, 2) for x in os.getloadavg()]
         if args.visitors:
             measured = measure_visitors(
                 scenario, parse_count(size, "--cases"), args.visitors, args.seconds, args.port
             )
-            result = {**machine(), "reuse_freed_memory": reused, **measured}
+            load = {"load_average_before": load_before, "load_average_after": _load()}
+            result = {**machine(), "reuse_freed_memory": reused, **load, **measured}
             print(json.dumps(result), flush=True)
             if not args.no_record:
                 append(RESULTS, result)
@@ -383,11 +403,17 @@ def main() -> int:
             args.screenshots,
             args.days_per_frame,
         )
-        result = {**machine(), "reuse_freed_memory": reused, **measured}
+        load = {"load_average_before": load_before, "load_average_after": _load()}
+        result = {**machine(), "reuse_freed_memory": reused, **load, **measured}
         print(json.dumps(result), flush=True)
         if not args.no_record:
             append(RESULTS, result)
     return 0
+
+
+def _load() -> list[float]:
+    """The load average now (1, 5, 15 minutes)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 if __name__ == "__main__":
