@@ -412,7 +412,9 @@ class LiveRun(param.Parameterized):
                 self._page_day = -1  # day 0 again: the page's last day no longer says how far it is
             self._publish(sim, model)
 
-    def _advance(self, days: int) -> None:
+    def _advance(self, days: int, playing: bool = False) -> None:
+        """Simulate ``days`` days and publish their frame; ``playing``: stop after the day under way once
+        :meth:`pause` is called (a frame of several days ends where Pause found it)."""
         with self._lock:
             sim, model = self._sim, self.model
             if sim is None or model is None:
@@ -421,6 +423,8 @@ class LiveRun(param.Parameterized):
             for _, values in sim.stream(days):
                 for name, value in values.items():
                     self._history[name].append(value.cpu().numpy())
+                if playing and not self.playing:
+                    break
             self._publish(sim, model)
             self.step_seconds = time.perf_counter() - t0
 
@@ -444,7 +448,7 @@ class LiveRun(param.Parameterized):
         chunk = self.days_per_frame
         while self.playing and self.frame.day < self.days:
             t0 = time.perf_counter()
-            self._advance(min(chunk, self.days - self.frame.day))
+            self._advance(min(chunk, self.days - self.frame.day), playing=True)
             simulated = time.perf_counter() - t0
             if self.viewers > 0:  # until a view shows the frame, or a page the frame before it
                 deadline = time.perf_counter() + self.page_wait_s
