@@ -168,7 +168,8 @@ class LiveRun(param.Parameterized):
         default=10.0,
         bounds=(0.0, None),
         doc="while playing, frames carry more days than days_per_frame where drawing every one of them "
-        "would play fewer days a second than this (many visitors, a slow page); 0: never",
+        "would play fewer days a second than this (many visitors, a slow page; runs under SMALL_RUN agents "
+        "only); 0: never",
     )
     playing = param.Boolean(default=False, doc="the run advances on its own")
     threads = param.Integer(
@@ -464,10 +465,11 @@ class LiveRun(param.Parameterized):
         """Days the next frame carries: :attr:`days_per_frame`, or more where drawing each day is what
         keeps play under :attr:`least_days_per_s`. A frame costs the drawing and the page's round trip
         (``frame - simulated`` seconds) plus ``simulated / chunk`` a day: solved for the days that keep the
-        pace, at most :data:`MAX_CHUNK`. Where the simulation alone is slower than the pace (NYC at 8.4M:
-        0.12 s a day), skipping frames would buy little, and every day is drawn."""
+        pace, at most :data:`MAX_CHUNK`. Only runs under :data:`SMALL_RUN` agents (a visitor's own run)
+        skip frames: a large run (NYC at 8.4M, 0.1 s a day, the presenter's) draws every day, and so does
+        any run whose simulation alone is slower than the pace."""
         pace = self.least_days_per_s
-        if pace <= 0 or self.speed > 0:
+        if pace <= 0 or self.speed > 0 or self.agents >= SMALL_RUN:
             return self.days_per_frame
         day, drawing = simulated / chunk, max(0.0, frame - simulated)
         room = 1.0 - pace * day  # the share of a second left for drawing at this pace

@@ -145,7 +145,11 @@ def test_play_draws_fewer_days_when_the_page_is_slow(run):
     assert steps.max() <= MAX_CHUNK
     assert shown[-1] / (0.3 * len(shown)) >= 0.6 * run.least_days_per_s  # the pace, within the page's jitter
     assert run._next_chunk(1, simulated=0.003, frame=0.02) == 1  # a fast page: every day drawn
-    assert run._next_chunk(1, simulated=0.15, frame=0.4) == 1  # a slow simulation (8.4M): every day drawn
+    assert run._next_chunk(1, simulated=0.15, frame=0.4) == 1  # a slow simulation: every day drawn
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) > 1
+    run.agents = 8_400_000  # (not set up) a presenter's run draws every day
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) == 1
+    run.agents = AGENTS
     run.least_days_per_s = 0
     assert run._next_chunk(5, simulated=0.015, frame=2.0) == run.days_per_frame
 
