@@ -4,6 +4,7 @@ Datashader rendering, the jobs and the `populace explore` command's checks."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
@@ -17,8 +18,9 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
+from populace.explorer.live import MAX_CHUNK
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
-from populace.explorer.views.run import MAP_EVERY_S, MAP_SIZE, RunView
+from populace.explorer.views.run import MAP_SIZE
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -118,30 +120,62 @@ def test_play_stops_at_the_last_day(run):
     assert not run.playing
 
 
-def test_while_playing_the_map_follows_at_most_every_map_every_s(run, monkeypatch):
-    """Play shows every day (the counter paces the run), the map at most every MAP_EVERY_S; a pause draws
-    the day it stopped on."""
-    explorer = Explorer(run=run)
-    explorer.refresh()
-    painted: list[int] = []
-    paint = RunView._paint_map
-    monkeypatch.setattr(RunView, "_paint_map", lambda self: (painted.append(run.frame.day), paint(self)))
-    days: list[int] = []
+def test_play_draws_fewer_days_when_the_page_is_slow(run):
+    """A page that takes 0.3 s to show each frame (twenty visitors on one server): frames carry several days
+    so play keeps least_days_per_s; a fast page gets every day."""
+    run.days = 60
     run.viewers = 1
+    shown: list[int] = []
+
+    def page() -> None:  # a page reporting each day it shows, 0.3 s after it is published
+        while run.playing or not shown:
+            time.sleep(0.3)
+            shown.append(run.frame.day)
+            run.page_shows(run.frame.day)
+
+    run.page_shows(0)
     run.play()
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < 1.0:
-        explorer.refresh()  # as the page's poll does; it reports each day drawn, as a notebook does
-        days.append(explorer.session.day)
-        time.sleep(0.005)
+    viewer = threading.Thread(target=page)
+    viewer.start()
+    time.sleep(2.0)
+    run.pause()
+    viewer.join()
+    steps = np.diff(shown)
+    assert steps.max() > 1  # frames of several days
+    assert steps.max() <= MAX_CHUNK
+    assert shown[-1] / (0.3 * len(shown)) >= 0.6 * run.least_days_per_s  # the pace, within the page's jitter
+    assert run._next_chunk(1, simulated=0.003, frame=0.02) == 1  # a fast page: every day drawn
+    assert run._next_chunk(1, simulated=0.15, frame=0.4) == 1  # a slow simulation: every day drawn
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) > 1
+    run.agents = 8_400_000  # (not set up) a presenter's run draws every day
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) == 1
+    run.agents = AGENTS
+    run.least_days_per_s = 0
+    assert run._next_chunk(5, simulated=0.015, frame=2.0) == run.days_per_frame
+
+
+def test_pause_on_the_day_the_page_shows_undoes_a_frame_of_several_days(run):
+    """A page showing day 10 presses Pause while the run simulates its next frame (5 days): the run goes back
+    to day 10, and playing on from there gives the days an uninterrupted run gives."""
+    straight = LiveRun("classroom", agents=AGENTS)
+    straight.wait()
+    straight.step(15).result()
+    run.step(10).result()
+    run.viewers = 1
+    run.page_shows(10)
+    run.days_per_frame = 5
+    run.play()
+    deadline = time.perf_counter() + 30
+    while run.frame.day < 15 and time.perf_counter() < deadline:  # the frame is out, the page still at 10
+        time.sleep(0.01)
     run.pause()
     run.wait()
-    explorer.refresh()
-    # measured: 86 days shown, 11 maps drawn (with a map a day, as many maps as days)
-    assert len(painted) - 1 <= 1.0 / MAP_EVERY_S + 2
-    assert len(set(days)) >= len(painted) - 1
-    assert painted[-1] == run.frame.day == explorer.session.day  # paused: the map of the day shown
-    explorer.close()
+    assert run.frame.day == 10
+    assert len(run.frame.series("new_infections")) == 10
+    run.step(5).result()
+    for name in straight.frame.names():
+        assert np.array_equal(run.frame.series(name), straight.frame.series(name)), name
+    straight.close()
 
 
 def test_a_failed_setup_is_reported_not_raised(run, monkeypatch):

@@ -20,7 +20,7 @@ from ..live import STAGE_GROUPS, AgentMap, Frame
 from ..render import Extent, MapPainter, View, colour, composite, palette
 from .session import Session
 
-__all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_EVERY_S", "MAP_SIZE", "STRENGTH_NOTE", "RunView"]
+__all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_SIZE", "STRENGTH_NOTE", "RunView"]
 
 MAP_SIZE = (460, 400)
 CURVES_WIDTH = 450
@@ -41,11 +41,6 @@ STRENGTH_NOTE = (
     "(or a later one); faint: a few of them; no colour: all susceptible. Grey: homes (darker: more)."
 )
 """The map legend's words on colour strength (:meth:`~..render.MapPainter.overlay`)."""
-MAP_EVERY_S = 0.1
-"""While playing, the map takes the new day at most this often; the day counter (and the page's report of
-it, which paces play) still follows every day. The map is what a page and the server spend most on per
-frame: a 185 KB image to make, serialise, send, decode and colour (the browser pages on this machine played
-4 classroom visitors at 1.7-2.1 days/s with a map a day, load 6; benchmarks/README.md)."""
 CURVES_EVERY_S = 0.2
 """While playing, the curves take the new days at most this often: each update re-ranges and re-lays out the
 plot in the browser, which held the classroom at 18 days/s with every day sent and 29 without curves."""
@@ -66,8 +61,6 @@ class RunView(pn.viewable.Viewer):
         self._tapped: int | None = None
         self._extent: Extent | None = None  # what the map shows: set by zoom and pan, or the whole area
         self._map_stale = False
-        self._map_due = False  # a new frame whose map is not drawn yet (held back while playing)
-        self._map_at = 0.0
         self.map_figure = MapFigure(width, height)
         self.map_figure.figure.on_event(RangesUpdate, self._on_ranges)
         self.map_figure.figure.on_event(Tap, lambda event: self._on_tap(event.x, event.y))
@@ -107,25 +100,18 @@ class RunView(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ per refresh
     def refresh(self, frame: Frame, new: bool) -> bool:
-        """Draw ``frame`` if it is ``new`` (while playing, the map at most every :data:`MAP_EVERY_S`: the
-        day counter still shows every day), a map held back or left stale by a zoom, and the days the
-        curves held back while playing; returns whether any plot changed."""
-        now = time.perf_counter()
-        self._map_due = self._map_due or new
-        paint = self._map_stale or (
-            self._map_due and (not self.run.playing or now - self._map_at >= MAP_EVERY_S)
-        )
-        if paint:
-            self._map_at = now
-            self._map_due = False
-            self._paint_map()
+        """Draw ``frame`` if it is ``new``, else a map left stale by a zoom, and the days the curves held
+        back while playing; returns whether any plot changed."""
         # days not sent while playing
         held_back = not self.run.playing and self.curve_figure.days != frame.day and self._curves_ready()
+        changed = new or self._map_stale or held_back
         if new:
             self._draw()
+        elif self._map_stale:
+            self._paint_map()
         if held_back:
             self.curve_figure.update(self._lines())
-        return new or paint or held_back
+        return changed
 
     def _curves_ready(self) -> bool:
         """Whether the page has the curves' figure: a new one reaches the document on Panel's next tick,
@@ -135,6 +121,7 @@ class RunView(pn.viewable.Viewer):
         return not shown or self.curve_figure.figure.document is not None  # no document: nothing to wait for
 
     def _draw(self) -> None:
+        self._paint_map()
         if self._curves_ready() and (
             not self.run.playing or time.perf_counter() - self._curves_at > CURVES_EVERY_S
         ):
