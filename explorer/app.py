@@ -109,6 +109,8 @@ class Explorer(pn.viewable.Viewer):
             dynamic=False,
         )
         self.controls.shown_day.param.watch(lambda e: self.on_shown_day(e.new), "value")
+        # the Run tab's map and curves are drawn only while it is the tab shown
+        self.tabs.param.watch(lambda e: setattr(self.run_view, "visible", e.new == 0), "active")
         # one copy of each stylesheet where they are inline (a notebook: explorer.notebook)
         self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both", hooks=[share_stylesheets])
 

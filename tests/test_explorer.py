@@ -20,7 +20,7 @@ from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
 from populace.explorer.live import MAX_CHUNK
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
-from populace.explorer.views.run import MAP_SIZE
+from populace.explorer.views.run import MAP_SIZE, RunView
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -176,6 +176,26 @@ def test_pause_on_the_day_the_page_shows_undoes_a_frame_of_several_days(run):
     for name in straight.frame.names():
         assert np.array_equal(run.frame.series(name), straight.frame.series(name)), name
     straight.close()
+
+
+def test_the_map_is_not_drawn_while_another_tab_is_shown(run, monkeypatch):
+    explorer = Explorer(run=run)
+    explorer.refresh()
+    painted: list[int] = []
+    paint = RunView._paint_map
+    monkeypatch.setattr(RunView, "_paint_map", lambda self: (painted.append(run.frame.day), paint(self)))
+    explorer.tabs.active = 2  # Questions
+    run.step(3).result()
+    explorer.refresh()
+    assert painted == []
+    assert explorer.session.day == 3  # the day counter still follows
+    explorer.tabs.active = 5  # Export: the map exported is the day's
+    assert explorer.export._map_png().getvalue().startswith(b"\x89PNG")
+    assert painted == [3]
+    explorer.tabs.active = 0
+    explorer.refresh()
+    assert painted == [3, 3]
+    explorer.close()
 
 
 def test_a_failed_setup_is_reported_not_raised(run, monkeypatch):
