@@ -4,6 +4,7 @@ process, at NYC scale and at classroom scale.
     python benchmarks/bench_explorer.py [--cases nyc-covid:8.4M,classroom:20k] [--seconds 15]
                                         [--days-per-frame K] [--screenshots DIR]
     python benchmarks/bench_explorer.py --visitors N [--cases classroom:20k] [--seconds 15]
+    python benchmarks/bench_explorer.py --sessions N [--cases classroom:20k] [--seconds 15] [--refresh-ms 25]
 
 For each case it measures (with every day drawn unless ``--days-per-frame`` says otherwise):
 
@@ -21,6 +22,16 @@ day counter advanced (``visitor_days_per_s``; the N Chromium pages run on this m
 a workshop's visitors' own machines would give), and, without a browser, the days per second of N
 LiveRun objects playing at once in this process (``inprocess_days_per_s``: the simulation alone).
 
+``--sessions N`` measures what the server sustains without the browsers (a workshop's visitors each on their
+own machine): N sessions, each with a run of its own and a Bokeh document, all playing; one thread does the
+server's part, as the Bokeh server's event loop does (every session's periodic refresh each ``--refresh-ms``,
+the map and curves drawn into its document, the patch serialised as the server sends it), and a page's part
+is to report the day drawn, as the page's ``shown_day`` does. It reports each session's days per second
+(``session_days_per_s``: the day counter), frames per second (days drawn), the bytes a session would send,
+the process's CPU (cores) and the load average before and after; first, for ``--seconds`` / 2, the same runs
+play with no session drawing them (``inprocess_days_per_s``: the simulations alone). Not counted: the
+websocket writes and decoding the pages' replies.
+
 Targets (issue 6): at 8.4M agents the map redraws in under 0.5 s after a slider change and a day plus its
 redraw keeps up at least 2 days per second; at classroom size 20+ days per second. Prints one JSON object per
 case and appends it to ``benchmarks/bench_explorer_results.json``.
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -243,6 +255,107 @@ def measure_visitors(scenario: str, agents: int, visitors: int, seconds: float, 
     }
 
 
+def measure_sessions(scenario: str, agents: int, sessions: int, seconds: float, refresh_ms: int) -> dict:
+    """N sessions served as `populace explore` serves a small run (a run each), without a browser (see
+    module docs): what the server itself sustains when each visitor's browser is on their own machine."""
+    from bokeh.document import Document
+    from bokeh.protocol import Protocol
+
+    _extensions(inline=False)
+    protocol = Protocol()
+    served: list[tuple[Explorer, Document, list]] = []
+    setups = []
+    for _ in range(sessions):
+        t = time.perf_counter()
+        own = LiveRun(scenario, agents=agents, threads=0, days=3650)
+        own.wait()
+        setups.append(time.perf_counter() - t)
+        explorer = Explorer(run=own, owns_run=True, inline=False, refresh_ms=refresh_ms)
+        doc = Document()
+        doc.add_root(explorer.layout.get_root(doc))
+        events: list = []
+        doc.on_change(events.append)
+        own.viewers += 1  # as Explorer.__panel__ does for a page
+        served.append((explorer, doc, events))
+    # the simulations alone first: the same runs playing with no session drawing them
+    for explorer, _, _ in served:
+        explorer.run.viewers -= 1
+        explorer.run.play()
+    time.sleep(1.0)
+    alone0, t_alone = [e.run.frame.day for e, _, _ in served], time.perf_counter()
+    time.sleep(seconds / 2)
+    alone = [
+        (e.run.frame.day - d) / (time.perf_counter() - t_alone)
+        for (e, _, _), d in zip(served, alone0, strict=True)
+    ]
+    for explorer, _, _ in served:
+        explorer.run.pause()
+        explorer.run.reset().result()  # day 0 again, as a new page sees it
+        explorer.run.viewers += 1
+    sent = [0] * sessions
+    drawn: list[list[int]] = [[] for _ in range(sessions)]
+
+    def poll(i: int) -> None:
+        """One session's periodic callback, the patch the server would send, and the page's reply."""
+        explorer, _, events = served[i]
+        explorer.refresh()
+        if events:
+            message = protocol.create("PATCH-DOC", list(events))
+            sent[i] += len(message.content_json) + sum(len(b.to_bytes()) for b in message.buffers)
+            events.clear()
+        day = explorer.session.day
+        if not drawn[i] or drawn[i][-1] != day:
+            drawn[i].append(day)
+            explorer.on_shown_day(day)  # the page shows the day drawn (Controls.shown_day)
+
+    for i in range(sessions):  # each page loaded: its first drawing (the set-up's curves, legend, outlines)
+        poll(i)
+    load_before = os.getloadavg()
+    for explorer, _, _ in served:
+        explorer.run.play()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    start: list[int] | None = None
+    t_start = t0
+    while time.perf_counter() - t0 < seconds + 2:
+        tick = time.perf_counter()
+        for i in range(sessions):
+            poll(i)
+        if start is None and tick - t0 > 2:  # every run under way
+            start, t_start = [e.session.day for e, _, _ in served], tick
+            frames0 = [len(d) for d in drawn]
+            sent0 = list(sent)
+        time.sleep(max(0.0, refresh_ms / 1000 - (time.perf_counter() - tick)))
+    elapsed = time.perf_counter() - t_start
+    cpu = (time.process_time() - cpu0) / (time.perf_counter() - t0)
+    end = [e.session.day for e, _, _ in served]
+    for explorer, _, _ in served:
+        explorer.close()
+    assert start is not None
+    per_session = [(b - a) / elapsed for a, b in zip(start, end, strict=True)]
+    frames = [(len(d) - f) / elapsed for d, f in zip(drawn, frames0, strict=True)]
+    return {
+        "scenario": scenario,
+        "agents": agents,
+        "sessions": sessions,
+        "seconds": seconds,
+        "refresh_ms": refresh_ms,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "session_setup_s": round(statistics.median(setups), 3),
+        "session_days_per_s": [round(x, 1) for x in per_session],
+        "session_days_per_s_min": round(min(per_session), 1),
+        "session_days_per_s_median": round(statistics.median(per_session), 1),
+        "session_frames_per_s_median": round(statistics.median(frames), 1),
+        "sent_kb_per_s_per_session": round(
+            statistics.median((b - a) / elapsed / 1000 for a, b in zip(sent0, sent, strict=True)), 1
+        ),
+        "process_cpu_cores": round(cpu, 2),
+        "inprocess_days_per_s_min": round(min(alone), 1),
+        "inprocess_days_per_s_median": round(statistics.median(alone), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="nyc-covid:8.4M,classroom:20k")
@@ -254,15 +367,30 @@ def main() -> int:
     parser.add_argument(
         "--visitors", type=int, default=0, help="N visitors with a run each, all playing (module docs)"
     )
+    parser.add_argument(
+        "--sessions", type=int, default=0, help="N sessions with a run each, all playing, no browser (docs)"
+    )
+    parser.add_argument("--refresh-ms", type=int, default=25, help="a session's poll period (--sessions)")
     args = parser.parse_args()
     reused = reuse_freed_memory()  # as `populace explore` does
     for case in args.cases.split(","):
         scenario, _, size = case.partition(":")
+        if args.sessions:
+            measured = measure_sessions(
+                scenario, parse_count(size, "--cases"), args.sessions, args.seconds, args.refresh_ms
+            )
+            result = {**machine(), "reuse_freed_memory": reused, **measured}
+            print(json.dumps(result), flush=True)
+            if not args.no_record:
+                append(RESULTS, result)
+            continue
+        load_before = [round(x, 2) for x in os.getloadavg()]
         if args.visitors:
             measured = measure_visitors(
                 scenario, parse_count(size, "--cases"), args.visitors, args.seconds, args.port
             )
-            result = {**machine(), "reuse_freed_memory": reused, **measured}
+            load = {"load_average_before": load_before, "load_average_after": _load()}
+            result = {**machine(), "reuse_freed_memory": reused, **load, **measured}
             print(json.dumps(result), flush=True)
             if not args.no_record:
                 append(RESULTS, result)
@@ -275,11 +403,17 @@ def main() -> int:
             args.screenshots,
             args.days_per_frame,
         )
-        result = {**machine(), "reuse_freed_memory": reused, **measured}
+        load = {"load_average_before": load_before, "load_average_after": _load()}
+        result = {**machine(), "reuse_freed_memory": reused, **load, **measured}
         print(json.dumps(result), flush=True)
         if not args.no_record:
             append(RESULTS, result)
     return 0
+
+
+def _load() -> list[float]:
+    """The load average now (1, 5, 15 minutes)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 if __name__ == "__main__":

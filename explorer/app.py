@@ -25,6 +25,7 @@ import panel as pn
 from panel.io.notebook import push_notebook
 
 from .live import LiveRun
+from .notebook import extension, share_stylesheets
 from .views import (
     AboutView,
     CalibrateView,
@@ -113,9 +114,16 @@ class Explorer(pn.viewable.Viewer):
             dynamic=False,
         )
         self.controls.shown_day.param.watch(lambda e: self.on_shown_day(e.new), "value")
-        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both")
+        # the Run tab's map and curves are drawn only while it is the tab shown
+        self.tabs.param.watch(lambda e: setattr(self.run_view, "visible", e.new == 0), "active")
+        # one copy of each stylesheet where they are inline (a notebook: explorer.notebook)
+        self.layout = pn.Row(self.controls, self.tabs, sizing_mode="stretch_both", hooks=[share_stylesheets])
 
     def __panel__(self) -> pn.viewable.Viewable:
+        if self.run.frame.version > 0:
+            # the run's frame drawn into the first render: a saved notebook shows this map and these
+            # curves (its embedded document) where it would show an empty map waiting for the first poll
+            self.refresh()
         pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
         self.run.viewers += 1
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
@@ -199,10 +207,7 @@ class Explorer(pn.viewable.Viewer):
 def _extensions(inline: bool = True) -> None:
     """Panel and HoloViews' Bokeh backend with inline resources or the server's own (works offline either
     way), WebGL off (measured 3.7× slower frames on machines without a GPU, DESIGN.md §6)."""
-    from panel.config import panel_extension
-
-    if not panel_extension._loaded:  # a notebook that ran pn.extension() has BokehJS: not a second copy
-        pn.extension(inline=inline)
+    extension(inline)  # in a notebook: BokehJS written once (explorer.notebook)
     pn.config.inline = inline
     if "bokeh" not in hv.Store.renderers:
         import holoviews.plotting.bokeh  # noqa: F401  (registers the backend)

@@ -14,9 +14,11 @@ parameters read only when the state is drawn, :attr:`populace.model.Layer.setup_
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +38,7 @@ from populace.scenario import find_scenario, scenarios
 from populace.synth.geography import PolygonSet
 from populace.synth.recipes import load_population
 
-__all__ = ["SMALL_RUN", "STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
+__all__ = ["MAX_CHUNK", "SMALL_RUN", "STAGE_GROUPS", "AgentMap", "Frame", "LiveRun"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ STAGE_GROUPS = {
 """How the map groups a disease layer's stages (names not listed here are shown as they are)."""
 
 MAX_AGENTS = 20_000_000
+MAX_CHUNK = 7
+"""At most this many days in a frame that :attr:`LiveRun.least_days_per_s` lengthens (a week: the map
+still shows the epidemic move)."""
 SMALL_RUN = 1_000_000
 """Below this many agents a run simulates on one torch thread when :attr:`LiveRun.threads` is 0: small
 tensors gain little from a second thread, and the server and the browser need the core. Measured on this
@@ -160,6 +165,13 @@ class LiveRun(param.Parameterized):
         default=0.0, bounds=(0.0, 1000.0), doc="at most this many days per second while playing (0: no limit)"
     )
     days_per_frame = param.Integer(default=1, bounds=(1, 365), doc="days simulated between redraws")
+    least_days_per_s = param.Number(
+        default=10.0,
+        bounds=(0.0, None),
+        doc="while playing, frames carry more days than days_per_frame where drawing every one of them "
+        "would play fewer days a second than this (many visitors, a slow page; runs under SMALL_RUN agents "
+        "only); 0: never",
+    )
     playing = param.Boolean(default=False, doc="the run advances on its own")
     threads = param.Integer(
         default=None,
@@ -402,7 +414,9 @@ class LiveRun(param.Parameterized):
                 self._page_day = -1  # day 0 again: the page's last day no longer says how far it is
             self._publish(sim, model)
 
-    def _advance(self, days: int) -> None:
+    def _advance(self, days: int, playing: bool = False) -> None:
+        """Simulate ``days`` days and publish their frame; ``playing``: stop after the day under way once
+        :meth:`pause` is called (a frame of several days ends where Pause found it)."""
         with self._lock:
             sim, model = self._sim, self.model
             if sim is None or model is None:
@@ -411,6 +425,8 @@ class LiveRun(param.Parameterized):
             for _, values in sim.stream(days):
                 for name, value in values.items():
                     self._history[name].append(value.cpu().numpy())
+                if playing and not self.playing:
+                    break
             self._publish(sim, model)
             self.step_seconds = time.perf_counter() - t0
 
@@ -425,23 +441,68 @@ class LiveRun(param.Parameterized):
         self._page_day = day
         self._shown.set()
 
-    def _caught_up(self) -> bool:
+    def _caught_up(self, chunk: int) -> bool:
         if self._page_day is not None:
-            return self._page_day >= self.frame.day - self.page_lead * self.days_per_frame
+            return self._page_day >= self.frame.day - self.page_lead * chunk
         return self._shown_version >= self.frame.version
 
     def _play(self) -> None:
+        chunk = self.days_per_frame
         while self.playing and self.frame.day < self.days:
             t0 = time.perf_counter()
-            self._advance(min(self.days_per_frame, self.days - self.frame.day))
+            days = min(chunk, self.days - self.frame.day)
+            # a frame of several days starts from a copy of the state, so that a Pause pressed while the
+            # page still shows the day before it undoes the frame's days: Pause stops on the day pressed
+            mark = self._mark() if days > 1 and self._page_day is not None else None
+            self._advance(days, playing=True)
+            simulated = time.perf_counter() - t0
             if self.viewers > 0:  # until a view shows the frame, or a page the frame before it
                 deadline = time.perf_counter() + self.page_wait_s
-                while self.playing and not self._caught_up() and time.perf_counter() < deadline:
+                while self.playing and not self._caught_up(chunk) and time.perf_counter() < deadline:
                     self._shown.wait(timeout=0.05)
                     self._shown.clear()
+                if mark is not None and not self.playing and self._page_day == mark[0] < self.frame.day:
+                    self._rewind(*mark)
+                    break
+                chunk = self._next_chunk(days, simulated, time.perf_counter() - t0)
             if self.speed > 0:
-                time.sleep(max(0.0, self.days_per_frame / self.speed - (time.perf_counter() - t0)))
+                time.sleep(max(0.0, chunk / self.speed - (time.perf_counter() - t0)))
         self.playing = False
+
+    def _mark(self) -> tuple[int, list[Any]]:
+        """The day and a copy of the simulation's state (a classroom's: 2.3 ms)."""
+        with self._lock:
+            assert self._sim is not None
+            return self._sim.day, copy.deepcopy(self._sim.states)
+
+    def _rewind(self, day: int, states: list[Any]) -> None:
+        """Back to ``day`` with ``states`` (from :meth:`_mark`): the days after it are undone and their
+        frame replaced. The draws are keyed by day and agent, so the days simulated again are the same."""
+        with self._lock:
+            sim, model = self._sim, self.model
+            assert sim is not None
+            assert model is not None
+            sim.states, sim.day = states, day
+            for values in self._history.values():
+                del values[day:]
+            self._publish(sim, model)
+
+    def _next_chunk(self, days: int, simulated: float, frame: float) -> int:
+        """Days the next frame carries: :attr:`days_per_frame`, or more where drawing each day is what
+        keeps play under :attr:`least_days_per_s`. A frame costs the drawing and the page's round trip
+        (``frame - simulated`` seconds) plus ``simulated / days`` a day: solved for the days that keep the
+        pace, at most :data:`MAX_CHUNK`. Only runs under :data:`SMALL_RUN` agents (a visitor's own run)
+        skip frames: a large run (NYC at 8.4M, 0.1 s a day, the presenter's) draws every day, and so does
+        any run whose simulation alone is slower than the pace."""
+        pace = self.least_days_per_s
+        if pace <= 0 or self.speed > 0 or self.agents >= SMALL_RUN:
+            return self.days_per_frame
+        day, drawing = simulated / days, max(0.0, frame - simulated)
+        room = 1.0 - pace * day  # the share of a second left for drawing at this pace
+        if room <= 0:
+            return self.days_per_frame
+        need = math.ceil(pace * drawing / room - 1e-9)
+        return max(self.days_per_frame, min(need, MAX_CHUNK))
 
     def _publish(self, sim: Simulation, model: Model) -> None:
         staged = model.staged_layer()

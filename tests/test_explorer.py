@@ -4,9 +4,11 @@ Datashader rendering, the jobs and the `populace explore` command's checks."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
@@ -16,8 +18,9 @@ from bokeh.events import RangesUpdate
 from populace import ParamError, Simulation, risk
 from populace.cli import main
 from populace.explorer import Explorer, LiveRun, jobs
+from populace.explorer.live import MAX_CHUNK
 from populace.explorer.render import LEVELS, MapPainter, View, palette, shading, to_png
-from populace.explorer.views.run import MAP_SIZE
+from populace.explorer.views.run import MAP_SIZE, RunView
 from populace.layers.covid import Covid
 from populace.scenarios.nyc_covid import Classroom, NycCovid
 
@@ -117,6 +120,84 @@ def test_play_stops_at_the_last_day(run):
     assert not run.playing
 
 
+def test_play_draws_fewer_days_when_the_page_is_slow(run):
+    """A page that takes 0.3 s to show each frame (twenty visitors on one server): frames carry several days
+    so play keeps least_days_per_s; a fast page gets every day."""
+    run.days = 60
+    run.viewers = 1
+    shown: list[int] = []
+
+    def page() -> None:  # a page reporting each day it shows, 0.3 s after it is published
+        while run.playing or not shown:
+            time.sleep(0.3)
+            shown.append(run.frame.day)
+            run.page_shows(run.frame.day)
+
+    run.page_shows(0)
+    run.play()
+    viewer = threading.Thread(target=page)
+    viewer.start()
+    time.sleep(2.0)
+    run.pause()
+    viewer.join()
+    steps = np.diff(shown)
+    assert steps.max() > 1  # frames of several days
+    assert steps.max() <= MAX_CHUNK
+    assert shown[-1] / (0.3 * len(shown)) >= 0.6 * run.least_days_per_s  # the pace, within the page's jitter
+    assert run._next_chunk(1, simulated=0.003, frame=0.02) == 1  # a fast page: every day drawn
+    assert run._next_chunk(1, simulated=0.15, frame=0.4) == 1  # a slow simulation: every day drawn
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) > 1
+    run.agents = 8_400_000  # (not set up) a presenter's run draws every day
+    assert run._next_chunk(1, simulated=0.003, frame=0.5) == 1
+    run.agents = AGENTS
+    run.least_days_per_s = 0
+    assert run._next_chunk(5, simulated=0.015, frame=2.0) == run.days_per_frame
+
+
+def test_pause_on_the_day_the_page_shows_undoes_a_frame_of_several_days(run):
+    """A page showing day 10 presses Pause while the run simulates its next frame (5 days): the run goes back
+    to day 10, and playing on from there gives the days an uninterrupted run gives."""
+    straight = LiveRun("classroom", agents=AGENTS)
+    straight.wait()
+    straight.step(15).result()
+    run.step(10).result()
+    run.viewers = 1
+    run.page_shows(10)
+    run.days_per_frame = 5
+    run.play()
+    deadline = time.perf_counter() + 30
+    while run.frame.day < 15 and time.perf_counter() < deadline:  # the frame is out, the page still at 10
+        time.sleep(0.01)
+    run.pause()
+    run.wait()
+    assert run.frame.day == 10
+    assert len(run.frame.series("new_infections")) == 10
+    run.step(5).result()
+    for name in straight.frame.names():
+        assert np.array_equal(run.frame.series(name), straight.frame.series(name)), name
+    straight.close()
+
+
+def test_the_map_is_not_drawn_while_another_tab_is_shown(run, monkeypatch):
+    explorer = Explorer(run=run)
+    explorer.refresh()
+    painted: list[int] = []
+    paint = RunView._paint_map
+    monkeypatch.setattr(RunView, "_paint_map", lambda self: (painted.append(run.frame.day), paint(self)))
+    explorer.tabs.active = 2  # Questions
+    run.step(3).result()
+    explorer.refresh()
+    assert painted == []
+    assert explorer.session.day == 3  # the day counter still follows
+    explorer.tabs.active = 5  # Export: the map exported is the day's
+    assert explorer.export._map_png().getvalue().startswith(b"\x89PNG")
+    assert painted == [3]
+    explorer.tabs.active = 0
+    explorer.refresh()
+    assert painted == [3, 3]
+    explorer.close()
+
+
 def test_a_failed_setup_is_reported_not_raised(run, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -196,6 +277,21 @@ def test_painting_colours_the_affected_and_re_aggregates_at_a_new_extent():
         painter.paint(None, (), View((0, 1, 0, 1), 0, 8))
 
 
+def test_the_maps_counts_bin_agents_as_datashader_does():
+    """The frame's own binning (each agent's pixel kept per view) against Datashader's, on the edges too."""
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-5, 105, (2, 30_000)).astype(np.float32)  # some outside the view
+    x[:4], y[:4] = (0, 100, 0, 100), (0, 0, 100, 100)  # the corners: the upper edges fall in the last pixel
+    groups = rng.integers(0, 3, 30_000).astype(np.uint8)
+    view = View((0.0, 100.0, 0.0, 100.0), 37, 23)
+    counts = view.canvas().points(pd.DataFrame({"x": x, "y": y}), "x", "y").values[::-1]
+    painter = MapPainter(x, y)
+    assert np.array_equal(painter.residents(view), counts)
+    past = groups > 0
+    lit = view.canvas().points(pd.DataFrame({"x": x[past], "y": y[past]}), "x", "y").values[::-1] > 0
+    assert np.array_equal(painter.overlay(groups, ("s", "e", "i"), view) > 0, lit)
+
+
 @pytest.mark.parametrize("prevalence", [0.05, 0.40])
 def test_the_maps_mean_shading_over_residents_tracks_prevalence(prevalence):
     """Colour strength follows the share of a pixel's residents past susceptible, so the shading weighted
@@ -257,11 +353,11 @@ def test_views_redraw_the_map_and_curves_after_steps(explorer):
     view, _ = explorer
     view.run_view.curve_select.value = "stage groups"
     before = _map_bytes(view)
-    assert "Day 0 of" in view.day_text.object
+    assert "Day 0 of" in view.day_text.value
     view.run.set_option("beta", 0.3)
     view.run.step(25).result()
     view.refresh()
-    assert "Day 25 of" in view.day_text.object
+    assert "Day 25 of" in view.day_text.value
     assert _map_bytes(view) != before
     data = view.curve_figure.source.data
     susceptible = data[f"y{view.curve_figure.labels.index('susceptible')}"]

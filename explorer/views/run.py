@@ -61,6 +61,10 @@ class RunView(pn.viewable.Viewer):
         self._tapped: int | None = None
         self._extent: Extent | None = None  # what the map shows: set by zoom and pan, or the whole area
         self._map_stale = False
+        self.visible = True
+        """Whether the page shows this tab (the app sets it): a hidden map and curves are not drawn, a
+        frame's most costly part (the map: 185 KB made, serialised and sent)."""
+        self._missed = False  # a frame came while the tab was hidden
         self.map_figure = MapFigure(width, height)
         self.map_figure.figure.on_event(RangesUpdate, self._on_ranges)
         self.map_figure.figure.on_event(Tap, lambda event: self._on_tap(event.x, event.y))
@@ -101,7 +105,12 @@ class RunView(pn.viewable.Viewer):
     # ------------------------------------------------------------------ per refresh
     def refresh(self, frame: Frame, new: bool) -> bool:
         """Draw ``frame`` if it is ``new``, else a map left stale by a zoom, and the days the curves held
-        back while playing; returns whether any plot changed."""
+        back while playing; returns whether any plot changed. While the tab is not shown (:attr:`visible`)
+        nothing is drawn: the frame waits until it is."""
+        if not self.visible:
+            self._missed = self._missed or new
+            return False
+        new, self._missed = new or self._missed, False
         # days not sent while playing
         held_back = not self.run.playing and self.curve_figure.days != frame.day and self._curves_ready()
         changed = new or self._map_stale or held_back
@@ -166,7 +175,10 @@ class RunView(pn.viewable.Viewer):
 
     @property
     def image(self) -> np.ndarray | None:
-        """The map as last drawn, ``uint8[height, width, 4]`` (exported as PNG)."""
+        """The map of the day shown, ``uint8[height, width, 4]`` (exported as PNG; drawn now where the
+        tab was hidden when the day came)."""
+        if self._missed:
+            self._paint_map()
         return composite(*self._layers) if self._layers is not None else None
 
     def _new_population(self) -> None:
