@@ -233,7 +233,7 @@ class Simulation:
                     days,
                     self.grad.segment(days),
                     names,
-                    lambda states, day: self.model.step(states, self._ctx(day)),
+                    _stepper(self.model, self.streams, self.shard),
                     self.model.observe,
                     on_day,
                 )
@@ -245,6 +245,20 @@ class Simulation:
             series = {name: self.shard.tie(value) for name, value in series.items()}
         labels = {k: v for k, v in self.model.labels().items() if k in series}
         return Result(days=torch.arange(first, first + days), series=series, labels=labels)
+
+
+def _stepper(
+    model: Model, streams: RandomStreams, shard: Shard
+) -> Callable[[list[LayerState], int], list[LayerState]]:
+    """A differentiable day of ``model``, for the lean reverse mode to replay. It must not hold the
+    :class:`Simulation`: the run's autograd node keeps it, and the simulation's state keeps the node (through
+    its tensors' ``grad_fn``), a cycle Python's collector cannot see through, which kept every run's snapshots
+    alive (a calibration grew by ~1 GB an epoch at 1M agents until the kernel killed it)."""
+
+    def step(states: list[LayerState], day: int) -> list[LayerState]:
+        return model.step(states, StepContext(day=day, streams=streams, differentiable=True, shard=shard))
+
+    return step
 
 
 def _check_days(days: int) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import torch
 
 from populace import Checkpointed, Simulation, parse_sets
@@ -96,6 +99,20 @@ def test_several_outcomes_in_one_replay_equal_one_whole_tape_pass_each() -> None
                 continue
             assert h is not None
             torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+
+
+def test_a_finished_run_and_its_snapshots_are_freed() -> None:
+    """Nothing of a run outlives its results: a calibration runs one a step (a cycle through the
+    simulation's state once kept every run's snapshots until the machine ran out of memory)."""
+    model = nyc_model()
+    runs = []
+    for seed in range(2):
+        result = Simulation(model, seed=seed, grad=Checkpointed()).run(12)
+        runs.append(weakref.ref(result.series["new_infections"].grad_fn.run))  # type: ignore[union-attr]
+        result.series["new_infections"].sum().backward()
+        del result
+    gc.collect()
+    assert [r() for r in runs] == [None, None]
 
 
 def test_snapshots_keep_a_tensor_once_while_it_does_not_change() -> None:
