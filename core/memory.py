@@ -7,8 +7,9 @@ float, an index) page-faults all its pages again: ``torch.index_select`` into a 
 21 ms against 5 ms into a reused buffer on the 2-core machine, and a simulated day of ``nyc-covid`` at 8.4M
 fell from 161 to 121 ms (median of 17 days) once freed memory was kept (``benchmarks/README.md``).
 
-``populace explore`` calls :func:`reuse_freed_memory` once for its process, which simulates one run day
-after day (the same sizes over and over); other commands and a library import leave the allocator alone.
+``populace explore``, ``sensitivity``, ``calibrate`` and ``optimize`` call :func:`reuse_freed_memory` once
+for their process, which simulates day after day (the same sizes over and over; the lean reverse mode
+bounds what the heap keeps to one segment's work); ``run`` and a library import leave the allocator alone.
 """
 
 from __future__ import annotations

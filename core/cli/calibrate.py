@@ -14,6 +14,7 @@ import torch
 from ..calibrate import plot_fit, save_parameters
 from ..distributed import Shard
 from ..files import atomic_path, check_writable
+from ..memory import reuse_freed_memory
 from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
 from .command import Command
@@ -50,6 +51,7 @@ class Calibrate(Command):
         add_private_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        reuse_freed_memory()  # day after day the same sizes: reuse freed memory (populace.memory)
         scenario_cls = find_scenario(args.scenario)
         if scenario_cls.default_start is None:
             raise UsageError(f"{args.scenario}: this scenario has no observed data to calibrate against")

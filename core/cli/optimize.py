@@ -15,6 +15,7 @@ import torch
 
 from ..experiment import Experiment
 from ..files import atomic_path
+from ..memory import reuse_freed_memory
 from ..optimize import evaluate, optimize
 from .arguments import UsageError, non_negative, parse_count, parse_device, positive, scenario_arguments
 from .command import Command
@@ -49,6 +50,7 @@ class Optimize(Command):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def run(self, args: argparse.Namespace) -> int:
+        reuse_freed_memory()  # day after day the same sizes: reuse freed memory (populace.memory)
         experiment = Experiment.from_texts(args.scenario, [], seed=args.seed)
         scenario_cls = experiment.scenario
         levers, objectives = scenario_cls.levers(), scenario_cls.objectives()

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from ..memory import reuse_freed_memory
 from ..sensitivity import sensitivity
 from ..simulate import Checkpointed, Simulation
 from .arguments import UsageError, names, positive, scenario_arguments, setup
@@ -41,6 +42,7 @@ class Sensitivity(Command):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def run(self, args: argparse.Namespace) -> int:
+        reuse_freed_memory()  # day after day the same sizes: reuse freed memory (populace.memory)
         experiment, days = setup(args)
         scenario_cls, agents = experiment.scenario, experiment.agents
         device = torch.device(experiment.device)
