@@ -359,20 +359,21 @@ def vjps(
                 full[o.output_nr] = c if before is None else before + c
         passes.append(full)
     index = {id(t): i for i, t in enumerate(run.inputs)}
+    records = run.records
     for j, got in enumerate(run.vjps(passes)):
         grads: list[torch.Tensor | None] = [got[index[id(w)]] if id(w) in index else None for w in wrt]
         chain = [
             (t, a) for t, a in zip(run.start.values(), got[len(run.inputs) :], strict=True) if a is not None
         ]
         if chain:  # the start state depends on parameters (e.g. the seeding), or on an earlier run
-            for record in run.records:
+            for record in records:
                 record.use_pass(j)
             more: tuple[torch.Tensor | None, ...] = torch.autograd.grad(
                 [t for t, _ in chain], wrt, [a for _, a in chain], allow_unused=True, retain_graph=True
             )
             grads = [g if m is None else m if g is None else g + m for g, m in zip(grads, more, strict=True)]
         out.append(grads)
-    for record in run.records:
+    for record in records:
         record.use_pass(0)
     return out
 
