@@ -88,9 +88,9 @@ def run_timing(threads: int | None) -> dict:
 
 def sensitivity_timing(threads: int | None) -> dict:
     load = os.getloadavg()[0]
-    out, wall = _cli(["sensitivity", SCENARIO], threads)
+    out, wall = _cli(["sensitivity", SCENARIO, "--compare"], threads)
     return {
-        "command": f"{_prefix(threads)}populace sensitivity {SCENARIO} --json",
+        "command": f"{_prefix(threads)}populace sensitivity {SCENARIO} --compare --json",
         "threads": out["threads"],
         "load_avg_1min_before": round(load, 2),
         "wall_s": round(wall, 2),

@@ -1,7 +1,8 @@
 """Benchmark: the lean reverse mode at city scale (issue 22): ``populace sensitivity nyc-covid --agents N
 --days 120`` (total deaths and peak hospital occupancy with respect to every parameter) as a user runs it,
 timed from outside: wall time of the whole command (population build included), the peak resident memory
-of its process, and the split it reports (forward, backward, the run without gradients).
+of its process, and the split it reports (forward, backward). The command runs as a user runs it: without
+``--compare`` (a run without gradients for comparison, which records before 2026-12-07 15:40 included).
 
     python benchmarks/bench_lean.py [--agents 1M 8.4M] [--days 120] [--threads 2]
 
@@ -49,7 +50,6 @@ def run(agents: str, days: int, threads: int) -> dict[str, object]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "forward_s": out["forward_s"],
         "backward_s": out["backward_s"],
-        "fast_forward_s": out["fast_forward_s"],
         "outputs": out["outputs"],
         "load_before": round(load_before, 2),
         "load_after": round(load_after, 2),

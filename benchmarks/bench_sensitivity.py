@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=int, default=0, help="checkpoint every K days (0: full tape)")
     args = parser.parse_args()
     command = [sys.executable, "-m", "populace.cli", "sensitivity", "nyc-covid", "--agents", args.agents]
-    command += ["--days", str(args.days), "--seeds", str(args.seeds), "--fd-check", "--json"]
+    command += ["--days", str(args.days), "--seeds", str(args.seeds), "--fd-check", "--compare", "--json"]
     command += ["--set", f"estimator={args.estimator}"]
     if args.checkpoint:
         command += ["--checkpoint", str(args.checkpoint)]

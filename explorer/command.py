@@ -33,6 +33,7 @@ def _extra_installed(extra: str) -> bool:
 
 class Explore(Command):
     help = "the interactive explorer (a Panel app in the browser)"
+    simulates_day_after_day = True
 
     @classmethod
     def available(cls) -> bool:

@@ -428,7 +428,9 @@ class Infection(Layer):
             return
         susceptible = state.susceptible
         sample = state.threshold - hazard.detach() <= 0
-        rate = (hazard if susceptible is None else hazard * susceptible).clamp(min=0)
+        rate = hazard if susceptible is None else hazard * susceptible
+        # clamp(min=0) with the same gradient, but its tape keeps a bool per agent, not the float rate
+        rate = torch.where(rate >= 0, rate, 0.0)
         draw = Draw(
             rate=rate,
             sample=sample,

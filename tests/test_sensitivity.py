@@ -112,7 +112,9 @@ def test_bad_parameters_are_named() -> None:
 
 
 def test_cli_prints_timings_gradients_and_the_fd_check(run_cli) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli("sensitivity", "nyc-covid", "--agents", "5000", "--days", "30", "--fd-check", "--json")
+    result = run_cli(
+        "sensitivity", "nyc-covid", "--agents", "5000", "--days", "30", "--fd-check", "--compare", "--json"
+    )
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     for key in ("forward_s", "backward_s", "gradients", "fd_check", "fast_forward_s"):

@@ -32,6 +32,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..memory import relaunch_under_jemalloc
 from ..params import ParamError
 from ..scenario import ScenarioError
 from ..synth.pipeline import TooFewAgents
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = command_cls()
         subparser = sub.add_parser(name, help=command.help)
         command.arguments(subparser)
-        subparser.set_defaults(func=command.run)
+        subparser.set_defaults(func=command.run, day_after_day=command.simulates_day_after_day)
     return parser
 
 
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a usage error (already printed as one line) or --help
         return exc.code if isinstance(exc.code, int) else 2
+    if argv is None and args.day_after_day:  # the program itself, not a call from Python
+        relaunch_under_jemalloc()
     try:
         return int(args.func(args))
     except (UsageError, ParamError, ScenarioError, TooFewAgents) as exc:

@@ -14,7 +14,7 @@ import torch
 from ..calibrate import plot_fit, save_parameters
 from ..distributed import Shard
 from ..files import atomic_path, check_writable
-from ..memory import reuse_freed_memory
+from ..memory import allocator, reuse_freed_memory
 from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
 from .command import Command
@@ -28,6 +28,7 @@ __all__ = ["Calibrate"]
 
 class Calibrate(Command):
     help = "fit a scenario to its observed data by gradient descent"
+    simulates_day_after_day = True
 
     def arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
@@ -118,6 +119,7 @@ class Calibrate(Command):
             "ranks": 1 if shard is None else shard.ranks,
             "torch": torch.__version__,
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "allocator": allocator(),
             **report.summary(),
             "wall_s": round(wall_s, 2),
         }

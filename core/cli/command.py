@@ -26,6 +26,9 @@ class Command(abc.ABC):
 
     help: ClassVar[str]
     """The line ``populace --help`` shows for it."""
+    simulates_day_after_day: ClassVar[bool] = False
+    """Whether it runs a scenario day after day in one process (sensitivity, calibration, the explorer):
+    then ``populace`` relaunches it under jemalloc when installed (:mod:`populace.memory`)."""
 
     @classmethod
     def available(cls) -> bool:

@@ -15,7 +15,7 @@ import torch
 
 from ..experiment import Experiment
 from ..files import atomic_path
-from ..memory import reuse_freed_memory
+from ..memory import allocator, reuse_freed_memory
 from ..optimize import evaluate, optimize
 from .arguments import UsageError, non_negative, parse_count, parse_device, positive, scenario_arguments
 from .command import Command
@@ -29,6 +29,7 @@ HELD_OUT = 1000
 
 class Optimize(Command):
     help = "learn a decision (a lever) by gradient descent through the simulation"
+    simulates_day_after_day = True
 
     def arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
@@ -131,6 +132,7 @@ class Optimize(Command):
             "comparison": comparison,
             "total_s": round(time.perf_counter() - start, 2),
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "allocator": allocator(),
             "threads": torch.get_num_threads(),
         }
         if out is not None:

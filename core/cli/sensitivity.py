@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..memory import reuse_freed_memory
+from ..memory import allocator, reuse_freed_memory
 from ..sensitivity import sensitivity
 from ..simulate import Checkpointed, Simulation
 from .arguments import UsageError, names, positive, scenario_arguments, setup
@@ -21,6 +21,7 @@ __all__ = ["Sensitivity"]
 
 class Sensitivity(Command):
     help = "gradients of outcomes with respect to every parameter"
+    simulates_day_after_day = True
 
     def arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("scenario", help="scenario name (see `populace scenarios`)")
@@ -39,6 +40,11 @@ class Sensitivity(Command):
         parser.add_argument(
             "--fd-check", action="store_true", help="check scalar parameters by finite differences"
         )
+        parser.add_argument(
+            "--compare",
+            action="store_true",
+            help="also time a run without gradients, to compare (one more run of the scenario)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -50,9 +56,11 @@ class Sensitivity(Command):
         if not outputs:
             raise UsageError(f"--outputs: {scenario_cls.name} has no default outcomes; name some")
         model = experiment.model()
-        fast = time.perf_counter()
-        Simulation(model, seed=args.seed, device=device).run(days)
-        fast_s = time.perf_counter() - fast
+        fast_s: float | None = None
+        if args.compare:
+            fast = time.perf_counter()
+            Simulation(model, seed=args.seed, device=device).run(days)
+            fast_s = time.perf_counter() - fast
         scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
         try:
             report = sensitivity(
@@ -73,17 +81,18 @@ class Sensitivity(Command):
             "days": days,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            "fast_forward_s": round(fast_s, 4),
+            **({} if fast_s is None else {"fast_forward_s": round(fast_s, 4)}),
             **report.summary(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "allocator": allocator(),
         }
         if args.json:
             print(json.dumps(summary))
             return 0
+        compared = "" if fast_s is None else f" (without gradients: {fast_s:.2f} s)"
         print(
             f"{scenario_cls.name}: {agents:,} agents x {days} days, {args.mode} mode: forward "
-            f"{report.forward_s:.2f} s, backward {report.backward_s:.2f} s "
-            f"(without gradients: {fast_s:.2f} s)"
+            f"{report.forward_s:.2f} s, backward {report.backward_s:.2f} s{compared}"
         )
         for output, grads in report.gradients.items():
             print(f"\nd({output} = {report.outputs[output]:g}) / d(parameter)")
