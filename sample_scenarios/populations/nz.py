@@ -110,6 +110,7 @@ def _geography(regions: list[dict[str, str]], areas: list[dict[str, str]]) -> Ge
         areas=tuple(r["code"] for r in areas),
         regions=tuple(r["name"] for r in regions),
         area_region=torch.tensor([codes.index(r["regional_council_code"]) for r in areas]),
+        area_names=tuple(r["name"] for r in areas),
     )
 
 
