@@ -320,6 +320,38 @@ def test_pause_stops_on_the_day_pressed(page: Page):
     assert pressed <= stopped <= pressed + 1, (pressed, stopped)
 
 
+HOMES_LIT = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type !== 'GlyphRenderer' || m.glyph.type !== 'ImageRGBA') continue;
+    const img = m.data_source.data.image[0]; let lit = 0;
+    for (let i = 0; i < img.length; i++) if (img[i] !== 0) lit++;
+    return lit;
+  }
+  return 0;
+}"""
+"""Pixels of the homes layer with someone living there (0: a blank map)."""
+
+
+def test_nz_covid_maps_new_zealand_with_the_policies_as_a_choice(page: Page):
+    page.get_by_label("Scenario").select_option("nz-covid")
+    agents = page.get_by_label("Agents").first
+    agents.fill("20000")
+    agents.press("Enter")
+    page.get_by_role("button", name="Set up / reset").click()
+    _wait(page, lambda: page.evaluate(MAP)["x"] > 18e6, "the map of New Zealand", timeout=120)
+    _wait(page, lambda: _day(page) == 0 and "ready" in _status(page), "the set-up")
+    image = page.evaluate(MAP)
+    assert image["x"] > 18e6  # east of 161° E
+    assert image["dw"] < 3e6  # New Zealand padded to the frame's shape, not the globe (40e6)
+    assert page.evaluate(HOMES_LIT) > 1_000
+    policy = page.get_by_label(re.compile("^who gets the next first doses"))
+    _wait(page, lambda: policy.count() == 1 and policy.is_visible(), "the roll-out policy")
+    assert policy.input_value() == "as it was"
+    policy.select_option("equity first")
+    note = page.get_by_text(re.compile("Press .* to apply: policy"))
+    _wait(page, lambda: note.count() > 0, "the note that a reset applies it")
+
+
 BARS = """() => {
   for (const m of Bokeh.documents[0].all_models) {
     if (m.type === 'FactorRange' && m.factors.length > 0) return m.factors;
