@@ -199,7 +199,15 @@ class NzCovid(Scenario):
                 "alert levels and traffic lights by DHB as they were (dates in policy.py), or none",
             ),
             # the roll-out
-            "policy": Choice(POLICIES[0], POLICIES, "who gets the next first doses (see policy.POLICIES)"),
+            "policy": Choice(
+                POLICIES[0],
+                POLICIES,
+                "who gets the next first doses, from 15 February 2021 with the real daily supply: as it was "
+                "(each week's shares by DHB and sequencing group, the Ministry's 2021 table), oldest first, "
+                "sequencing groups as planned (frontline workers, then 65 and over, then everyone oldest "
+                "first), Auckland first, equity first (Māori and Pacific people equity_age_offset years "
+                "earlier), pro rata (DHB x age band by willing people); details in policy.POLICIES",
+            ),
             "dose_interval": Choice(
                 "as it was",
                 ("as it was", "21", "42", "84"),
