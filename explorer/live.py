@@ -92,14 +92,14 @@ class AgentMap:
     area_names: tuple[str, ...] = ()
 
     def area_title(self, a: int) -> str:
-        """Area ``a`` in words: its name and code where the areas are codes (``Ponsonby West (SA2
-        110400)``... ``(110400)``), else its name."""
+        """Area ``a`` in words: its name and code where the areas are codes (``Ponsonby West (130400)``),
+        else its name."""
         name = self.area_names[a] if a < len(self.area_names) else ""
         return f"{name} ({self.areas[a]})" if name else self.areas[a]
 
     def nearest_area(self, x: float, y: float, within: float) -> int | None:
         """The home area of the agent living nearest ``(x, y)``, or ``None`` when no one lives within
-        ``within`` metres (a tap on a map without outlines: the sea, or an empty valley)."""
+        ``within`` (map metres; a tap on a map without outlines: the sea, or an empty valley)."""
         if len(self.x) == 0:
             return None
         d2 = np.square(self.x - np.float32(x)) + np.square(self.y - np.float32(y))
