@@ -135,13 +135,15 @@ class ForceRecorder(ExactSums):
 
 
 def _area(model: Model) -> tuple[torch.Tensor, list[str]]:
-    """Each agent's area (the first disease layer breakdown called borough, region or area) and the areas'
-    names; everyone in one area without one."""
+    """Each agent's area (the first layer breakdown called borough, region, area or dhb: New Zealand's
+    District Health Boards) and the areas' names."""
     for layer in model.layers:
         for b in getattr(layer, "breakdowns", ()):
-            if b.name in ("borough", "region", "area"):
+            if getattr(b, "name", None) in ("borough", "region", "area", "dhb"):
                 return b.index.to(torch.int64).cpu(), list(b.labels)
-    raise ValueError("the scenario's model has no borough, region or area breakdown to group the forecast")
+    raise ValueError(
+        "the scenario's model has no borough, region, area or DHB breakdown to group the forecast"
+    )
 
 
 def _members(contacts: Contacts) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,9 +43,11 @@ class Explore(Command):
         parser.add_argument(
             "--scenario",
             default="nyc-covid",
-            help="scenario to open (default nyc-covid; classroom for workshops)",
+            help="scenario to open (default nyc-covid; nz-covid for New Zealand; classroom for workshops)",
         )
-        parser.add_argument("--agents", help="number of agents (default: nyc-covid 1M, else the scenario's)")
+        parser.add_argument(
+            "--agents", help="number of agents (default: nyc-covid and nz-covid 1M, else the scenario's)"
+        )
         parser.add_argument("--port", type=port, default=5006, help="port (default 5006)")
         parser.add_argument(
             "--address", default="localhost", help="address to bind (default localhost: this machine only)"

@@ -78,6 +78,7 @@ class AgentMap:
         areas, regions: names; ``area_region``: ``int64[areas]``.
         outlines: the areas' outlines, ``None`` where the population has none.
         residents: ``int64[areas]`` agents per area.
+        area_names: names for a reader where ``areas`` are codes (``Geography.area_names``), else empty.
     """
 
     x: np.ndarray
@@ -88,6 +89,22 @@ class AgentMap:
     area_region: np.ndarray
     outlines: PolygonSet | None
     residents: np.ndarray
+    area_names: tuple[str, ...] = ()
+
+    def area_title(self, a: int) -> str:
+        """Area ``a`` in words: its name and code where the areas are codes (``Ponsonby West (130400)``),
+        else its name."""
+        name = self.area_names[a] if a < len(self.area_names) else ""
+        return f"{name} ({self.areas[a]})" if name else self.areas[a]
+
+    def nearest_area(self, x: float, y: float, within: float) -> int | None:
+        """The home area of the agent living nearest ``(x, y)``, or ``None`` when no one lives within
+        ``within`` (map metres; a tap on a map without outlines: the sea, or an empty valley)."""
+        if len(self.x) == 0:
+            return None
+        d2 = np.square(self.x - np.float32(x)) + np.square(self.y - np.float32(y))
+        i = int(np.argmin(d2))
+        return int(self.area[i]) if float(d2[i]) <= within * within else None
 
     @functools.cached_property
     def extent(self) -> tuple[float, float, float, float]:
@@ -564,4 +581,5 @@ def _agent_map(recipe: Any, agents: int, seed: int) -> AgentMap:
         area_region=geography.area_region.numpy(),
         outlines=outlines,
         residents=np.bincount(area.astype(np.int64), minlength=len(geography.areas)),
+        area_names=geography.area_names,
     )

@@ -404,6 +404,47 @@ def test_tapping_an_area_shows_its_counts(explorer):
     assert f"{int(inside.sum()):,} residents" in view.area_text.object
 
 
+def test_nz_covid_maps_new_zealand_and_offers_the_policies(tmp_path, monkeypatch):
+    """New Zealand has no SA2 outlines: the map spans the country (not the globe: the Chatham Islands at
+    176.55° W sit east of 180°), a tap names the SA2 of the nearest home, and the roll-out policy is a
+    choice in plain words."""
+    monkeypatch.setenv("POPULACE_CACHE", str(tmp_path))
+    view = Explorer(scenario="nz-covid", agents=20_000)
+    try:
+        view.run.wait()
+        view.layout.get_root()
+        view.refresh()
+        agents = view.run.map
+        assert agents.outlines is None
+        x0, y0, x1, y1 = agents.extent
+        assert x0 > 18.4e6  # 165° E
+        assert x1 < 20.5e6  # 184° E
+        assert y0 > -6.1e6  # 48° S
+        assert y1 < -4.0e6  # 34° S
+        assert np.count_nonzero(view.image[..., 3]) > 1_000  # homes drawn
+        i = int(np.flatnonzero(agents.area == agents.areas.index("130400"))[0])  # an Auckland SA2
+        view._on_tap(x=float(agents.x[i]), y=float(agents.y[i]))  # on a home
+        assert "**Ponsonby West (130400)** (Auckland), day 0:" in view.area_text.object
+        view._on_tap(x=x0 + 1_000.0, y=y1 - 1_000.0)  # the Tasman Sea, far from any home
+        assert "Tap an area" in view.area_text.object
+        policy = view._option_widgets["policy"]
+        assert policy.label.startswith("who gets the next first doses")  # "(after a reset)"
+        assert {"as it was", "oldest first", "equity first"} <= set(policy.options)
+        assert view.controls.option_cards.objects[0].title == "Roll-out"  # the first card, open
+        view.run.days = 20
+        view.compare._pin()
+        policy.value = "oldest first"  # as a visitor picks it
+        assert view.run.options["policy"].value == "oldest first"
+        view.compare._start_compare()
+        deadline = time.monotonic() + 60
+        while not view.compare.compare_text.object and time.monotonic() < deadline:
+            time.sleep(0.05)
+            view.session.poll_job()
+        assert "Options that differ: policy: as it was → oldest first." in view.compare.compare_text.object
+    finally:
+        view.close()
+
+
 def test_exports_are_real_files(explorer):
     view, _ = explorer
     view.run.step(5).result()

@@ -9,6 +9,7 @@ still starts with a reset.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from populace.explorer.headless import CHROMIUM, CURVES, DAY, FLAGS, MAP
+from populace.explorer.views.run import MAP_SIZE
+from populace.synth.geography import EARTH_RADIUS_M
 
 AGENTS = 20_000  # the classroom town
 VIEWPORT = {"width": 1280, "height": 720}
@@ -318,6 +321,54 @@ def test_pause_stops_on_the_day_pressed(page: Page):
     # the run never goes more than a day past what the page shows: the day under way when Pause is
     # pressed finishes (without the page's report it overshot by 2-8 days)
     assert pressed <= stopped <= pressed + 1, (pressed, stopped)
+
+
+RANGES = """() => Array.from(Bokeh.documents[0].all_models).filter(m => m.type === 'Range1d')
+  .map(m => [m.start, m.end])"""
+"""The start and end of every ``Range1d`` (the map's x and y ranges among them)."""
+HOMES_LIT = """() => {
+  for (const m of Bokeh.documents[0].all_models) {
+    if (m.type !== 'GlyphRenderer' || m.glyph.type !== 'ImageRGBA') continue;
+    const img = m.data_source.data.image[0]; let lit = 0;
+    for (let i = 0; i < img.length; i++) if (img[i] !== 0) lit++;
+    return lit;
+  }
+  return 0;
+}"""
+"""Pixels of the homes layer with someone living there (0: a blank map)."""
+
+
+def test_nz_covid_maps_new_zealand_with_the_policies_as_a_choice(page: Page):
+    page.get_by_label("Scenario").select_option("nz-covid")
+    agents = page.get_by_label("Agents").first
+    agents.fill("20000")
+    agents.press("Enter")
+    page.get_by_role("button", name="Set up / reset").click()
+    _wait(page, lambda: page.evaluate(MAP)["x"] > 18e6, "the map of New Zealand", timeout=120)
+    _wait(page, lambda: _day(page) == 0 and "ready" in _status(page), "the set-up")
+    image = page.evaluate(MAP)
+    assert image["x"] > 18e6  # east of 161° E
+    assert image["dw"] < 3e6  # New Zealand padded to the frame's shape, not the globe (40e6)
+    assert page.evaluate(HOMES_LIT) > 1_000
+    # a tap on Auckland (174.76° E, 36.85° S) names the SA2 of the nearest home (New Zealand has no outlines)
+    ranges = page.evaluate(RANGES)
+    x0, x1 = next(r for r in ranges if r[0] > 1e7)  # Web Mercator metres
+    y0, y1 = next(r for r in ranges if r[0] < -1e6)
+    frame = page.locator("canvas").first.bounding_box()
+    top = frame["y"] + frame["height"] - MAP_SIZE[1]  # the toolbar is above the plot
+    lon, lat = math.radians(174.76), math.radians(-36.85)
+    x, y = lon * EARTH_RADIUS_M, math.asinh(math.tan(lat)) * EARTH_RADIUS_M
+    page.mouse.click(
+        frame["x"] + (x - x0) / (x1 - x0) * MAP_SIZE[0], top + (y1 - y) / (y1 - y0) * MAP_SIZE[1]
+    )
+    tapped = page.get_by_text(re.compile(r"\(\d{6}\) \(Auckland\), day 0: [\d,]+ residents"))
+    _wait(page, lambda: tapped.count() > 0, "the tapped SA2's counts")
+    policy = page.get_by_label(re.compile("^who gets the next first doses"))
+    _wait(page, lambda: policy.count() == 1 and policy.is_visible(), "the roll-out policy")
+    assert policy.input_value() == "as it was"
+    policy.select_option("equity first")
+    note = page.get_by_text(re.compile("Press .* to apply: policy"))
+    _wait(page, lambda: note.count() > 0, "the note that a reset applies it")
 
 
 BARS = """() => {

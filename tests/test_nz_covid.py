@@ -15,6 +15,8 @@ from populace.scenario import find_scenario, parse_sets
 from populace.scenarios.nz_covid import START
 from populace.scenarios.nz_covid.data import AUCKLAND, DHBS, _group_weeks, uptake_table
 from populace.scenarios.nz_covid.policy import LEVELS, POLICIES, interval_as_it_was, levels_as_they_were
+from populace.synth.geography import EARTH_RADIUS_M
+from populace.synth.recipes import load_population
 
 AGENTS = 40_000
 
@@ -47,6 +49,30 @@ def test_agents_have_their_dhb_and_the_ministrys_ethnic_mix() -> None:
     expected = population.sum((0, 2)) / population.sum()
     got = torch.bincount(ethnicity, minlength=4).double() / ethnicity.numel()
     assert torch.allclose(got, expected, atol=0.03), (got, expected)
+
+
+def test_homes_lie_in_new_zealand_each_in_its_sa2() -> None:
+    """The map's coordinates: every home inside New Zealand's bounding box (North Cape 34.4° S to Stewart
+    Island 47.3° S, Fiordland 166.4° E to East Cape 178.6° E; approximate) or on the Chatham Islands
+    (176.55° W, kept east of 180° beside the rest), and within its SA2: in the disc of the SA2's land area
+    around its Stats NZ centroid (no SA2 polygons are shipped)."""
+    scenario = find_scenario("nz-covid")
+    recipe = scenario().recipe(scenario.defaults())
+    people = load_population(recipe, AGENTS, seed=1).people
+    lon = torch.rad2deg(people.x.double() / EARTH_RADIUS_M)
+    lat = torch.rad2deg(torch.atan(torch.sinh(people.y.double() / EARTH_RADIUS_M)))
+    mainland = (lon > 166.4) & (lon < 178.6) & (lat > -47.3) & (lat < -34.35)
+    chatham = (lon > 183.1) & (lon < 183.9) & (lat > -44.4) & (lat < -43.6)
+    assert bool((mainland | chatham).all()), f"{int((~(mainland | chatham)).sum())} homes outside New Zealand"
+    on_chathams = people.area.long() == recipe.geography().areas.index("343000")
+    assert int(on_chathams.sum()) > 0  # 690 of 4.9 million: a few agents at this size
+    assert torch.equal(chatham, on_chathams)
+    spec = recipe.spec()
+    centre = spec.area_xy[people.area.long()]
+    radius = spec.homes.radius[people.area.long()]  # type: ignore[attr-defined]
+    distance = torch.hypot(people.x.double() - centre[:, 0], people.y.double() - centre[:, 1])
+    assert bool((distance <= radius + 1.0).all())  # float32 homes: within a metre
+    assert torch.unique(torch.stack([people.x, people.y], 1), dim=0).shape[0] > AGENTS // 4  # spread out
 
 
 def test_the_real_rollout_follows_the_ministrys_shares_by_dhb() -> None:

@@ -12,6 +12,7 @@ import pytest
 from populace.cli import main
 from populace.experiment import Experiment
 from populace.risk import MASK_EFFICACY, Profile, RiskTable, alternatives, answer, forecast, week_risk
+from populace.scenarios.nz_covid.data import DHBS
 from populace.simulate import Simulation
 
 SETS = ["seeds_per_100k=300"]
@@ -92,3 +93,21 @@ def test_cli_reads_a_saved_forecast_and_refuses_a_bad_profile(
         me.write_text(json.dumps(bad))
         assert main([*cmd, "--profile", str(me)]) == 2
         assert named in capsys.readouterr().err
+
+
+def test_nz_covid_forecasts_by_district_health_board(tmp_path, monkeypatch) -> None:
+    """New Zealand's agents live in DHBs (its rollout's breakdowns are plain tuples, skipped): the explorer's
+    "Your risk" offers the 20 DHBs as where you live."""
+    monkeypatch.setenv("POPULACE_CACHE", str(tmp_path))
+    experiment = Experiment.from_texts("nz-covid", ["seeds_per_100k=300"], agents=20_000, seed=1)
+    recorded = forecast(
+        experiment.model(),
+        scenario="nz-covid",
+        agents=20_000,
+        seed=1,
+        first_day=7,
+        simulate=lambda m, days, on_day: Simulation(m, seed=1).run(days, on_day=on_day),
+    )
+    assert recorded.areas == list(DHBS)
+    chance = week_risk(recorded, Profile("Auckland", 3, {"work": 5, "community": 7}, False))["probability"]
+    assert 0.0 < chance < 1.0  # infections seeded in Auckland reach a household of three

@@ -51,12 +51,15 @@ class Geography:
         regions: region names (``Residents.region``).
         area_region: ``int64[areas]``, the region of each area.
         ethnicities: ethnicity names (``Residents.ethnicity``).
+        area_names: the areas' names for a reader where ``areas`` are codes (New Zealand's SA2 codes), in
+            the order of ``areas``; empty where ``areas`` are the names.
     """
 
     areas: tuple[str, ...]
     regions: tuple[str, ...]
     area_region: torch.Tensor
     ethnicities: tuple[str, ...] = ("all",)
+    area_names: tuple[str, ...] = ()
 
 
 class PopulationRecipe(abc.ABC):

@@ -23,6 +23,8 @@ from .session import Session
 __all__ = ["CURVES_EVERY_S", "DAY_VIEWS", "MAP_SIZE", "STRENGTH_NOTE", "RunView"]
 
 MAP_SIZE = (460, 400)
+TAP_PIXELS = 8
+"""On a map without area outlines, a tap selects the area of the nearest home within this many pixels."""
 CURVES_WIDTH = 450
 CURVES_HEIGHT = 330
 DAY_VIEWS = {
@@ -211,7 +213,12 @@ class RunView(pn.viewable.Viewer):
 
     def _on_tap(self, x: float | None, y: float | None) -> None:
         agents = self.run.map
-        if agents is None or agents.outlines is None or x is None or y is None:
+        if agents is None or x is None or y is None:
+            return
+        if agents.outlines is None:  # no outlines (New Zealand's SA2): the area of the nearest home
+            x0, x1 = self._extent[:2] if self._extent is not None else agents.extent[::2]
+            self._tapped = agents.nearest_area(x, y, within=TAP_PIXELS * (x1 - x0) / MAP_SIZE[0])
+            self._show_area()
             return
         n = agents.outlines.n
         px, py = torch.full((n,), float(x)), torch.full((n,), float(y))
@@ -231,7 +238,7 @@ class RunView(pn.viewable.Viewer):
         a = self._tapped
         members = agents.area == a
         lines = [
-            f"**{agents.areas[a]}** ({agents.regions[int(agents.area_region[a])]}), day {frame.day}: "
+            f"**{agents.area_title(a)}** ({agents.regions[int(agents.area_region[a])]}), day {frame.day}: "
             f"{int(members.sum()):,} residents"
         ]
         if frame.groups is not None and len(frame.groups) == len(members):

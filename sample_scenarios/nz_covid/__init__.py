@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 import torch
 
@@ -110,6 +111,34 @@ class NzCovid(Scenario):
     transmission_weeks = 20
     tiny_sets = ("seeds_per_100k=300",)
     """A few tens of thousands of agents hold only a handful of Aucklanders: seed 300 per 100k there."""
+    option_groups: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "Roll-out": {
+            "policy": "who gets the next first doses",
+            "dose_interval": "days between doses",
+            "supply_scale": "vaccine supply (× real)",
+            "equity_age_offset": "equity first: years earlier for Māori and Pacific",
+        },
+        "Restrictions": {"restrictions": "alert levels and traffic lights"},
+        "Disease": {
+            "beta": "transmission per contact (β)",
+            "seeds_per_100k": "infections in Auckland on day 0, per 100k",
+            "asymptomatic_factor": "infectiousness without symptoms",
+            "severe_scale": "hospitalisation risk (× published)",
+            "fatality_scale": "death risk in hospital (× published)",
+            "maori_severity": "hospitalisation risk of Māori (× European/Other)",
+            "pacific_severity": "hospitalisation risk of Pacific people (× European/Other)",
+        },
+        "Vaccine": {
+            "ve_infection_1": "protection from infection, one dose",
+            "ve_infection_2": "protection from infection, two doses",
+            "ve_severe_1": "protection from hospital, one dose",
+            "ve_severe_2": "protection from hospital, two doses",
+            "vaccine_onset_1": "days until the first dose protects",
+            "vaccine_onset_2": "days until the second dose protects",
+        },
+        "Method": {"population": "population", "estimator": "gradient estimator"},
+    }
+    """The options by theme with plain names (the explorer's control groups; the roll-out first, open)."""
 
     @classmethod
     def options(cls) -> dict[str, Param | Choice]:
@@ -170,7 +199,15 @@ class NzCovid(Scenario):
                 "alert levels and traffic lights by DHB as they were (dates in policy.py), or none",
             ),
             # the roll-out
-            "policy": Choice(POLICIES[0], POLICIES, "who gets the next first doses (see policy.POLICIES)"),
+            "policy": Choice(
+                POLICIES[0],
+                POLICIES,
+                "who gets the next first doses, from 15 February 2021 with the real daily supply: as it was "
+                "(each week's shares by DHB and sequencing group, the Ministry's 2021 table), oldest first, "
+                "sequencing groups as planned (frontline workers, then 65 and over, then everyone oldest "
+                "first), Auckland first, equity first (Māori and Pacific people equity_age_offset years "
+                "earlier), pro rata (DHB x age band by willing people); details in policy.POLICIES",
+            ),
             "dose_interval": Choice(
                 "as it was",
                 ("as it was", "21", "42", "84"),

@@ -24,9 +24,11 @@ from ._data import DATA, read_csv, un_wpp_2020
 
 AREAS = "nz_pop_by_region_sa2_age_2018.csv"
 BANDS = (*(f"{a}-{a + 4}" for a in range(0, 90, 5)), "90+")
-CHATHAM_ISLANDS = (-43.95, -176.55)
+CHATHAM_ISLANDS = (-43.95, 183.45)
 """(lat, lon) used for the 18 SA2 of the Chatham Islands ("Area Outside Region", 690 residents), which have
-no centroid in the file: the islands' approximate centre."""
+no centroid in the file: the islands' approximate centre, 176.55° W written as 183.45° E so that the islands
+lie 800 km east of the rest of New Zealand on the map (Web Mercator x continues past 180°), not at the far
+side of the world, which stretched the explorer's map of New Zealand over the whole globe."""
 
 HOUSEHOLD_SIZE = torch.tensor([0.23, 0.34, 0.16, 0.15, 0.07, 0.03, 0.02], dtype=torch.float64)
 """P(size = 1..7+): New Zealand households, 2018 Census (Stats NZ; approximate), mean 2.66 against the census
@@ -53,7 +55,7 @@ class NewZealand(PopulationRecipe):
     summary = "New Zealand, 4.90M residents in 2,260 SA2 areas of 17 regions (Stats NZ 2018)"
     full_size = 4_900_740
     default_agents = 4_900_740
-    version = "1"
+    version = "2"
 
     def inputs(self) -> Sequence[Path]:
         return [DATA / AREAS, DATA / "un_wpp2024_pop_by_age_sex_NZL_USA.csv"]
@@ -108,6 +110,7 @@ def _geography(regions: list[dict[str, str]], areas: list[dict[str, str]]) -> Ge
         areas=tuple(r["code"] for r in areas),
         regions=tuple(r["name"] for r in regions),
         area_region=torch.tensor([codes.index(r["regional_council_code"]) for r in areas]),
+        area_names=tuple(r["name"] for r in areas),
     )
 
 
