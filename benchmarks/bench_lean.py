@@ -51,6 +51,7 @@ def run(agents: str, days: int, threads: int) -> dict[str, object]:
         "forward_s": out["forward_s"],
         "backward_s": out["backward_s"],
         "outputs": out["outputs"],
+        "allocator": out.get("allocator", "system"),
         "load_before": round(load_before, 2),
         "load_after": round(load_after, 2),
     }
