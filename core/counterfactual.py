@@ -1,0 +1,265 @@
+"""The Sellke estimator corrected by counterfactual runs: an unbiased infection gradient over a whole wave.
+
+The Sellke estimator (:class:`~populace.estimators.Sellke`) rests on an exact identity: with Sellke
+thresholds, for any outcome G,
+
+    dE[G]/dθ = E[ Σᵢ Σ_{s < τᵢ} ∂hᵢ,ₛ/∂θ · cᵢ,ₛ ],   cᵢ,ₛ = G(i infected on day s) − G(the run),
+
+where ∂hᵢ,ₛ/∂θ is the direct derivative of agent i's hazard on a day it waited (other agents' infections held
+fixed) and cᵢ,ₛ is a *difference*: the outcome had i been infected that day (everyone else's thresholds, fates
+and durations the same: common random numbers) against the outcome of the run. The reverse pass of
+:class:`~populace.samplers.SellkeThreshold` computes every ĉᵢ,ₛ at once, but as derivatives (the value of an
+infection at weight 1) and with a group mean for "infected on day s", so Σ ∂h/∂θ·ĉ is biased (low, over a
+wave where households saturate: ``benchmarks/README.md``).
+
+:class:`Counterfactual` keeps that whole estimate as a control variate and adds an unbiased correction
+(importance sampling):
+
+    ∇ = Σ_{i,s} ∂hᵢ,ₛ/∂θ · ĉᵢ,ₛ  +  (H / K) Σ_{k=1..K} ∂h_k/∂θ / h_k · (c_k − ĉ_k),
+
+where the K pairs (agent, day) are drawn with replacement with probability h_k / H over every waiting
+agent-day of the run (H: the total hazard on waiting agents), and each c_k is measured by one run without
+gradients from day s_k with agent i_k infected that day, against the same run without it. Its expectation
+is dE[G]/dθ exactly, whatever the quality of ĉ (which only sets the variance). The K sampled pairs are kept
+in a single pass (K size-one weighted reservoirs). The correction's direct derivatives ∂h_k/∂θ come from a
+second reverse pass from Σ_k w_k·h_k in which the infection draws pass no gradient back (so the correction
+does not flow into earlier infections' values, which would count it twice).
+
+Cost: the differentiable forward and its reverse pass, one run without gradients (the reference), the K
+counterfactual runs (each from its day s_k to the end: on average part of a run) and the second reverse
+pass. Reverse mode only; the whole tape (``grad="full"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from .estimators import Draw, Sellke
+from .model import Model
+from .samplers import LaterInfections, SellkeThreshold
+
+__all__ = ["Counterfactual", "CounterfactualRecord", "counterfactual_gradient"]
+
+
+class CounterfactualRecord(LaterInfections):
+    """:class:`~populace.samplers.LaterInfections` that also draws the K (agent, day) pairs of the correction
+    in the forward pass (each of ``samples`` slots holds one pair drawn with probability h / H over every
+    waiting agent-day so far), keeps each pair's hazard (a graph node) and, in the reverse pass, its Sellke
+    value ĉ (``hat``). ``blocked``: the reverse pass of the draws passes no gradient back (the pass that
+    gives the correction's direct derivatives)."""
+
+    def __init__(self, group: torch.Tensor | None, samples: int, seed: int) -> None:
+        super().__init__(group)
+        self.samples = samples
+        self.generator = torch.Generator().manual_seed(seed)
+        self.total = 0.0
+        self.agent = [-1] * samples
+        self.days = [-1] * samples
+        self.rate: list[torch.Tensor | None] = [None] * samples
+        self.hat: list[float | None] = [None] * samples
+        self.blocked = False
+        self.hazard: torch.Tensor | float = 0.0
+
+    def offer(self, day: int, rate: torch.Tensor, waiting: torch.Tensor) -> None:
+        """Today's waiting agents and their hazards ``rate`` (``float32[agents]``, carrying gradients)."""
+        waiting_rate = torch.where(waiting, rate, 0.0)
+        weight = waiting_rate.detach()
+        self.hazard = self.hazard + waiting_rate.sum()
+        today = float(weight.sum())
+        if not today > 0:
+            return
+        self.total += today
+        replace = torch.rand(self.samples, generator=self.generator) < today / self.total
+        slots = torch.nonzero(replace).squeeze(1).tolist()
+        if not slots:
+            return
+        picks = torch.multinomial(weight.cpu(), len(slots), replacement=True, generator=self.generator)
+        for slot, agent in zip(slots, picks.tolist(), strict=True):
+            self.agent[slot], self.days[slot], self.rate[slot] = agent, day, rate[agent]
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The sampled (day, agent) pairs, one per slot."""
+        return list(zip(self.days, self.agent, strict=True))
+
+
+class CounterfactualThreshold(SellkeThreshold):
+    """:class:`~populace.samplers.SellkeThreshold` that records the value ĉ of the sampled pairs of its day
+    and passes nothing back when its record is ``blocked``."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+        later: CounterfactualRecord = ctx.later
+        if later.blocked:
+            return None, None, None, None, None
+        out = SellkeThreshold.backward(ctx, grad)
+        value = out[0]
+        for slot, (day, agent) in enumerate(later.pairs()):
+            if day == ctx.day:
+                later.hat[slot] = float(value[agent])
+        return out
+
+
+@dataclass(frozen=True)
+class Counterfactual(Sellke):
+    """The Sellke estimator plus an unbiased correction from ``samples`` counterfactual runs (see module
+    docs); the gradient is taken by :func:`counterfactual_gradient`. ``seed``: of the pairs' sampling."""
+
+    samples: int = 16
+    seed: int = 0
+    merged: bool = False
+    name: ClassVar[str] = "counterfactual"
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples: expected at least 1 counterfactual run, got {self.samples!r}")
+
+    def later(self, group: torch.Tensor | None) -> LaterInfections | None:
+        return CounterfactualRecord(group, self.samples, self.seed)
+
+    def infect(self, draw: Draw) -> torch.Tensor:
+        later = draw.later
+        if not isinstance(later, CounterfactualRecord):
+            raise ValueError("estimator: Counterfactual needs the state's record of later infections")
+        waiting = draw.waiting()
+        later.offer(draw.day, draw.rate, waiting)
+        return CounterfactualThreshold.apply(draw.rate, draw.sample, waiting, draw.day, later)
+
+
+Outcome = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def _counterfactual_outcomes(
+    model: Model,
+    layer: int,
+    seed: int,
+    days: int,
+    outcome: Outcome,
+    pairs: Sequence[tuple[int, int]],
+    merged: bool = False,
+) -> tuple[float, list[float]]:
+    """G of the run without gradients and, for each (day, agent) pair, G with that agent infected on that
+    day, minus the former (common random numbers: the same seed; the agent's threshold set to −1 before the
+    day). ``merged``: one run with every pair's infection, its difference shared equally by the pairs."""
+    from .simulate import Simulation
+
+    sim = Simulation(model, seed=seed)
+    names = model.observables()
+    rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    by_day: dict[int, list[int]] = {}
+    for k, (day, _) in enumerate(pairs):
+        by_day.setdefault(day, []).append(k)
+    results = [0.0] * len(pairs)
+    states = sim.states
+
+    def finish(branch: list[Any], first: int, inject: dict[int, list[int]]) -> float:
+        tail: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        for d in range(first, days):
+            for k in inject.get(d, []):
+                threshold = branch[layer].threshold
+                agent = pairs[k][1]
+                if torch.isfinite(threshold[agent]):  # not infected already by an earlier pair's cascade
+                    threshold[agent] = -1.0
+            branch = model.step(branch, sim._ctx(d))
+            for n, v in model.observe(branch).items():
+                tail[n].append(v.clone())
+        return float(outcome({n: torch.stack(rows[n] + tail[n]) for n in names}))
+
+    with torch.no_grad():
+        for day in range(days):
+            if merged and day == min(by_day, default=-1):
+                total = finish(copy.deepcopy(states), day, by_day)
+                results = [total / len(pairs)] * len(pairs)
+            elif not merged:
+                for k in by_day.get(day, []):
+                    results[k] = finish(copy.deepcopy(states), day, {day: [k]})
+            states = model.step(states, sim._ctx(day))
+            for n, v in model.observe(states).items():
+                rows[n].append(v.clone())
+        reference = float(outcome({n: torch.stack(rows[n]) for n in names}))
+    share = reference / len(pairs) if merged else reference
+    return reference, [r - share for r in results]
+
+
+@dataclass
+class CounterfactualGradient:
+    """What :func:`counterfactual_gradient` measured: the gradients (``grad``) and their Sellke part
+    (``sellke``), by parameter name, the outcome, and the sampled differences (``c``, ``hat``)."""
+
+    grad: dict[str, torch.Tensor]
+    sellke: dict[str, torch.Tensor]
+    outcome: float
+    c: list[float]
+    hat: list[float]
+    weights: list[float]
+    pairs: list[tuple[int, int]]
+    total: float
+    seconds: dict[str, float]
+
+
+def counterfactual_gradient(
+    model: Model, days: int, outcome: Outcome, seed: int = 0, params: Sequence[str] | None = None
+) -> CounterfactualGradient:
+    """d outcome / d each parameter (``params``: names, default all that require gradients) of one run of
+    ``days`` days with seed ``seed``, for a model whose disease layer uses :class:`Counterfactual`.
+    ``outcome`` maps the run's daily series (``{name: tensor[days, ...]}``) to a scalar."""
+    from .simulate import Simulation
+
+    layers = model.ordered_layers()
+    index = next(
+        (i for i, layer in enumerate(layers) if isinstance(getattr(layer, "estimator", None), Counterfactual)),
+        None,
+    )
+    if index is None:
+        raise ValueError("model: expected a disease layer with estimator=Counterfactual()")
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    chosen = list(named) if params is None else list(params)
+    clock = [time.process_time()]
+    sim = Simulation(model, seed=seed, grad="full")
+    result = sim.run(days)
+    y = outcome(dict(result.series))
+    clock.append(time.process_time())
+    record = sim.states[index].later  # type: ignore[attr-defined]
+    assert isinstance(record, CounterfactualRecord)
+    pairs = record.pairs()
+    est = layers[index].estimator
+    reference, c = _counterfactual_outcomes(model, index, seed, days, outcome, pairs, est.merged)
+    clock.append(time.process_time())
+    tensors = [named[n] for n in chosen]
+    first = torch.autograd.grad(y, tensors, retain_graph=True, allow_unused=True)
+    sellke = {n: (g if g is not None else torch.zeros_like(t)) for n, g, t in zip(chosen, first, tensors)}
+    clock.append(time.process_time())
+    hat = [h if h is not None else 0.0 for h in record.hat]
+    weights = []
+    total: torch.Tensor | float = 0.0
+    if est.merged:
+        shift = sum(c) / len(c) - sum(hat) / len(hat)
+        weights.append(shift)
+        total = shift * record.hazard
+    else:
+        for k, node in enumerate(record.rate):
+            assert node is not None
+            w = record.total / record.samples * (c[k] - hat[k]) / float(node.detach())
+            weights.append(w)
+            total = total + w * node
+    record.blocked = True
+    try:
+        second = torch.autograd.grad(total, tensors, allow_unused=True)
+    finally:
+        record.blocked = False
+    clock.append(time.process_time())
+    grad = {
+        n: sellke[n] + (g if g is not None else 0.0) for n, g in zip(chosen, second, strict=True)
+    }
+    seconds = {
+        k: round(b - a, 3)
+        for k, a, b in zip(("forward", "counterfactuals", "backward", "correction"), clock, clock[1:])
+    }
+    return CounterfactualGradient(
+        grad, sellke, float(y.detach()), c, hat, weights, pairs, record.total, seconds
+    )
