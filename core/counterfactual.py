@@ -34,15 +34,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from .estimators import Draw, Sellke
 from .model import Model
 from .samplers import LaterInfections, SellkeThreshold
+
+if TYPE_CHECKING:
+    from .simulate import Result
 
 __all__ = ["Counterfactual", "CounterfactualRecord", "counterfactual_gradient"]
 
@@ -131,34 +134,35 @@ class Counterfactual(Sellke):
         return CounterfactualThreshold.apply(draw.rate, draw.sample, waiting, draw.day, later)
 
 
-Outcome = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+Outcome = Callable[["Result"], torch.Tensor]
 
 
 def _counterfactual_outcomes(
     model: Model,
     layer: int,
     seed: int,
-    days: int,
-    outcome: Outcome,
+    run: Result,
+    outcomes: Sequence[Outcome],
     pairs: Sequence[tuple[int, int]],
     merged: bool = False,
-) -> tuple[float, list[float]]:
-    """G of the run without gradients and, for each (day, agent) pair, G with that agent infected on that
-    day, minus the former (common random numbers: the same seed; the agent's threshold set to −1 before the
-    day). ``merged``: one run with every pair's infection, its difference shared equally by the pairs."""
-    from .simulate import Simulation
+) -> list[list[float]]:
+    """For each outcome G and each (day, agent) pair: G with that agent infected on that day minus G of
+    ``run`` (the differentiable run; common random numbers: a run without gradients with the same seed, the
+    agent's threshold set to −1 before the day, reproduces ``run`` until then). ``merged``: one run with
+    every pair's infection, its difference shared equally by the pairs."""
+    from .simulate import Result, Simulation
 
+    days = int(run.days.numel())
     sim = Simulation(model, seed=seed)
-    names = model.observables()
-    rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    series = {n: v.detach() for n, v in run.series.items()}
     by_day: dict[int, list[int]] = {}
     for k, (day, _) in enumerate(pairs):
         by_day.setdefault(day, []).append(k)
-    results = [0.0] * len(pairs)
-    states = sim.states
+    reference = [float(o(run).detach()) for o in outcomes]
+    results = [[0.0] * len(pairs) for _ in outcomes]
 
-    def finish(branch: list[Any], first: int, inject: dict[int, list[int]]) -> float:
-        tail: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    def finish(branch: list[Any], first: int, inject: dict[int, list[int]]) -> list[float]:
+        tail: dict[str, list[torch.Tensor]] = {n: [] for n in series}
         for d in range(first, days):
             for k in inject.get(d, []):
                 threshold = branch[layer].threshold
@@ -167,47 +171,57 @@ def _counterfactual_outcomes(
                     threshold[agent] = -1.0
             branch = model.step(branch, sim._ctx(d))
             for n, v in model.observe(branch).items():
-                tail[n].append(v.clone())
-        return float(outcome({n: torch.stack(rows[n] + tail[n]) for n in names}))
+                if n in tail:
+                    tail[n].append(v.clone())
+        joined = {n: torch.cat([series[n][:first], torch.stack(tail[n])]) for n in series}
+        return [float(o(Result(days=run.days, series=joined, labels=run.labels))) for o in outcomes]
 
+    states = sim.states
+    last = max(by_day, default=-1)
     with torch.no_grad():
-        for day in range(days):
-            if merged and day == min(by_day, default=-1):
-                total = finish(copy.deepcopy(states), day, by_day)
-                results = [total / len(pairs)] * len(pairs)
-            elif not merged:
+        for day in range(last + 1):
+            if merged:
+                if day == min(by_day):
+                    results = [[t / len(pairs)] * len(pairs) for t in finish(states, day, by_day)]
+                    break
+            else:
                 for k in by_day.get(day, []):
-                    results[k] = finish(copy.deepcopy(states), day, {day: [k]})
-            states = model.step(states, sim._ctx(day))
-            for n, v in model.observe(states).items():
-                rows[n].append(v.clone())
-        reference = float(outcome({n: torch.stack(rows[n]) for n in names}))
-    share = reference / len(pairs) if merged else reference
-    return reference, [r - share for r in results]
+                    for o, v in enumerate(finish(copy.deepcopy(states), day, {day: [k]})):
+                        results[o][k] = v
+            if day < last:
+                states = model.step(states, sim._ctx(day))
+    shares = [r / len(pairs) if merged else r for r in reference]
+    return [[r - share for r in row] for row, share in zip(results, shares, strict=True)]
 
 
 @dataclass
 class CounterfactualGradient:
-    """What :func:`counterfactual_gradient` measured: the gradients (``grad``) and their Sellke part
-    (``sellke``), by parameter name, the outcome, and the sampled differences (``c``, ``hat``)."""
+    """What :func:`counterfactual_gradient` measured for one outcome: the gradients (``grad``) and their
+    Sellke part (``sellke``) by parameter name, the outcome's value, the sampled pairs' differences ``c``
+    and Sellke values ``hat`` (one difference, shared, when merged), and CPU seconds by phase."""
 
     grad: dict[str, torch.Tensor]
     sellke: dict[str, torch.Tensor]
-    outcome: float
+    value: float
     c: list[float]
     hat: list[float]
-    weights: list[float]
     pairs: list[tuple[int, int]]
     total: float
     seconds: dict[str, float]
 
 
 def counterfactual_gradient(
-    model: Model, days: int, outcome: Outcome, seed: int = 0, params: Sequence[str] | None = None
-) -> CounterfactualGradient:
+    model: Model,
+    days: int,
+    outcomes: Mapping[str, Outcome],
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+) -> dict[str, CounterfactualGradient]:
     """d outcome / d each parameter (``params``: names, default all that require gradients) of one run of
-    ``days`` days with seed ``seed``, for a model whose disease layer uses :class:`Counterfactual`.
-    ``outcome`` maps the run's daily series (``{name: tensor[days, ...]}``) to a scalar."""
+    ``days`` days with seed ``seed``, for each of ``outcomes`` (name → function of the run's
+    :class:`~populace.simulate.Result`, e.g. a :class:`~populace.sensitivity.Output`), for a model whose
+    disease layer uses :class:`Counterfactual`. One forward pass, one set of counterfactual runs shared by
+    the outcomes, two reverse passes per outcome."""
     from .simulate import Simulation
 
     layers = model.ordered_layers()
@@ -217,49 +231,54 @@ def counterfactual_gradient(
     )
     if index is None:
         raise ValueError("model: expected a disease layer with estimator=Counterfactual()")
+    est = getattr(layers[index], "estimator")  # noqa: B009
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     chosen = list(named) if params is None else list(params)
+    unknown = [n for n in chosen if n not in named]
+    if unknown:
+        raise ValueError(f"params: unknown or fixed parameters {unknown}")
+    tensors = [named[n] for n in chosen]
     clock = [time.process_time()]
     sim = Simulation(model, seed=seed, grad="full")
     result = sim.run(days)
-    y = outcome(dict(result.series))
+    ys = {name: o(result) for name, o in outcomes.items()}
     clock.append(time.process_time())
     record = sim.states[index].later  # type: ignore[attr-defined]
     assert isinstance(record, CounterfactualRecord)
     pairs = record.pairs()
-    est = layers[index].estimator
-    reference, c = _counterfactual_outcomes(model, index, seed, days, outcome, pairs, est.merged)
+    cs = _counterfactual_outcomes(model, index, seed, result, list(outcomes.values()), pairs, est.merged)
     clock.append(time.process_time())
-    tensors = [named[n] for n in chosen]
-    first = torch.autograd.grad(y, tensors, retain_graph=True, allow_unused=True)
-    sellke = {n: (g if g is not None else torch.zeros_like(t)) for n, g, t in zip(chosen, first, tensors)}
-    clock.append(time.process_time())
-    hat = [h if h is not None else 0.0 for h in record.hat]
-    weights = []
-    total: torch.Tensor | float = 0.0
-    if est.merged:
-        shift = sum(c) / len(c) - sum(hat) / len(hat)
-        weights.append(shift)
-        total = shift * record.hazard
-    else:
-        for k, node in enumerate(record.rate):
-            assert node is not None
-            w = record.total / record.samples * (c[k] - hat[k]) / float(node.detach())
-            weights.append(w)
-            total = total + w * node
-    record.blocked = True
-    try:
-        second = torch.autograd.grad(total, tensors, allow_unused=True)
-    finally:
-        record.blocked = False
-    clock.append(time.process_time())
-    grad = {
-        n: sellke[n] + (g if g is not None else 0.0) for n, g in zip(chosen, second, strict=True)
-    }
+    out: dict[str, CounterfactualGradient] = {}
+    backward = correction = 0.0
+    for (name, y), c in zip(ys.items(), cs, strict=True):
+        t0 = time.process_time()
+        record.hat = [None] * record.samples
+        first = torch.autograd.grad(y, tensors, retain_graph=True, allow_unused=True)
+        sellke = {n: g if g is not None else torch.zeros_like(t) for n, g, t in zip(chosen, first, tensors)}
+        t1 = time.process_time()
+        hat = [h if h is not None else 0.0 for h in record.hat]
+        total: torch.Tensor | float = 0.0
+        if est.merged:
+            total = (sum(c) / len(c) - sum(hat) / len(hat)) * record.hazard
+        else:
+            for k, node in enumerate(record.rate):
+                assert node is not None
+                total = total + record.total / record.samples * (c[k] - hat[k]) / float(node.detach()) * node
+        record.blocked = True
+        try:
+            second = torch.autograd.grad(total, tensors, retain_graph=True, allow_unused=True)
+        finally:
+            record.blocked = False
+        t2 = time.process_time()
+        backward, correction = backward + t1 - t0, correction + t2 - t1
+        grad = {n: sellke[n] + (g if g is not None else 0.0) for n, g in zip(chosen, second, strict=True)}
+        out[name] = CounterfactualGradient(grad, sellke, float(y.detach()), c, hat, pairs, record.total, {})
     seconds = {
-        k: round(b - a, 3)
-        for k, a, b in zip(("forward", "counterfactuals", "backward", "correction"), clock, clock[1:])
+        "forward": round(clock[1] - clock[0], 3),
+        "counterfactuals": round(clock[2] - clock[1], 3),
+        "backward": round(backward, 3),
+        "correction": round(correction, 3),
     }
-    return CounterfactualGradient(
-        grad, sellke, float(y.detach()), c, hat, weights, pairs, record.total, seconds
-    )
+    for g in out.values():
+        g.seconds = seconds
+    return out
