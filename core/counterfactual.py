@@ -250,6 +250,7 @@ def counterfactual_gradient(
     clock.append(time.process_time())
     out: dict[str, CounterfactualGradient] = {}
     backward = correction = 0.0
+    direct: Sequence[torch.Tensor | None] | None = None
     for (name, y), c in zip(ys.items(), cs, strict=True):
         t0 = time.process_time()
         record.hat = [None] * record.samples
@@ -257,16 +258,20 @@ def counterfactual_gradient(
         sellke = {n: g if g is not None else torch.zeros_like(t) for n, g, t in zip(chosen, first, tensors)}
         t1 = time.process_time()
         hat = [h if h is not None else 0.0 for h in record.hat]
-        total: torch.Tensor | float = 0.0
-        if est.merged:
-            total = (sum(c) / len(c) - sum(hat) / len(hat)) * record.hazard
-        else:
-            for k, node in enumerate(record.rate):
-                assert node is not None
-                total = total + record.total / record.samples * (c[k] - hat[k]) / float(node.detach()) * node
         record.blocked = True
         try:
-            second = torch.autograd.grad(total, tensors, retain_graph=True, allow_unused=True)
+            if est.merged:
+                # every outcome's correction is a multiple of the direct derivative of the total hazard
+                if direct is None:
+                    direct = torch.autograd.grad(record.hazard, tensors, retain_graph=True, allow_unused=True)
+                shift = sum(c) / len(c) - sum(hat) / len(hat)
+                second = [None if g is None else shift * g for g in direct]
+            else:
+                total: torch.Tensor | float = 0.0
+                for k, node in enumerate(record.rate):
+                    assert node is not None
+                    total = total + record.total / record.samples * (c[k] - hat[k]) / float(node.detach()) * node
+                second = list(torch.autograd.grad(total, tensors, retain_graph=True, allow_unused=True))
         finally:
             record.blocked = False
         t2 = time.process_time()
