@@ -151,14 +151,17 @@ def measure(case: str, spec: str, days: int, seeds: int, variant: str, sets: lis
         "sets": sets,
         "waiting_hazard": round(statistics.mean(hazard), 1) if hazard else None,
         "cpu_s_per_seed": cost,
-        "cost_over_forward": round(sum(v for key, v in cost.items() if key != "run_without_gradients")
-                                   / cost["forward"], 2),
+        "cost_over_forward": round(
+            sum(v for key, v in cost.items() if key != "run_without_gradients") / cost["forward"], 2
+        ),
         "results": {n: {o: summary(n, o) for o in outcomes} for n in names},
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("case", choices=("wave", "households"))
     parser.add_argument("--agents", default="20k")
     parser.add_argument("--household", default="4:10:3")

@@ -96,7 +96,9 @@ class CounterfactualThreshold(SellkeThreshold):
     and passes nothing back when its record is ``blocked``."""
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+    def backward(  # type: ignore[override]  # None when blocked: nothing flows back, nothing is computed
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
         later: CounterfactualRecord = ctx.later
         if later.blocked:
             return None, None, None, None, None
@@ -226,7 +228,11 @@ def counterfactual_gradient(
 
     layers = model.ordered_layers()
     index = next(
-        (i for i, layer in enumerate(layers) if isinstance(getattr(layer, "estimator", None), Counterfactual)),
+        (
+            i
+            for i, layer in enumerate(layers)
+            if isinstance(getattr(layer, "estimator", None), Counterfactual)
+        ),
         None,
     )
     if index is None:
@@ -255,7 +261,10 @@ def counterfactual_gradient(
         t0 = time.process_time()
         record.hat = [None] * record.samples
         first = torch.autograd.grad(y, tensors, retain_graph=True, allow_unused=True)
-        sellke = {n: g if g is not None else torch.zeros_like(t) for n, g, t in zip(chosen, first, tensors)}
+        sellke = {
+            n: g if g is not None else torch.zeros_like(t)
+            for n, g, t in zip(chosen, first, tensors, strict=True)
+        }
         t1 = time.process_time()
         hat = [h if h is not None else 0.0 for h in record.hat]
         record.blocked = True
@@ -263,6 +272,7 @@ def counterfactual_gradient(
             if est.merged:
                 # every outcome's correction is a multiple of the direct derivative of the total hazard
                 if direct is None:
+                    assert isinstance(record.hazard, torch.Tensor)
                     direct = torch.autograd.grad(record.hazard, tensors, retain_graph=True, allow_unused=True)
                 shift = sum(c) / len(c) - sum(hat) / len(hat)
                 second = [None if g is None else shift * g for g in direct]
@@ -270,7 +280,10 @@ def counterfactual_gradient(
                 total: torch.Tensor | float = 0.0
                 for k, node in enumerate(record.rate):
                     assert node is not None
-                    total = total + record.total / record.samples * (c[k] - hat[k]) / float(node.detach()) * node
+                    total = (
+                        total + record.total / record.samples * (c[k] - hat[k]) / float(node.detach()) * node
+                    )
+                assert isinstance(total, torch.Tensor)
                 second = list(torch.autograd.grad(total, tensors, retain_graph=True, allow_unused=True))
         finally:
             record.blocked = False

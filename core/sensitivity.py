@@ -278,7 +278,9 @@ class _Runner(nn.Module):
 def _uses_counterfactual(model: Model) -> bool:
     """Whether a layer of ``model`` takes the counterfactual-corrected estimator (then reverse mode runs
     :func:`~populace.counterfactual.counterfactual_gradient`, with the whole tape)."""
-    return any(isinstance(getattr(layer, "estimator", None), Counterfactual) for layer in model.ordered_layers())
+    return any(
+        isinstance(getattr(layer, "estimator", None), Counterfactual) for layer in model.ordered_layers()
+    )
 
 
 def _finite_differences(
