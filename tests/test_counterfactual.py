@@ -76,3 +76,36 @@ def test_merged_counterfactual_is_one_run_with_every_sampled_infection() -> None
         total += sum(float(v["new_infections"]) for _, v in sim.stream(1))
     assert got.c == pytest.approx([(total - reference) / len(got.pairs)] * len(got.pairs))
     assert total > reference
+
+
+def test_correction_removes_the_sellke_bias_in_villages() -> None:
+    """8,000 agents in households of 4 (pair rate 1) within isolated villages of 20 (one contact a day), one
+    seed a village on average, β 0.15, d(infections over 60 days)/dβ, Σ AD / Σ CRN central difference (±5%)
+    over seeds 0-15. The Sellke estimator values a waiting agent's infection at the mean of that day's
+    infections everywhere, not in its village: measured 0.366; corrected by 128 sampled agent-days in one
+    counterfactual run: 0.954 (its s.d. over seeds 0.40 of the mean, so ±0.1 on 16 seeds)."""
+    n, days = 8000, 60
+    ad, sellke, fd = 0.0, 0.0, 0.0
+    for seed in range(16):
+        households = Places("household", (torch.arange(n) // 4).to(torch.int32), contacts=3.0)
+        villages = Places("village", (torch.arange(n) // 20).to(torch.int32), contacts=1.0)
+        layer = SEIR(
+            n,
+            [households, villages],
+            initial_infections=n // 20,
+            estimator=Counterfactual(128, 100 + seed, True),
+        )
+        with torch.no_grad():
+            layer.beta.fill_(0.15)
+        model = Model([layer])
+        got = counterfactual_gradient(model, days, {"i": _infections}, seed=seed, params=["seir.beta"])["i"]
+        ad += float(got.grad["seir.beta"])
+        sellke += float(got.sellke["seir.beta"])
+        sides = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                layer.beta.fill_(0.15 * (1 + 0.05 * sign))
+            sides.append(float(_infections(Simulation(model, seed=seed).run(days))))
+        fd += (sides[0] - sides[1]) / (2 * 0.05 * 0.15)
+    assert sellke / fd < 0.5
+    assert 0.7 < ad / fd < 1.3
