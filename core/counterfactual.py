@@ -112,12 +112,16 @@ class CounterfactualThreshold(SellkeThreshold):
 
 @dataclass(frozen=True)
 class Counterfactual(Sellke):
-    """The Sellke estimator plus an unbiased correction from ``samples`` counterfactual runs (see module
-    docs); the gradient is taken by :func:`counterfactual_gradient`. ``seed``: of the pairs' sampling."""
+    """The Sellke estimator plus a correction from ``samples`` agent-days sampled in the forward pass (see
+    module docs); the gradient is taken by :func:`counterfactual_gradient` (which
+    :func:`~populace.sensitivity.sensitivity` calls for it). ``merged`` (default): one counterfactual run
+    with every sampled infection, its difference shared (exact for parameters the hazard is proportional to,
+    such as β, up to the interaction of the sampled infections; see module docs); otherwise one run per
+    sample (unbiased for every parameter, and costly). ``seed``: of the sampling."""
 
-    samples: int = 16
+    samples: int = 128
     seed: int = 0
-    merged: bool = False
+    merged: bool = True
     name: ClassVar[str] = "counterfactual"
 
     def __post_init__(self) -> None:

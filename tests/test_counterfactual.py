@@ -13,6 +13,7 @@ from populace import Model, Places, Sellke, Simulation
 from populace.counterfactual import Counterfactual, counterfactual_gradient
 from populace.estimators import ESTIMATORS, estimator
 from populace.layers import SEIR
+from populace.sensitivity import sensitivity
 from populace.simulate import Result
 
 
@@ -47,7 +48,7 @@ def test_counterfactual_differences_are_the_runs_with_the_agent_infected() -> No
     """Each sampled (day, agent)'s difference is the outcome of a run without gradients in which that agent
     is infected on that day, minus the differentiable run's: the same seed reproduces the run until then."""
     days, seed = 40, 2
-    model = Model([_households(2000, 4, Counterfactual(samples=4, seed=5))])
+    model = Model([_households(2000, 4, Counterfactual(samples=4, seed=5, merged=False))])
     got = counterfactual_gradient(model, days, {"i": _infections}, seed=seed)["i"]
     reference = float(_infections(Simulation(model, seed=seed).run(days)))
     assert got.value == reference
@@ -109,3 +110,13 @@ def test_correction_removes_the_sellke_bias_in_villages() -> None:
         fd += (sides[0] - sides[1]) / (2 * 0.05 * 0.15)
     assert sellke / fd < 0.5
     assert 0.7 < ad / fd < 1.3
+
+
+def test_sensitivity_takes_the_counterfactual_gradient() -> None:
+    model = Model([_households(2000, 4, Counterfactual(samples=8, seed=3))])
+    report = sensitivity(model, 30, ["total:new_infections"], seeds=[1], parameters=["seir.beta"])
+    got = counterfactual_gradient(model, 30, {"i": _infections}, seed=1, params=["seir.beta"])["i"]
+    assert report.gradients["total:new_infections"]["seir.beta"] == pytest.approx(
+        float(got.grad["seir.beta"])
+    )
+    assert float(got.grad["seir.beta"]) != pytest.approx(float(got.sellke["seir.beta"]))
