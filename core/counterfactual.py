@@ -1,4 +1,5 @@
-"""The Sellke estimator corrected by counterfactual runs: an unbiased infection gradient over a whole wave.
+"""The Sellke estimator corrected by counterfactual runs (an agent infected on a day it waited, common random
+numbers): towards an unbiased infection gradient over a whole wave.
 
 The Sellke estimator (:class:`~populace.estimators.Sellke`) rests on an exact identity: with Sellke
 thresholds, for any outcome G,
@@ -25,9 +26,25 @@ in a single pass (K size-one weighted reservoirs). The correction's direct deriv
 second reverse pass from Σ_k w_k·h_k in which the infection draws pass no gradient back (so the correction
 does not flow into earlier infections' values, which would count it twice).
 
-Cost: the differentiable forward and its reverse pass, one run without gradients (the reference), the K
-counterfactual runs (each from its day s_k to the end: on average part of a run) and the second reverse
-pass. Reverse mode only; the whole tape (``grad="full"``).
+That is the per-sample mode (``merged=False``): unbiased for every parameter, but each sample costs part
+of a run and the differences c are heavy-tailed (most are 0 or 1, an early one can be hundreds), so it is
+far over the cost of a useful variance (households benchmark: 64 samples cost 14× the differentiable
+forward and left a standard deviation over seeds of 0.44 of the derivative).
+
+The default mode (``merged=True``) infects all K sampled agents in *one* counterfactual run (each on its
+day, unless that run has infected it already) and shares the difference equally: c̄ = (G(all K) − G(run)) / K.
+The correction then becomes δ̄ · ∂H/∂θ, δ̄ = c̄ − mean ĉ over the samples, ∂H/∂θ the direct derivative of the
+total waiting hazard (one blocked reverse pass, shared by every outcome). Two approximations, both
+measured (``benchmarks/README.md``): (1) the sampled infections interact in one run (a one-sided
+difference): the bias grows with K / H (households benchmark, H ≈ 30,000: AD/FD 0.92 / 0.95 / 0.94 / 0.88
+at K = 64 / 128 / 256 / 512); (2) it is exact in expectation only for parameters the hazard is proportional
+to (β, by which ∂h/∂θ / h is the same for every pair); for the others (a setting's weight, the asymptomatic
+factor, the seeding) it assumes the Sellke error c − ĉ uncorrelated with that parameter's share of the
+hazard, which it is not where the error sits in one setting.
+
+Cost (merged): the differentiable forward, one run without gradients from the earliest sample's day (the
+run up to it replays the forward; the differences use the forward's own series, reproduced exactly by the
+same seed), the Sellke reverse pass, and one blocked reverse pass. Reverse mode only; the whole tape.
 """
 
 from __future__ import annotations
