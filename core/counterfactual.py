@@ -134,7 +134,8 @@ class Counterfactual(Sellke):
     :func:`~populace.sensitivity.sensitivity` calls for it). ``merged`` (default): one counterfactual run
     with every sampled infection, its difference shared (exact for parameters the hazard is proportional to,
     such as β, up to the interaction of the sampled infections; see module docs); otherwise one run per
-    sample (unbiased for every parameter, and costly). ``seed``: of the sampling."""
+    sample (unbiased for every parameter, and costly). ``seed``: of the sampling. A plain ``backward()``
+    (e.g. a calibration's) gets the Sellke gradient only: the correction needs the counterfactual runs."""
 
     samples: int = 128
     seed: int = 0
@@ -168,6 +169,7 @@ def _counterfactual_outcomes(
     outcomes: Sequence[Outcome],
     pairs: Sequence[tuple[int, int]],
     merged: bool = False,
+    device: torch.device | str = "cpu",
 ) -> list[list[float]]:
     """For each outcome G and each (day, agent) pair: G with that agent infected on that day minus G of
     ``run`` (the differentiable run; common random numbers: a run without gradients with the same seed, the
@@ -176,7 +178,7 @@ def _counterfactual_outcomes(
     from .simulate import Result, Simulation
 
     days = int(run.days.numel())
-    sim = Simulation(model, seed=seed)
+    sim = Simulation(model, seed=seed, device=device)
     series = {n: v.detach() for n, v in run.series.items()}
     by_day: dict[int, list[int]] = {}
     for k, (day, _) in enumerate(pairs):
@@ -239,6 +241,7 @@ def counterfactual_gradient(
     outcomes: Mapping[str, Outcome],
     seed: int = 0,
     params: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, CounterfactualGradient]:
     """d outcome / d each parameter (``params``: names, default all that require gradients) of one run of
     ``days`` days with seed ``seed``, for each of ``outcomes`` (name → function of the run's
@@ -266,14 +269,16 @@ def counterfactual_gradient(
         raise ValueError(f"params: unknown or fixed parameters {unknown}")
     tensors = [named[n] for n in chosen]
     clock = [time.process_time()]
-    sim = Simulation(model, seed=seed, grad="full")
+    sim = Simulation(model, seed=seed, grad="full", device=device)
     result = sim.run(days)
     ys = {name: o(result) for name, o in outcomes.items()}
     clock.append(time.process_time())
     record = sim.states[index].later  # type: ignore[attr-defined]
     assert isinstance(record, CounterfactualRecord)
     pairs = record.pairs()
-    cs = _counterfactual_outcomes(model, index, seed, result, list(outcomes.values()), pairs, est.merged)
+    cs = _counterfactual_outcomes(
+        model, index, seed, result, list(outcomes.values()), pairs, est.merged, device
+    )
     clock.append(time.process_time())
     out: dict[str, CounterfactualGradient] = {}
     backward = correction = 0.0

@@ -176,7 +176,9 @@ def sensitivity(
     for seed in seeds:
         if mode == "reverse" and counterfactual:
             t0 = time.perf_counter()
-            got = counterfactual_gradient(model, days, {o.text: o for o in outs}, seed=seed, params=names)
+            got = counterfactual_gradient(
+                model, days, {o.text: o for o in outs}, seed=seed, params=names, device=device
+            )
             for o in outs:
                 totals[o.text] += got[o.text].value
                 for n in names:
