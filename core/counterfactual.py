@@ -90,8 +90,9 @@ class CounterfactualRecord(LaterInfections):
         """Today's waiting agents and their hazards ``rate`` (``float32[agents]``, carrying gradients)."""
         waiting_rate = torch.where(waiting, rate, 0.0)
         weight = waiting_rate.detach()
-        self.hazard = self.hazard + waiting_rate.sum()
-        today = float(weight.sum())
+        summed = waiting_rate.sum()
+        self.hazard = self.hazard + summed
+        today = float(summed.detach())
         if not today > 0:
             return
         self.total += today
