@@ -66,7 +66,7 @@ def measure(size: int, contacts: float, community: float, days: int, seeds: int)
         "agents": AGENTS,
         "household_size": size,
         "household_contacts": contacts,
-        "pair_rate": float(covid.settings[0].pair_rate[0]),  # the households' (all of one size)
+        "pair_rate": float(covid.settings["household"].pair_rate[0]),  # the households' (all of one size)
         "community_contacts": community,
         "days": days,
         "seeds": seeds,

@@ -11,6 +11,11 @@ the bias of each measured against finite differences, are documented in :mod:`po
   uniform its threshold implies.
 * :class:`Smoothed`: the symmetrised smoothed derivative of one Bernoulli draw (unbiased for one draw,
   strongly biased low through a cascade).
+* :class:`~populace.counterfactual.Counterfactual`: the Sellke estimate plus a correction measured by
+  counterfactual runs (an agent infected on a day it waited, common random numbers), which makes it unbiased
+  (:mod:`populace.counterfactual`): reverse mode, whole tape, through
+  :func:`~populace.counterfactual.counterfactual_gradient` (which :func:`~populace.sensitivity.sensitivity`
+  calls for it).
 
 Scenarios expose the choice as text (``--set estimator=gumbel``): :func:`estimator` turns a name into an
 object, :data:`ESTIMATORS` lists the names.
@@ -27,7 +32,7 @@ import torch
 
 from .samplers import HardGumbel, LaterInfections, SellkeThreshold, SmoothedBernoulli
 
-__all__ = ["ESTIMATORS", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
+__all__ = ["ESTIMATORS", "Counterfactual", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,9 @@ class Smoothed(Estimator):
         return SmoothedBernoulli.apply(p, sample)
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {e.name: e for e in (Sellke, Gumbel, Smoothed)}
+from .counterfactual import Counterfactual  # noqa: E402  (it extends Sellke, defined above)
+
+ESTIMATORS: dict[str, type[Estimator]] = {e.name: e for e in (Sellke, Gumbel, Smoothed, Counterfactual)}
 """Estimator classes by name (the text of a scenario's ``estimator`` option)."""
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from torch.autograd import forward_ad
 from torch.func import functional_call
 
+from .counterfactual import Counterfactual, counterfactual_gradient
 from .model import Model
 from .replay import vjps
 from .simulate import Checkpointed, GradMode, Result, Simulation
@@ -171,8 +172,21 @@ def sensitivity(
     grads: dict[str, dict[str, torch.Tensor]] = {
         o.text: {n: torch.zeros_like(learnable[n]) for n in names} for o in outs
     }
+    counterfactual = _uses_counterfactual(model)
     for seed in seeds:
-        if mode == "reverse":
+        if mode == "reverse" and counterfactual:
+            t0 = time.perf_counter()
+            got = counterfactual_gradient(
+                model, days, {o.text: o for o in outs}, seed=seed, params=names, device=device
+            )
+            for o in outs:
+                totals[o.text] += got[o.text].value
+                for n in names:
+                    grads[o.text][n] += got[o.text].grad[n]
+            cost = next(iter(got.values())).seconds
+            forward_s += cost["forward"] + cost["counterfactuals"]
+            backward_s += time.perf_counter() - t0 - cost["forward"] - cost["counterfactuals"]
+        elif mode == "reverse":
             t0 = time.perf_counter()
             result = Simulation(model, seed=seed, device=device, grad=grad).run(days, record=record)
             values = [o(result) for o in outs]
@@ -261,6 +275,14 @@ class _Runner(nn.Module):
         # "full" selects the differentiable code paths; nothing requires grad, so no tape is kept
         sim = Simulation(self.model, seed=self.seed, device=self.device, grad="full")
         return sim.run(self.days, record=self.record)
+
+
+def _uses_counterfactual(model: Model) -> bool:
+    """Whether a layer of ``model`` takes the counterfactual-corrected estimator (then reverse mode runs
+    :func:`~populace.counterfactual.counterfactual_gradient`, with the whole tape)."""
+    return any(
+        isinstance(getattr(layer, "estimator", None), Counterfactual) for layer in model.ordered_layers()
+    )
 
 
 def _finite_differences(
