@@ -12,8 +12,10 @@ the bias of each measured against finite differences, are documented in :mod:`po
 * :class:`Smoothed`: the symmetrised smoothed derivative of one Bernoulli draw (unbiased for one draw,
   strongly biased low through a cascade).
 * :class:`~populace.counterfactual.Counterfactual`: the Sellke estimate plus a correction measured by
-  counterfactual runs (an agent infected on a day it waited, common random numbers), which makes it unbiased
-  (:mod:`populace.counterfactual`): reverse mode, whole tape, through
+  counterfactual runs (an agent infected on a day it waited, common random numbers): unbiased with one run
+  per sample, exact for the transmissibility only in its cheaper merged default, and too noisy at city
+  scale within 3× the forward's cost (measured, :mod:`populace.counterfactual`): reverse mode, whole tape,
+  through
   :func:`~populace.counterfactual.counterfactual_gradient` (which :func:`~populace.sensitivity.sensitivity`
   calls for it).
 
