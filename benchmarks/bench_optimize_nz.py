@@ -77,8 +77,10 @@ def heat_map(summary: dict, path: Path) -> None:
         bar = fig.colorbar(image, ax=ax, shrink=0.6)
         if cmap == "RdBu_r":
             ticks = [-6, -4, -2, 0, 2, 4, 6]
-            bar.set_ticks(ticks, labels=[f"{2.0**t:g}" for t in ticks])
+            bar.set_ticks(ticks, labels=[f"{2**t}" if t >= 0 else f"1/{2**-t}" for t in ticks])
     options = ", ".join(summary.get("options", []))
+    if summary.get("start_from"):
+        options += f"; from {summary['start_from']}"
     fig.suptitle(
         f"nz-covid: first doses learned against {summary['objective']} "
         f"({summary['agents']:,} agents; {options})",
