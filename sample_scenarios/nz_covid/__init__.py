@@ -408,7 +408,9 @@ def _follow(heuristic: Model, model: Model, seed: int) -> torch.Tensor:
     a fast run with ``seed`` draws it); every cell also gets 1% of its pro-rata share, so that none starts at
     zero (a softmax's logit of -∞)."""
     source, target = _rollout_of(heuristic), _rollout_of(model)
-    state = Simulation(heuristic, seed=seed).states[heuristic.ordered_layers().index(source)]
+    state = Simulation(heuristic, seed=seed, device=source.cell.device).states[
+        heuristic.ordered_layers().index(source)
+    ]
     dosed = state.queue[state.dose_day[0] != NEVER].long()
     counts = torch.bincount(target.cell[dosed], minlength=target.cells).double()
     willing = torch.bincount(target.cell[target.willing], minlength=target.cells).double()
@@ -431,7 +433,7 @@ def _allocation_table(model: Model) -> dict[str, object]:
     shape = (len(DHBS), len(AGE_BANDS))
     shares = layer.shares_on(0).detach().reshape(shape)
     willing = torch.bincount(layer.cell[layer.willing], minlength=layer.cells).double()
-    state = Simulation(model, seed=0).states[model.ordered_layers().index(layer)]
+    state = Simulation(model, seed=0, device=layer.cell.device).states[model.ordered_layers().index(layer)]
     dosed = torch.bincount(layer.cell[state.queue[state.dose_day[0] != NEVER].long()], minlength=layer.cells)
     return {
         "rows": list(DHBS),
