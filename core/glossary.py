@@ -72,6 +72,11 @@ _SERIES: dict[str, Term] = {
     "new_symptomatic": Term("new symptomatic", "agents whose symptoms began today", "agents per day"),
     "new_admissions": Term("new admissions", "agents admitted to hospital today", "agents per day"),
     "new_deaths": Term("new deaths", "agents who died today", "agents per day"),
+    "expected_deaths": Term(
+        "expected deaths",
+        "deaths to come from today's new symptomatic agents, in expectation (their chances summed)",
+        "agents per day",
+    ),
     "Rt": METRICS["Rt"],
     "work_attendance_low_income": Term(
         "low-income workers at work", "share of low-income on-site workers who went to work today", "share"

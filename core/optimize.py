@@ -14,6 +14,7 @@ Adding a lever to a scenario: return it from ``Scenario.levers()`` (and objectiv
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,16 +26,31 @@ from .model import Model
 from .sensitivity import Output
 from .simulate import Checkpointed, Simulation
 
-__all__ = ["Lever", "Objective", "Optimization", "evaluate", "optimize"]
+__all__ = ["Lever", "Objective", "Optimization", "evaluate", "optimize", "paired"]
 
 
 @dataclass(frozen=True)
 class Objective:
-    """An outcome to minimise: ``output`` in :mod:`populace.sensitivity`'s syntax (``total:new_deaths``)."""
+    """An outcome to minimise.
+
+    Attributes:
+        name: what ``--objective`` names.
+        doc: what it is, in words.
+        output: what the optimiser differentiates, in :mod:`populace.sensitivity`'s syntax
+            (``total:new_deaths``); it may be a smooth expectation of the outcome (``total:expected_deaths``).
+        counted: what the held-out comparison counts in simulated runs (default: ``output``), e.g. the
+            deaths themselves when ``output`` is their expectation.
+    """
 
     name: str
     doc: str
     output: str
+    counted: str | None = None
+
+    @property
+    def held_out(self) -> str:
+        """The output the held-out comparison counts."""
+        return self.counted or self.output
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,9 @@ class Lever:
         table: the decision as a report, ``{"rows": [...], "columns": [...], "values": [[...]]}`` or any JSON.
         alternatives: heuristic decisions to compare with, ``(label, sets)`` each.
         apply: sets a tensor previously returned by ``attach`` (learned) into a fresh model, for evaluation.
+        start: ``(heuristic, model, seed) -> tensor``: the value of ``attach``'s tensor that makes ``model``
+            (built with ``sets``) follow the decision of ``heuristic`` (built with one of ``alternatives``'
+            sets) as closely as the lever can, from a fast run with ``seed``; ``None``: no such start.
     """
 
     name: str
@@ -59,6 +78,7 @@ class Lever:
     table: Callable[[Model], dict[str, Any]]
     alternatives: tuple[tuple[str, tuple[str, ...]], ...] = ()
     apply: Callable[[Model, torch.Tensor], None] | None = None
+    start: Callable[[Model, Model, int], torch.Tensor] | None = None
 
 
 @dataclass
@@ -91,16 +111,23 @@ def optimize(
     lr: float = 0.1,
     every: int | None = None,
     device: torch.device | str = "cpu",
+    initial: torch.Tensor | None = None,
     on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> Optimization:
     """Learn ``lever``'s decision on ``model`` by Adam steps against ``objective``'s gradient, one
     differentiable run per seed of ``seeds``, ``epochs`` times over, in the lean reverse mode (``every``:
-    days between the kept states the backward pass replays from; default ⌈√days / 2⌉)."""
+    days between the kept states the backward pass replays from; default ⌈√days / 2⌉), from ``initial``
+    (default: the decision ``attach`` finds in the model)."""
     if epochs < 1 or not seeds:
         raise ValueError(f"optimize: need epochs >= 1 and at least one seed, got {epochs} and {list(seeds)}")
     output = Output.parse(objective.output)
     output.check(model, days)
     theta = lever.attach(model)
+    if initial is not None:
+        if initial.shape != theta.shape:
+            raise ValueError(f"initial: expected shape {tuple(theta.shape)}, got {tuple(initial.shape)}")
+        with torch.no_grad():
+            theta.copy_(initial)
     optimiser = torch.optim.Adam([theta], lr=lr)
     report = Optimization(lever.name, objective.name)
     start = time.perf_counter()
@@ -137,10 +164,26 @@ def evaluate(
     device: torch.device | str = "cpu",
     prepare: Callable[[Model], None] | None = None,
 ) -> list[float]:
-    """The objective of fast runs of ``build()`` (after ``prepare``) with each of ``seeds``."""
-    output = Output.parse(objective.output if isinstance(objective, Objective) else objective)
+    """The objective of fast runs of ``build()`` (after ``prepare``) with each of ``seeds``: what an
+    :class:`Objective` counts (:attr:`Objective.held_out`), or an output's text."""
+    output = Output.parse(objective.held_out if isinstance(objective, Objective) else objective)
     model = build()
     if prepare is not None:
         prepare(model)
     output.check(model, days)
     return [float(output(Simulation(model, seed=s, device=device).run(days))) for s in seeds]
+
+
+def paired(values: Sequence[float], others: Sequence[float]) -> dict[str, Any]:
+    """``values − others`` seed by seed (the same held-out seeds, so common random numbers): the mean
+    difference, its standard deviation and standard error, and whether it is ``resolved``: below zero by more
+    than two standard errors (``values`` lower)."""
+    if len(values) != len(others) or len(values) < 2:
+        raise ValueError(
+            f"paired: need two equal-length series of 2+ seeds, got {len(values)} and {len(others)}"
+        )
+    differences = [a - b for a, b in zip(values, others, strict=True)]
+    mean = statistics.fmean(differences)
+    sd = statistics.stdev(differences)
+    se = sd / math.sqrt(len(differences))
+    return {"mean": mean, "sd": sd, "se": se, "resolved": mean + 2 * se < 0, "differences": differences}

@@ -209,6 +209,7 @@ class CovidState(InfectionState):
         events: ``[4, 1 + Σ groups]``: today's new infections, symptom onsets, admissions and deaths, in
             total and per breakdown group.
         generation: ``[]`` expected infectiousness-days of one infection (for Rt).
+        expected: ``float32[]``: today's expected deaths (``Covid(expected_deaths=True)``; else stays 0).
         symptomatic: ``int64[k]``, the agents in stage M or MH at the end of the day (read by testing and
             behaviour, so the population is scanned once a day).
     """
@@ -217,6 +218,7 @@ class CovidState(InfectionState):
     fate: torch.Tensor
     events: torch.Tensor
     generation: torch.Tensor
+    expected: torch.Tensor
     symptomatic: torch.Tensor
 
 
@@ -245,6 +247,12 @@ class Covid(Infection):
             earlier infection within the agent's cell of the ``breakdowns`` (borough × age band): with one
             value for the whole city, calibrating ``nyc-covid`` by borough diverged.
         aggregation: how emissions are summed per place (:mod:`populace.aggregation`).
+        expected_deaths: also report ``expected_deaths``: each day, the sum over the day's symptom onsets of
+            P(admission | symptoms, after vaccine and risk factors) × P(death | admission), the deaths those
+            onsets will bring in expectation. Its derivative to a severity factor is pathwise (every onset
+            contributes), where counted deaths carry only the branches' likelihood ratios (the few agents
+            who died): an objective for optimising vaccine allocation against deaths
+            (:mod:`populace.optimize`).
 
     Modifiers (interventions, behaviour, seeding) act on it by being in the same model.
     """
@@ -279,6 +287,7 @@ class Covid(Infection):
         durations: Mapping[str, tuple[Param, Param]] | None = None,
         estimator: Estimator | None = None,
         aggregation: Aggregation | None = None,
+        expected_deaths: bool = False,
     ) -> None:
         n = int(age.numel())
         if not settings:
@@ -297,6 +306,7 @@ class Covid(Infection):
             aggregation=aggregation,
         )
         self.breakdowns = tuple(breakdowns)
+        self.expected_deaths = expected_deaths
         register_params(
             self,
             beta=beta,
@@ -325,6 +335,7 @@ class Covid(Infection):
             "Rt",
             "new_infections_by_setting",
         ]
+        names += ["expected_deaths"] if self.expected_deaths else []
         names += [f"{e}_by_{b.name}" for b in self.breakdowns for e in _EVENTS]
         return tuple(names)
 
@@ -340,6 +351,8 @@ class Covid(Infection):
         out.update({e: events[i, 0] for i, e in enumerate(_EVENTS)})
         rate = state.infectiousness.clamp(min=1e-12)
         out["new_infections_by_setting"] = state.by_setting.clone()
+        if self.expected_deaths:
+            out["expected_deaths"] = state.expected.clone()
         out["Rt"] = torch.where(state.infectiousness > 0, events[0, 0] / rate * state.generation, 0.0)
         column = 1
         for b in self.breakdowns:
@@ -388,6 +401,7 @@ class Covid(Infection):
             fate=fate,
             events=torch.zeros(len(_EVENTS), columns, dtype=dtype, device=device),
             generation=self._generation(durations, self.fixed_susceptibility(), ctx),
+            expected=torch.zeros((), device=device),
             symptomatic=torch.zeros(0, dtype=torch.int64, device=device),
         )
         self.seed(state, seeds, ctx)  # their due days (and events, cleared when the first day starts)
@@ -397,7 +411,7 @@ class Covid(Infection):
         return math.prod(len(b.labels) for b in self.breakdowns) if self.breakdowns else 0
 
     def daily_totals(self, state: CovidState) -> tuple[str, ...]:
-        return ("events",)
+        return ("events", "expected") if self.expected_deaths else ("events",)
 
     def value_groups(self) -> torch.Tensor | None:
         """Each agent's cell of all breakdowns combined (borough × age band), or ``None`` without any."""
@@ -423,6 +437,7 @@ class Covid(Infection):
     # ------------------------------------------------------------------ day
     def step(self, state: CovidState, ctx: StepContext) -> CovidState:
         state.events = torch.zeros_like(state.events)
+        state.expected = torch.zeros_like(state.expected)
         super().step(state, ctx)
         state.symptomatic = torch.nonzero((state.stage - Stage.M) < 2).squeeze(1)  # uint8 wraps below M
         return state
@@ -445,6 +460,11 @@ class Covid(Infection):
                 severity = combine([e.severity[group] for e in effects if e.severity is not None])
                 if severity is not None:
                     p = p * severity
+                if self.expected_deaths:
+                    dying = p.clamp(0.0, 1.0) * self.probability(3, group)
+                    if state.weight is not None:
+                        dying = dying * state.weight[group]
+                    state.expected = state.expected + dying.sum()
                 self._split(state, moves, group, src, 1, p, (Stage.MH, 3), (Stage.M, 2))
             elif src == Stage.MH:  # death, at admission
                 self._split(

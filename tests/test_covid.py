@@ -226,3 +226,27 @@ def test_bad_arguments_are_named() -> None:
         Covid(age, [places], initial_infections=1, durations={"incubation": DURATIONS["latent"]})
     with pytest.raises(ValueError, match="breakdown age: index values"):
         Breakdown("age", torch.full((100,), 3), ("a", "b"))
+
+
+def test_expected_deaths_match_counted_deaths_and_their_gradient_is_pathwise() -> None:
+    """``Covid(expected_deaths=True)``: β = 0 and half the population infected on day 0, so every death
+    comes from those infections within 80 days. The day's expected deaths (P(admission | symptoms) ×
+    P(death | admission) summed over the day's onsets) add up to the counted deaths within 4 standard
+    deviations of a sum of Bernoulli draws, and their derivative to ``fatality_scale`` is exactly
+    value / scale (pathwise, linear in the scale), with no draw in between."""
+    assert "expected_deaths" not in _well_mixed(1_000, 10).observables()
+    model = _well_mixed(40_000, 20_000, expected_deaths=True)
+    layer = model.ordered_layers()[0]
+    with torch.no_grad():
+        layer.beta.fill_(0.0)  # type: ignore[operator]
+    fast = Simulation(model, seed=7).run(80)
+    expected = float(fast.series["expected_deaths"].sum())
+    counted = float(fast.series["new_deaths"].sum())
+    assert counted > 100
+    assert abs(counted - expected) < 4 * math.sqrt(expected), (counted, expected)
+    value = Simulation(model, seed=7, grad="full").run(80).series["expected_deaths"].sum()
+    value.backward()
+    scale = float(layer.fatality_scale.detach())  # type: ignore[operator]
+    grad = float(layer.fatality_scale.grad)  # type: ignore[union-attr]
+    assert float(value) == pytest.approx(expected, rel=1e-4)
+    assert grad == pytest.approx(float(value) / scale, rel=1e-4)

@@ -12,10 +12,11 @@ import torch
 
 from populace import Model, Places, Simulation
 from populace.cli import main
+from populace.experiment import Experiment
 from populace.layers.covid import Covid
 from populace.layers.importation import Importation
 from populace.layers.rollout import Rollout
-from populace.optimize import Lever, Objective, optimize
+from populace.optimize import Lever, Objective, optimize, paired
 from populace.sensitivity import Output
 
 N = 20_000
@@ -114,16 +115,26 @@ def test_optimize_command_learns_and_compares_with_every_policy(capsys: pytest.C
             "--epochs",
             "1",
             "--evaluate",
-            "1",
+            "2",
+            "--start-from",
+            "Auckland first",
             "--json",
         ]
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert len(summary["steps"]) == 1
+    assert summary["objective_output"] == "total:expected_deaths"
+    verdict = summary["verdict"]
+    assert verdict["counted"] == "total:new_deaths"
+    assert verdict["best heuristic"] in summary["comparison"]
+    pair = summary["comparison"]["Auckland first"]["optimised minus this"]
+    assert len(pair["differences"]) == 2
+    assert "optimised minus this" not in summary["comparison"]["optimised"]
     assert len(summary["decision"]["rows"]) == 20
     assert len(summary["decision"]["columns"]) == 6
     assert abs(sum(sum(row) for row in summary["decision"]["values"]) - 1.0) < 1e-4
+    assert all(0.0 <= x <= 1.0 for row in summary["decision"]["first_dose_by_day_0"] for x in row)
     assert {"optimised", "as it was", "oldest first", "equity first"} <= set(summary["comparison"])
 
 
@@ -131,3 +142,44 @@ def test_optimize_command_names_an_unknown_lever(capsys: pytest.CaptureFixture[s
     code = main(["optimize", "nz-covid", "--lever", "budget", "--objective", "deaths"])
     assert code == 2
     assert "--lever: nz-covid has no lever 'budget'; known: allocation" in capsys.readouterr().err
+
+
+def test_paired_differences_and_when_they_are_resolved() -> None:
+    """Differences 1, 2, 3 below: mean −2, sd 1, se 1/√3; resolved (−2 + 2/√3 < 0). A difference that
+    swings across zero is not."""
+    result = paired([0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    assert result["differences"] == [-1.0, -2.0, -3.0]
+    assert result["mean"] == pytest.approx(-2.0)
+    assert result["sd"] == pytest.approx(1.0)
+    assert result["se"] == pytest.approx(1 / 3**0.5)
+    assert result["resolved"]
+    assert not paired([0.0, 0.0, 0.0], [3.0, -2.0, 1.0])["resolved"]
+    with pytest.raises(ValueError, match="paired: need two equal-length series"):
+        paired([1.0], [2.0])
+
+
+def test_the_allocation_can_start_from_a_policy() -> None:
+    """``--start-from "Auckland first"`` with half the supply (not enough to dose every willing Aucklander
+    before day 0): the pro-rata model's table follows what Auckland first gave by day 0, so its softmax puts
+    nearly all first doses (all but the 1% floor) on the Auckland DHBs' cells, and the fast roll-out with
+    those shares doses mostly Aucklanders before day 0."""
+    from populace.scenarios.nz_covid import NzCovid
+    from populace.scenarios.nz_covid.data import AUCKLAND, DHBS
+    from populace.scenarios.nz_covid.policy import AGE_BANDS
+
+    lever = NzCovid.levers()["allocation"]
+    assert lever.start is not None
+    half = ["supply_scale=0.5"]
+    model = Experiment.from_texts("nz-covid", [*lever.sets, *half], agents=5000).model()
+    heuristic = Experiment.from_texts("nz-covid", ["policy=Auckland first", *half], agents=5000).model()
+    logits = lever.start(heuristic, model, 0)
+    shares = torch.softmax(logits, 0).reshape(len(DHBS), len(AGE_BANDS))
+    auckland = [DHBS.index(d) for d in AUCKLAND]
+    assert float(shares[auckland].sum()) > 0.95
+    lever.attach(model)
+    assert lever.apply is not None
+    lever.apply(model, logits)
+    table = lever.table(model)
+    covered = torch.tensor(table["first_dose_by_day_0"])
+    rest = [d for d in range(len(DHBS)) if d not in auckland]
+    assert float(covered[auckland].mean()) > 3 * float(covered[rest].mean())

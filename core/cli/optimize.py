@@ -16,7 +16,7 @@ import torch
 from ..experiment import Experiment
 from ..files import atomic_path
 from ..memory import allocator, reuse_freed_memory
-from ..optimize import evaluate, optimize
+from ..optimize import evaluate, optimize, paired
 from .arguments import UsageError, non_negative, parse_count, parse_device, positive, scenario_arguments
 from .command import Command
 from .output import peak_rss_mb
@@ -47,6 +47,14 @@ class Optimize(Command):
             type=positive,
             help="days between the kept states the backward pass replays from (default √days / 2)",
         )
+        parser.add_argument(
+            "--start-from",
+            metavar="POLICY",
+            help="start from the decision of this heuristic alternative (default: the lever's own start)",
+        )
+        parser.add_argument(
+            "--params", help="a parameters.json from `populace calibrate` loaded into every model"
+        )
         parser.add_argument("--out", help="folder for optimize.json (the learned decision and comparison)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -66,6 +74,10 @@ class Optimize(Command):
         if not args.lr > 0:
             raise UsageError(f"--lr: expected a positive learning rate, got {args.lr}")
         lever, objective = levers[args.lever], objectives[args.objective]
+        alternatives = dict(lever.alternatives)
+        if args.start_from is not None and (args.start_from not in alternatives or lever.start is None):
+            known = ", ".join(alternatives) if lever.start is not None else "none for this lever"
+            raise UsageError(f"--start-from: expected one of the lever's alternatives ({known})")
         agents = parse_count(args.agents, "--agents") if args.agents is not None else None
         days = (
             parse_count(args.days, "--days", "days") if args.days is not None else scenario_cls.default_days
@@ -77,13 +89,23 @@ class Optimize(Command):
 
         def experiment_with(sets: tuple[str, ...]) -> Experiment:
             return Experiment.from_texts(
-                scenario_cls, [*args.set, *sets], agents=agents, seed=args.seed, device=device
+                scenario_cls,
+                [*args.set, *sets],
+                agents=agents,
+                seed=args.seed,
+                device=device,
+                params=args.params,
             )
 
         start = time.perf_counter()
         learning = experiment_with(lever.sets)
         model = learning.model()
         training = list(range(args.seed, args.seed + args.seeds))
+        initial = None
+        if args.start_from is not None:
+            assert lever.start is not None
+            heuristic = experiment_with(alternatives[args.start_from]).model()
+            initial = lever.start(heuristic, model, args.seed)
         log = None if args.json else (lambda step: print(_step_line(step), flush=True))
         report = optimize(
             model,
@@ -95,28 +117,56 @@ class Optimize(Command):
             lr=args.lr,
             every=args.checkpoint,
             device=device,
+            initial=initial,
             on_step=log,
         )
         learned = report.learned
         assert learned is not None
         held_out = range(args.seed + HELD_OUT, args.seed + HELD_OUT + args.evaluate)
         comparison: dict[str, Any] = {}
+        verdict: dict[str, Any] = {}
         if args.evaluate:
 
-            def apply(m: Any) -> None:
-                if lever.apply is not None:
-                    lever.apply(m, learned)
+            def applying(decision: torch.Tensor | None) -> Any:
+                def apply(m: Any) -> None:
+                    if lever.apply is not None and decision is not None:
+                        lever.apply(m, decision)
 
-            values = evaluate(
-                learning.model, objective, days=days, seeds=held_out, device=device, prepare=apply
-            )
-            comparison["optimised"] = _spread(values)
-            start_values = evaluate(learning.model, objective, days=days, seeds=held_out, device=device)
-            comparison["starting point"] = _spread(start_values)
-            for label, sets in lever.alternatives:
-                comparison[label] = _spread(
-                    evaluate(experiment_with(sets).model, objective, days=days, seeds=held_out, device=device)
+                return apply
+
+            def held(build: Any, decision: torch.Tensor | None = None) -> list[float]:
+                tick = time.perf_counter()
+                values = evaluate(
+                    build, objective, days=days, seeds=held_out, device=device, prepare=applying(decision)
                 )
+                evaluation_s.append(time.perf_counter() - tick)
+                return values
+
+            evaluation_s: list[float] = []
+            values = held(learning.model, learned)
+            comparison["optimised"] = _spread(values)
+            comparison["starting point"] = _spread(held(learning.model, initial))
+            for label, sets in lever.alternatives:
+                comparison[label] = _spread(held(experiment_with(sets).model))
+            if args.evaluate > 1:
+                for label, result in comparison.items():
+                    if label != "optimised":
+                        result["optimised minus this"] = paired(values, result["values"])
+                heuristics = [label for label, _ in lever.alternatives]
+                best = min(heuristics, key=lambda label: comparison[label]["mean"])
+                verdict = {
+                    "counted": objective.held_out,
+                    "best heuristic": best,
+                    "lower than every heuristic": all(
+                        comparison[h]["optimised minus this"]["mean"] < 0 for h in heuristics
+                    ),
+                    "resolved against every heuristic": all(
+                        comparison[h]["optimised minus this"]["resolved"] for h in heuristics
+                    ),
+                    "rule": "resolved: the mean of the paired differences (optimised minus policy, same "
+                    "held-out seeds) is below zero by more than 2 standard errors",
+                    "seconds_per_policy": round(statistics.fmean(evaluation_s), 2),
+                }
         summary = {
             "scenario": scenario_cls.name,
             "agents": learning.agents,
@@ -125,11 +175,15 @@ class Optimize(Command):
             "training_seeds": training,
             "held_out_seeds": list(held_out),
             "options": [*lever.sets, *args.set],
+            "params": args.params,
+            "start_from": args.start_from,
+            "objective_output": objective.output,
             "lr": args.lr,
             "epochs": args.epochs,
             **report.summary(),
             "decision": lever.table(model),
             "comparison": comparison,
+            **({"verdict": verdict} if verdict else {}),
             "total_s": round(time.perf_counter() - start, 2),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "allocator": allocator(),
@@ -145,9 +199,17 @@ class Optimize(Command):
             f"{scenario_cls.name}: {lever.name} optimised against {objective.name} "
             f"({learning.agents:,} agents x {days} days, {len(report.steps)} steps, {report.seconds:.1f} s)"
         )
+        if comparison:
+            seeds = f"{args.evaluate} seeds"
+            print(f"  held out: {objective.held_out}, mean (sd) over {seeds}; optimised minus each")
         for label, result in comparison.items():
-            mean, sd, runs = result["mean"], result["sd"], len(result["values"])
-            print(f"  {label:32s} {mean:10.2f}  (sd {sd:.2f}, {runs} seeds)")
+            mean, sd = result["mean"], result["sd"]
+            line = f"  {label:32s} {mean:10.2f}  (sd {sd:.2f})"
+            pair = result.get("optimised minus this")
+            if pair is not None and label != "optimised":
+                mark = "resolved" if pair["resolved"] else "within 2 se"
+                line += f"   {pair['mean']:+.2f} ± {pair['se']:.2f} se ({mark})"
+            print(line)
         if out is not None:
             print(f"wrote {out / 'optimize.json'}")
         return 0

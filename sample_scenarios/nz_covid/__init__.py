@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import torch
 
-from populace import Choice, Model, Param, Places, RandomStreams, Scenario, Shard
+from populace import Choice, Model, Param, Places, RandomStreams, Scenario, Shard, Simulation
 from populace.calibrate import Calibration, Stream
 from populace.estimators import ESTIMATORS, Sellke, estimator
 from populace.layers import covid
@@ -31,7 +31,7 @@ from populace.layers.covid import Breakdown, Covid
 from populace.layers.effects import Effects, Modifier
 from populace.layers.importation import Importation
 from populace.layers.restrictions import Restrictions
-from populace.layers.rollout import Rollout
+from populace.layers.rollout import NEVER, Rollout
 from populace.layers.transmission import Transmission
 from populace.model import LayerState, Phase, StepContext
 from populace.optimize import Lever, Objective
@@ -270,8 +270,9 @@ class NzCovid(Scenario):
         """``allocation``: the share of each day's first doses going to each DHB × age band
         (:data:`~.policy.AGE_BANDS`), one softmax table for the whole roll-out from 15 February 2021, the real
         daily supply unchanged and no group given more doses than it has willing people (water filling,
-        :class:`~populace.layers.rollout.Rollout`). It starts from ``pro rata`` and is compared with every
-        policy of :data:`~.policy.POLICIES`."""
+        :class:`~populace.layers.rollout.Rollout`). It starts from ``pro rata``, or (``--start-from POLICY``)
+        from the shares of first doses each cell had under a policy by day 0 (:func:`_follow`), and is
+        compared with every policy of :data:`~.policy.POLICIES`."""
         return {
             "allocation": Lever(
                 name="allocation",
@@ -281,13 +282,20 @@ class NzCovid(Scenario):
                 table=_allocation_table,
                 alternatives=tuple((p, (f"policy={p}",)) for p in POLICIES),
                 apply=_learned,
+                start=_follow,
             )
         }
 
     @classmethod
     def objectives(cls) -> dict[str, Objective]:
         return {
-            "deaths": Objective("deaths", "deaths over the run", "total:new_deaths"),
+            "deaths": Objective(
+                "deaths",
+                "deaths over the run: the optimiser follows their expectation from the day's symptom onsets "
+                "(Covid's expected_deaths), the held-out comparison counts them",
+                "total:expected_deaths",
+                counted="total:new_deaths",
+            ),
             "admissions": Objective("admissions", "hospital admissions over the run", "total:new_admissions"),
             "infections": Objective("infections", "infections over the run", "total:new_infections"),
         }
@@ -359,6 +367,7 @@ class NzCovid(Scenario):
             severe_scale=spec["severe_scale"],
             fatality_scale=spec["fatality_scale"],
             estimator=estimator(str(o["estimator"])),
+            expected_deaths=True,  # the smooth objective of `populace optimize nz-covid --objective deaths`
         )
         auckland = torch.zeros(len(DHBS))
         auckland[[DHBS.index(d) for d in AUCKLAND]] = float(o["seeds_per_100k"])
@@ -430,24 +439,45 @@ def _rollout_of(model: Model) -> Rollout:
     return found[0]
 
 
+def _follow(heuristic: Model, model: Model, seed: int) -> torch.Tensor:
+    """Logits of ``model``'s DHB × age-band table (``policy=pro rata``) that give each cell the share of the
+    first doses it had under ``heuristic`` by day 0, when the outbreak was found (the roll-out before day 0 as
+    a fast run with ``seed`` draws it); every cell also gets 1% of its pro-rata share, so that none starts at
+    zero (a softmax's logit of -∞)."""
+    source, target = _rollout_of(heuristic), _rollout_of(model)
+    state = Simulation(heuristic, seed=seed, device=source.cell.device).states[
+        heuristic.ordered_layers().index(source)
+    ]
+    dosed = state.queue[state.dose_day[0] != NEVER].long()
+    counts = torch.bincount(target.cell[dosed], minlength=target.cells).double()
+    willing = torch.bincount(target.cell[target.willing], minlength=target.cells).double()
+    shares = counts / counts.sum().clamp(min=1) + 0.01 * willing / willing.sum().clamp(min=1)
+    return shares.clamp(min=1e-12).log().float()
+
+
 def _learned(model: Model, logits: torch.Tensor) -> None:
     """Give a fresh ``pro rata`` model the learned allocation ``logits``."""
     _rollout_of(model).learn(logits)
 
 
 def _allocation_table(model: Model) -> dict[str, object]:
-    """The first-dose shares by DHB (rows) × age band (columns) of a ``pro rata`` or learned roll-out."""
+    """The first-dose shares by DHB (rows) × age band (columns) of a ``pro rata`` or learned roll-out, the
+    willing people of each cell, and the share of them with a first dose by day 0 (the roll-out before the
+    outbreak as a fast run with seed 0 draws it)."""
     layer = _rollout_of(model)
     if layer.cells != len(DHBS) * len(AGE_BANDS):
         raise ValueError("model: the allocation table needs the DHB x age band cells of policy=pro rata")
-    shares = layer.shares_on(0).detach().reshape(len(DHBS), len(AGE_BANDS))
+    shape = (len(DHBS), len(AGE_BANDS))
+    shares = layer.shares_on(0).detach().reshape(shape)
+    willing = torch.bincount(layer.cell[layer.willing], minlength=layer.cells).double()
+    state = Simulation(model, seed=0, device=layer.cell.device).states[model.ordered_layers().index(layer)]
+    dosed = torch.bincount(layer.cell[state.queue[state.dose_day[0] != NEVER].long()], minlength=layer.cells)
     return {
         "rows": list(DHBS),
         "columns": [f"{lo}-{hi}" if hi < 255 else f"{lo}+" for lo, hi in AGE_BANDS],
         "values": shares.tolist(),
-        "willing": torch.bincount(layer.cell[layer.willing], minlength=layer.cells)
-        .reshape(len(DHBS), len(AGE_BANDS))
-        .tolist(),
+        "willing": willing.long().reshape(shape).tolist(),
+        "first_dose_by_day_0": (dosed.double() / willing.clamp(min=1)).reshape(shape).tolist(),
     }
 
 
