@@ -72,6 +72,9 @@ ELIGIBLE_AGE = 12
 """Youngest age offered a dose in 2021: Medsafe approved the Pfizer vaccine for 12-15-year-olds on 21 June
 2021 (Ministry of Health); 5-11-year-olds only from 17 January 2022."""
 
+TRAVEL_PERIOD = 7
+"""Days per row of the ``travel`` importation table (weekly)."""
+
 _FISMAN = "Fisman & Tuite 2021 (CMAJ 193:E1619), Delta against non-variant strains in Ontario"
 _DELTA_VE = "against Delta"
 
@@ -258,6 +261,12 @@ class NzCovid(Scenario):
     def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe:
         return find_recipe(str(options["population"].value))()
 
+    def observed_options(self, start: dt.date) -> dict[str, str]:
+        """A starting point for the fit: 40 infections per 100k on day 0 in the Auckland DHBs (about 690 in
+        1.7 million; the calibration fits the seeding from there, :mod:`.observed`). The default of 10 gives
+        a run at a few hundred thousand agents only a few dozen infected Aucklanders, too few to follow."""
+        return {"seeds_per_100k": "40"}
+
     def observed(self, model: Model, *, agents: int, start: dt.date, days: int) -> list[Stream]:
         """Daily community cases by area and weekly admissions (:mod:`.observed`)."""
         full = find_recipe("nz")().full_size
@@ -325,9 +334,14 @@ class NzCovid(Scenario):
         )
         auckland = torch.zeros(len(DHBS))
         auckland[[DHBS.index(d) for d in AUCKLAND]] = float(o["seeds_per_100k"])
+        travel = Importation(
+            dhb, len(DHBS), torch.zeros(self.transmission_weeks, len(DHBS)), period=TRAVEL_PERIOD
+        )
+        travel.name = "travel"
         modifiers: list[Modifier] = [
             Transmission(dhb, len(DHBS), periods=self.transmission_weeks),
             Importation(dhb, len(DHBS), auckland),
+            travel,
             RiskGroups(_severity_factor(people.age, ethnicity, o)),
         ]
         if o["restrictions"] == "as they were":
