@@ -9,9 +9,10 @@ Streams (``--streams``):
 * ``hosp`` — weekly admissions for COVID-19 in New Zealand, on each week's last day (Sunday) as the daily
   mean.
 
-The calibration fits the P(admission) scale and two networks: transmission by week × DHB (its covariates: the
-share of each week's days at each alert level or traffic light in the DHB, the week and its square, the DHB)
-and the reported share of cases by week × area.
+The calibration fits the P(admission) scale and four networks: transmission by week × DHB (its covariates:
+the share of each week's days at each alert level or traffic light in the DHB, the week and its square, the
+DHB), day 0's seeding in the Auckland DHBs, the ``travel`` importation by week into the other DHBs, and the
+reported share of cases by week × area (:func:`observed_calibration`).
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ def observed_calibration(
     each DHB outside Auckland (up to :data:`TRAVEL_MAX` per 100k per day: the synthetic population has
     almost no contacts across DHBs, where the outbreak reached Waikato, Northland and later the rest by people
     travelling from Auckland); the reported share of cases by week × area. As ``nyc-covid``'s, the networks
-    learn at the direct parameters' rate and the loss has no log-scale term."""
+    learn at the direct parameters' rate. Unlike ``nyc-covid``'s, the loss keeps its log-scale term (weight
+    0.1) and is ``robust``: New Zealand's outbreak was small (about 200 reported cases a day at its peak), so
+    runs of a few hundred thousand agents range from fizzling out to overshooting tenfold; the log term keeps
+    a signal in the first, ``robust`` stops the second from swamping Adam's running averages."""
     built = observed_streams(
         model, agents=agents, full_size=full_size, start=start, days=days, streams=streams
     )
