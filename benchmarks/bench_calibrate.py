@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=70)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--lr", type=float, help="Adam learning rate (default: populace calibrate's)")
+    parser.add_argument("--seeds", type=int, help="runs averaged per step (default: populace calibrate's)")
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE, as populace calibrate")
     parser.add_argument(
         "--existing",
@@ -50,6 +51,7 @@ def main() -> None:
     command = ["populace", "calibrate", args.scenario, "--agents", args.agents, "--epochs", str(args.epochs)]
     command += ["--days", str(args.days), "--out", "OUT", "--json"]
     command += ["--lr", str(args.lr)] if args.lr is not None else []
+    command += ["--seeds", str(args.seeds)] if args.seeds is not None else []
     command += [x for item in args.set for x in ("--set", item)]
     if args.existing is not None:
         record(json.loads((args.existing / "report.json").read_text()), args.existing, args.command)
