@@ -8,7 +8,10 @@ from the synthetic households, schools, workplaces and neighbourhood places (no 
 numbers of school and work contacts of Mistry et al. 2021, as in ``nyc-covid``). The disease is
 ``nyc-covid``'s (:class:`~populace.layers.covid.Covid`, Covasim's age tables) with what Delta changed; the
 roll-out is :class:`~populace.layers.rollout.Rollout` driven by the real daily doses; the alert levels and
-traffic lights are :class:`~populace.layers.restrictions.Restrictions` as they were (:mod:`.policy`).
+traffic lights are :class:`~populace.layers.restrictions.Restrictions` as they were (:mod:`.policy`). The
+outbreak is seeded on day 0 in the Auckland DHBs (``importation``); a second importation layer, ``travel``, by
+week and DHB, is zero unless a calibration fits it (people carrying the virus out of Auckland: the synthetic
+population has almost no contacts across DHBs).
 
 Day 0 is 17 August 2021, the day the first community case was reported in Auckland; the default run ends on 31
 December 2021.
