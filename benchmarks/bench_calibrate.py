@@ -1,7 +1,9 @@
 """Benchmark: calibrate ``nyc-covid`` to NYC's first wave (March–June 2020: daily cases, admissions and
-deaths by borough, 7-day averages) at 1M agents, scaled to the city.
+deaths by borough, 7-day averages) at 1M agents, scaled to the city; or another scenario (``--scenario
+nz-covid``: New Zealand's Delta outbreak, August–December 2021).
 
     python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 70] [--days 120]
+    python benchmarks/bench_calibrate.py --scenario nz-covid --agents 250k --epochs 60 --days 137
 
 Target (issue 5): under 20 minutes on the 2-core machine; ND = Σ|ŷ − y| / Σ|y| ≤ 0.25 on daily deaths and
 admissions by borough, for the fitted model (the mean of ``populace calibrate``'s evaluation runs); the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +34,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--scenario", default="nyc-covid")
     parser.add_argument("--agents", default="1M")
     parser.add_argument("--epochs", type=int, default=70)
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: populace calibrate's)")
+    parser.add_argument("--seeds", type=int, help="runs averaged per step (default: populace calibrate's)")
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE, as populace calibrate")
     parser.add_argument(
         "--existing",
         type=Path,
@@ -41,24 +48,30 @@ def main() -> None:
     )
     parser.add_argument("--command", default="", help="with --existing: the command that produced it")
     args = parser.parse_args()
-    command = ["populace", "calibrate", "nyc-covid", "--agents", args.agents, "--epochs", str(args.epochs)]
+    command = ["populace", "calibrate", args.scenario, "--agents", args.agents, "--epochs", str(args.epochs)]
     command += ["--days", str(args.days), "--out", "OUT", "--json"]
+    command += ["--lr", str(args.lr)] if args.lr is not None else []
+    command += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    command += [x for item in args.set for x in ("--set", item)]
     if args.existing is not None:
         record(json.loads((args.existing / "report.json").read_text()), args.existing, args.command)
         return
     with tempfile.TemporaryDirectory() as tmp:
         run = [sys.executable, "-m", "populace.cli", *command[1:]]
         run[run.index("OUT")] = tmp
-        summary = json.loads(subprocess.run(run, check=True, capture_output=True, text=True).stdout)
-        record(summary, Path(tmp), " ".join(command))
+        load_before = os.getloadavg()[0]
+        done = subprocess.run(run, check=True, stdout=subprocess.PIPE, text=True)
+        load = {"load_before": load_before, "load_after": os.getloadavg()[0]}
+        record(json.loads(done.stdout), Path(tmp), " ".join(command), load)
 
 
-def record(summary: dict, out: Path, command: str) -> None:
+def record(summary: dict, out: Path, command: str, load: dict | None = None) -> None:
     KEEP.mkdir(exist_ok=True)
     for name in ("parameters.json", "report.json", "fit.png"):
         shutil.copy(out / name, KEEP / f"{summary['scenario']}_{summary['agents']}_{name}")
     result = {
         **machine(),
+        **(load or {}),
         "command": command,
         **{k: summary[k] for k in ("agents", "start", "days", "streams", "epochs", "wall_s", "peak_rss_mb")},
         "loss_initial": summary["loss_initial"],

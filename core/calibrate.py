@@ -221,6 +221,9 @@ class Calibration(nn.Module):
         window: days of the trailing average applied to the predictions (observed series come averaged).
         log_weight: weight of the log-scale term of each stream's loss (:meth:`losses`).
         network_lr: the networks' learning rate as a share of the direct parameters' (:meth:`fit`).
+        robust: take each column's relative squared error ``e`` as ``log(1 + e)`` (:meth:`losses`): about
+            ``e`` near a fit, but one run that overshoots tenfold (a small outbreak's runs range over
+            orders of magnitude) no longer outweighs every other step in Adam's running averages.
     """
 
     def __init__(
@@ -233,6 +236,7 @@ class Calibration(nn.Module):
         window: int = 7,
         log_weight: float = 0.1,
         network_lr: float = 0.2,
+        robust: bool = False,
     ) -> None:
         super().__init__()
         if not streams:
@@ -251,6 +255,7 @@ class Calibration(nn.Module):
         self.fit_names = tuple(fit)
         self.network_names = tuple(networks or {})
         self.window, self.log_weight, self.network_lr = window, log_weight, network_lr
+        self.robust = robust
         self.released = False
         self.reporting = nn.ModuleDict({s.name: s.reported for s in streams if s.reported is not None})
         for name in fit:
@@ -290,7 +295,8 @@ class Calibration(nn.Module):
         """Each stream's loss, per column over the days observed (7-day averages): the relative squared error
         Σ(ŷ − y)² / Σy², plus ``log_weight`` × the mean of (log(1 + ŷ) − log(1 + y))²; the mean over columns,
         times the stream's weight. The log term keeps a signal where the model has (almost) no cases, and
-        weighs the growth and decline phases, not only the peak."""
+        weighs the growth and decline phases, not only the peak. With ``robust``, the relative squared
+        error ``e`` of each column enters as ``log(1 + e)``."""
         out = {}
         for s in self.streams:
             predicted, observed = self._aligned(s, predictions[s.name])
@@ -301,7 +307,8 @@ class Calibration(nn.Module):
             norm = torch.where(present, y, zero).pow(2).sum(0).clamp(min=1e-9)
             log_error = torch.where(present, torch.log1p(predicted.clamp(min=0)) - torch.log1p(y), zero)
             log_mse = log_error.pow(2).sum(0) / present.sum(0).clamp(min=1)
-            out[s.name] = s.weight * (error / norm + self.log_weight * log_mse).mean()
+            relative = torch.log1p(error / norm) if self.robust else error / norm
+            out[s.name] = s.weight * (relative + self.log_weight * log_mse).mean()
         return out
 
     def _aligned(self, stream: Stream, predicted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

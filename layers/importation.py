@@ -72,4 +72,7 @@ class Importation(Modifier):
         row = ctx.day // self.period
         if row >= self.rate.shape[0]:
             return Effects()
-        return Effects(imported=self.rate[row][self.group] / 100_000)
+        today = self.rate[row]
+        if not ctx.differentiable and not bool(today.any()):
+            return Effects()  # nothing imported today: no per-agent work
+        return Effects(imported=today[self.group] / 100_000)

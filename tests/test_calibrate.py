@@ -142,6 +142,23 @@ def test_missing_days_are_masked_not_zero_filled() -> None:
     assert calibration.metrics(prediction)["a"]["nd"] == pytest.approx(0.3 / 1.3, rel=1e-4)
 
 
+def test_the_robust_loss_is_the_log_of_one_plus_the_relative_error() -> None:
+    """robust=True: log(1 + e) of the same relative squared error e; a tenfold overshoot costs log(82), not
+    81."""
+    model = _well_mixed(3_000, 10)
+    days = 30
+    result = Simulation(model, seed=0).run(days)
+    truth = moving_average(result.series["new_symptomatic"].double()[:, None], 7)
+    for factor in (1.3, 0.1):
+        stream = Stream("a", "new_symptomatic", truth * factor)
+        plain = Calibration(model, [stream], log_weight=0.0).losses
+        robust = Calibration(model, [stream], log_weight=0.0, robust=True).losses
+        prediction = {"a": result.series["new_symptomatic"].float()[:, None]}
+        e = float(plain(prediction)["a"])
+        assert e == pytest.approx((1 - 1 / factor) ** 2, rel=1e-4)
+        assert float(robust(prediction)["a"]) == pytest.approx(math.log1p(e), rel=1e-5)
+
+
 def test_the_fitted_model_is_judged_by_the_mean_of_runs_on_held_out_seeds() -> None:
     """Two steps on seeds 0 and 1, then three runs on seeds 2-4: the metrics are those of their mean, each
     run's ND is reported, and the plotted range holds the mean."""

@@ -135,3 +135,30 @@ def test_alert_levels_and_the_dose_interval_as_they_were() -> None:
     assert int(interval[(dt.date(2021, 8, 11) - first).days]) == 21
     assert int(interval[(dt.date(2021, 9, 1) - first).days]) == 42
     assert int(interval[(dt.date(2021, 11, 1) - first).days]) == 21
+
+
+def test_the_calibration_seeds_auckland_and_imports_into_the_rest() -> None:
+    """The fitted seeding is zero outside the Auckland DHBs and starts at the option's value in them; the
+    travel importation is zero into Auckland and small elsewhere; a step's gradient reaches every network."""
+    scenario = find_scenario("nz-covid")
+    model = _build("seeds_per_100k=40", agents=20_000)
+    assert not bool(model.travel.rate.any())  # the default run imports nothing after day 0
+    days = 28
+    calibration = scenario().calibration(model, agents=20_000, start=START, days=days, streams=None)
+    auckland = torch.tensor([d in AUCKLAND for d in DHBS])
+    with calibration.values():
+        seeding, travel = model.importation.rate.detach(), model.travel.rate.detach()
+        assert seeding.shape == (1, len(DHBS))
+        assert travel.shape == (20, len(DHBS))
+        assert not bool(seeding[0, ~auckland].any())
+        assert torch.allclose(seeding[0, auckland], torch.tensor(40.0), rtol=1e-3)
+        assert not bool(travel[:, auckland].any())
+        assert bool((travel[:, ~auckland] > 0).all())
+        loss = sum(calibration.losses(calibration.run(days, seed=0, grad="full")).values())
+        assert isinstance(loss, torch.Tensor)
+        loss.backward()
+    for name in ("importation", "travel", "transmission"):
+        grads = [p.grad for p in getattr(model, name).parametrizations.parameters()]
+        assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads), name
+    seeding_grads = [p.grad for p in model.importation.parametrizations.parameters()]
+    assert any(float(g.abs().sum()) > 0 for g in seeding_grads if g is not None)

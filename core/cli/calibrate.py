@@ -40,6 +40,12 @@ class Calibrate(Command):
         parser.add_argument("--epochs", type=positive, default=30, help="gradient steps (default 30)")
         parser.add_argument("--seeds", type=positive, default=1, help="runs averaged per step (default 1)")
         parser.add_argument(
+            "--same-seeds",
+            action="store_true",
+            help="every step runs the same --seeds seeds (common random numbers: a noisy, small outbreak's "
+            "steps then follow one objective); the evaluation runs stay on seeds no step used",
+        )
+        parser.add_argument(
             "--evaluate",
             type=positive,
             default=8,
@@ -102,6 +108,7 @@ class Calibrate(Command):
             lr=args.lr,
             seeds=args.seeds,
             seed=args.seed,
+            resample=not args.same_seeds,
             evaluate=args.evaluate,
             on_epoch=progress,
             shard=shard,

@@ -8,7 +8,10 @@ from the synthetic households, schools, workplaces and neighbourhood places (no 
 numbers of school and work contacts of Mistry et al. 2021, as in ``nyc-covid``). The disease is
 ``nyc-covid``'s (:class:`~populace.layers.covid.Covid`, Covasim's age tables) with what Delta changed; the
 roll-out is :class:`~populace.layers.rollout.Rollout` driven by the real daily doses; the alert levels and
-traffic lights are :class:`~populace.layers.restrictions.Restrictions` as they were (:mod:`.policy`).
+traffic lights are :class:`~populace.layers.restrictions.Restrictions` as they were (:mod:`.policy`). The
+outbreak is seeded on day 0 in the Auckland DHBs (``importation``); a second importation layer, ``travel``, by
+week and DHB, is zero unless a calibration fits it (people carrying the virus out of Auckland: the synthetic
+population has almost no contacts across DHBs).
 
 Day 0 is 17 August 2021, the day the first community case was reported in Auckland; the default run ends on 31
 December 2021.
@@ -72,6 +75,9 @@ et al. 2021's community weight (2.79 contacts a day in New York)."""
 ELIGIBLE_AGE = 12
 """Youngest age offered a dose in 2021: Medsafe approved the Pfizer vaccine for 12-15-year-olds on 21 June
 2021 (Ministry of Health); 5-11-year-olds only from 17 January 2022."""
+
+TRAVEL_PERIOD = 7
+"""Days per row of the ``travel`` importation table (weekly)."""
 
 _FISMAN = "Fisman & Tuite 2021 (CMAJ 193:E1619), Delta against non-variant strains in Ontario"
 _DELTA_VE = "against Delta"
@@ -303,6 +309,12 @@ class NzCovid(Scenario):
     def recipe(self, options: Mapping[str, Param | Choice]) -> PopulationRecipe:
         return find_recipe(str(options["population"].value))()
 
+    def observed_options(self, start: dt.date) -> dict[str, str]:
+        """A starting point for the fit: 40 infections per 100k on day 0 in the Auckland DHBs (about 690 in
+        1.7 million; the calibration fits the seeding from there, :mod:`.observed`). The default of 10 gives
+        a run at a few hundred thousand agents only a few dozen infected Aucklanders, too few to follow."""
+        return {"seeds_per_100k": "40"}
+
     def observed(self, model: Model, *, agents: int, start: dt.date, days: int) -> list[Stream]:
         """Daily community cases by area and weekly admissions (:mod:`.observed`)."""
         full = find_recipe("nz")().full_size
@@ -371,9 +383,14 @@ class NzCovid(Scenario):
         )
         auckland = torch.zeros(len(DHBS))
         auckland[[DHBS.index(d) for d in AUCKLAND]] = float(o["seeds_per_100k"])
+        travel = Importation(
+            dhb, len(DHBS), torch.zeros(self.transmission_weeks, len(DHBS)), period=TRAVEL_PERIOD
+        )
+        travel.name = "travel"
         modifiers: list[Modifier] = [
             Transmission(dhb, len(DHBS), periods=self.transmission_weeks),
             Importation(dhb, len(DHBS), auckland),
+            travel,
             RiskGroups(_severity_factor(people.age, ethnicity, o)),
         ]
         if o["restrictions"] == "as they were":

@@ -9,21 +9,24 @@ Streams (``--streams``):
 * ``hosp`` — weekly admissions for COVID-19 in New Zealand, on each week's last day (Sunday) as the daily
   mean.
 
-The calibration fits the P(admission) scale and two networks: transmission by week × DHB (its covariates: the
-share of each week's days at each alert level or traffic light in the DHB, the week and its square, the DHB)
-and the reported share of cases by week × area.
+The calibration fits the P(admission) scale and four networks: transmission by week × DHB (its covariates:
+the share of each week's days at each alert level or traffic light in the DHB, the week and its square, the
+DHB), day 0's seeding in the Auckland DHBs, the ``travel`` importation by week into the other DHBs, and the
+reported share of cases by week × area (:func:`observed_calibration`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
 from populace import Model
 from populace.calibrate import Calibration, Stream, WeeklyNetwork, moving_average
 from populace.layers.covid import Covid
+from populace.layers.importation import Importation
 from populace.layers.transmission import Transmission
 
 from .data import AUCKLAND, DHBS, daily_cases, weekly_admissions
@@ -100,26 +103,83 @@ def observed_streams(
     return built
 
 
+SEEDS_PER_100K_MAX = 3000.0
+"""Upper bound of the fitted seeding (infections from outside on day 0 per 100k, by Auckland DHB)."""
+TRAVEL_MAX = 5.0
+"""Upper bound of the fitted travel importation (infections from outside per 100k per day, by week and DHB
+outside Auckland)."""
+TRAVEL_INITIAL = 0.001
+"""Starting value of the travel importation: about one infection a week per 14 million people; the fit
+raises it where the data ask."""
+
+
+class Masked(torch.nn.Module):
+    """``module()`` times a fixed 0/1 ``mask`` (broadcast over its rows): a learned table held at zero where
+    nothing is to be learned (the seeding outside Auckland, the travel into Auckland). Usable as a
+    ``torch.nn.utils.parametrize`` parametrisation (it ignores the tensor it replaces)."""
+
+    mask: torch.Tensor
+
+    def __init__(self, module: torch.nn.Module, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, _replaced: torch.Tensor | None = None) -> torch.Tensor:
+        return cast(torch.Tensor, self.module()) * self.mask
+
+
 def observed_calibration(
     model: Model, *, agents: int, full_size: int, start: dt.date, days: int, streams: Sequence[str]
 ) -> Calibration:
-    """The nz-covid calibration: the chosen :func:`observed_streams`; the P(admission) scale; transmission
-    by week × DHB (:func:`covariates`), bounded to 0.05-3 times the model's."""
+    """The nz-covid calibration: the chosen :func:`observed_streams`; the P(admission) scale; networks:
+    transmission by week × DHB (:func:`covariates`), bounded to 0.05-3 times the model's; day 0's seeding in
+    each Auckland DHB (up to :data:`SEEDS_PER_100K_MAX` per 100k); the ``travel`` importation by week into
+    each DHB outside Auckland (up to :data:`TRAVEL_MAX` per 100k per day: the synthetic population has
+    almost no contacts across DHBs, where the outbreak reached Waikato, Northland and later the rest by people
+    travelling from Auckland); the reported share of cases by week × area. As ``nyc-covid``'s, the networks
+    learn at the direct parameters' rate. Unlike ``nyc-covid``'s, the loss keeps its log-scale term (weight
+    0.1) and is ``robust``: New Zealand's outbreak was small (about 200 reported cases a day at its peak), so
+    runs of a few hundred thousand agents range from fizzling out to overshooting tenfold; the log term keeps
+    a signal in the first, ``robust`` stops the second from swamping Adam's running averages."""
     built = observed_streams(
         model, agents=agents, full_size=full_size, start=start, days=days, streams=streams
     )
     covid_name, _ = _find(model, Covid)
     transmission_name, transmission = _find(model, Transmission)
     assert isinstance(transmission, Transmission)
+    seeding, travel = _named(model, "importation"), _named(model, "travel")
     x = covariates(start, transmission.scale.shape[0])
+    auckland = area_matrix()[:, 0].float()
+    seeds = float(seeding.rate[0][auckland > 0].mean().clamp(1.0, SEEDS_PER_100K_MAX - 1))
+    weeks = travel.rate.shape[0]
+    if weeks > x.shape[0]:
+        raise ValueError(f"travel: {weeks} weeks of importation, but covariates for {x.shape[0]}")
     return Calibration(
         model,
         built,
         fit=[f"{covid_name}.severe_scale"],
-        networks={f"{transmission_name}.scale": WeeklyNetwork(x, (0.05, 3.0), initial=1.0, seed=0)},
+        networks={
+            f"{transmission_name}.scale": WeeklyNetwork(x, (0.05, 3.0), initial=1.0, seed=0),
+            "importation.rate": Masked(
+                WeeklyNetwork(x[: seeding.rate.shape[0]], (0.0, SEEDS_PER_100K_MAX), initial=seeds, seed=2),
+                auckland,
+            ),
+            "travel.rate": Masked(
+                WeeklyNetwork(x[:weeks], (0.0, TRAVEL_MAX), initial=TRAVEL_INITIAL, seed=3), 1 - auckland
+            ),
+        },
         log_weight=0.1,
-        network_lr=0.2,
+        network_lr=1.0,
+        robust=True,
     )
+
+
+def _named(model: Model, name: str) -> Importation:
+    layer = getattr(model, name, None)
+    if not isinstance(layer, Importation):
+        raise ValueError(f"calibration: expected an Importation layer named {name!r} in the model")
+    return layer
 
 
 def _find(model: Model, kind: type[torch.nn.Module]) -> tuple[str, torch.nn.Module]:
