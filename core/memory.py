@@ -1,4 +1,5 @@
-"""Reuse freed memory for big tensors instead of asking the kernel for fresh pages each time (glibc only).
+"""Memory for the commands that simulate day after day: reuse freed memory for big tensors instead of asking
+the kernel for fresh pages each time (glibc's settings), or run under jemalloc when it is installed.
 
 glibc's ``malloc`` serves a request above its mmap threshold (adjusted at run time, at most 32 MiB on 64-bit
 Linux) with fresh ``mmap`` pages and gives them back on ``free``. At 8.4M agents a ``float32`` tensor is
