@@ -180,6 +180,7 @@ class _View:
 
     def __init__(self, streams: list[Stream], window: int, log_weight: float) -> None:
         self.streams, self.window, self.log_weight = streams, window, log_weight
+        self.robust = False  # the plain relative squared error (private calibration has no robust option)
 
 
 @dataclass
