@@ -249,4 +249,4 @@ def test_expected_deaths_match_counted_deaths_and_their_gradient_is_pathwise() -
     scale = float(layer.fatality_scale.detach())  # type: ignore[operator]
     grad = float(layer.fatality_scale.grad)  # type: ignore[union-attr]
     assert float(value.detach()) == pytest.approx(expected, rel=1e-4)
-    assert grad == pytest.approx(float(value) / scale, rel=1e-4)
+    assert grad == pytest.approx(float(value.detach()) / scale, rel=1e-4)
