@@ -4,8 +4,6 @@ whole-wave bias where households saturate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -16,13 +14,7 @@ from populace.layers import SEIR
 from populace.sensitivity import sensitivity
 from populace.simulate import Result
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one torch thread (conftest)
 
 
 def _infections(result: Result) -> torch.Tensor:

@@ -4,7 +4,6 @@ the same forward values in fast and differentiable modes, restocking and its pri
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -14,13 +13,7 @@ from populace import Layer, LayerState, Link, Model, Param, Phase, Simulation, S
 from populace.layers.farms import Farms, FarmStatus, PoultryFarms
 from populace.layers.ode import ODE, VectorField
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: a shared 2-core machine runs them faster on one thread
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one torch thread (conftest)
 
 
 class Constant(VectorField):

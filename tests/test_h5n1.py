@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,12 +20,7 @@ from populace.sensitivity import sensitivity
 SCENARIO = "h5n1-fowl-to-fork"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: a shared 2-core machine runs them faster on one thread
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one torch thread (conftest)
 
 
 def test_farms_follow_the_census_and_ship_everything_they_produce() -> None:
