@@ -15,9 +15,8 @@ the bias of each measured against finite differences, are documented in :mod:`po
   counterfactual runs (an agent infected on a day it waited, common random numbers): unbiased with one run
   per sample, exact for the transmissibility only in its cheaper merged default, and too noisy at city
   scale within 3× the forward's cost (measured, :mod:`populace.counterfactual`): reverse mode, whole tape,
-  through
-  :func:`~populace.counterfactual.counterfactual_gradient` (which :func:`~populace.sensitivity.sensitivity`
-  calls for it).
+  through :func:`~populace.counterfactual.counterfactual_gradient` (which
+  :func:`~populace.sensitivity.sensitivity` calls for it).
 
 Scenarios expose the choice as text (``--set estimator=gumbel``): :func:`estimator` turns a name into an
 object, :data:`ESTIMATORS` lists the names.
