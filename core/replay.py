@@ -29,6 +29,7 @@ and ``torch.autograd.grad`` work as with the whole tape, and a run continued fro
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import weakref
@@ -48,6 +49,8 @@ Path = tuple[int, str, int]
 
 Step = Callable[[list[LayerState], int], list[LayerState]]
 Observe = Callable[[list[LayerState]], dict[str, torch.Tensor]]
+_Segment = tuple[dict[str, torch.Tensor], list[LayerState], dict[Path, torch.Tensor]]
+"""A replayed segment: its series' rows, the state it ends with, the leaves standing for its first state."""
 
 
 def default_every(days: int) -> int:
@@ -242,6 +245,7 @@ class _Run:
     start: dict[Path, torch.Tensor]
     end: dict[Path, torch.Tensor]
     series: dict[str, torch.Tensor]
+    overlap: bool
 
     @property
     def outputs(self) -> list[torch.Tensor]:
@@ -271,11 +275,9 @@ class _Run:
         totals: list[list[torch.Tensor | None]] = [[None] * len(self.inputs) for _ in passes]
         records = self.records if len(passes) > 1 else []
         offset = sum(s.days for s in self.snapshots)
-        for snap in reversed(self.snapshots):
+        for snap, (rows, states, leaves) in self._replayed():
             offset -= snap.days
-            states, leaves = snap.restore()
             with torch.enable_grad():
-                rows, states = self._replay(snap, states)
                 for j in range(len(passes)):
                     for record in records:
                         record.use_pass(j)
@@ -293,18 +295,48 @@ class _Run:
                 del rows, states  # this segment's tape, before the next one's is recorded
         return [[*totals[j], *(adjoints[j].get(p) for p in self.start)] for j in range(len(passes))]
 
-    def _replay(
-        self, snap: Snapshot, states: list[LayerState]
-    ) -> tuple[dict[str, torch.Tensor], list[LayerState]]:
-        """Run one segment again from its snapshot, with its tape: the series' rows of its days and the
-        state it ends with."""
+    def _replayed(self) -> Iterator[tuple[Snapshot, _Segment]]:
+        """Each segment replayed with its tape, last first. With ``overlap`` and at least two intra-op
+        threads (``torch.get_num_threads()``), the segment before is replayed on a second thread while the
+        caller runs the reverse passes of this one, each thread on one core: both cores busy, where two
+        intra-op threads sped one op at a time up by only ~1.25× (nyc-covid, 1M agents). At most two
+        segments' tapes are alive at once. A day's values do not depend on the number of threads (the
+        daily series of nyc-covid at 300k agents are identical with one and two), so the replay still
+        reproduces the forward pass; the reverse pass's sums round differently (tested)."""
+        segments = list(reversed(self.snapshots))
+        threads = torch.get_num_threads()
+        if not (self.overlap and len(segments) > 1 and threads > 1):  # one thread asked for: one used
+            for snap in segments:
+                yield snap, self._replay(snap)
+            return
+        torch.set_num_threads(1)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="populace-replay") as pool:
+                ahead = pool.submit(self._replay, segments[0], True)
+                for i, snap in enumerate(segments):
+                    segment = ahead.result()
+                    if i + 1 < len(segments):
+                        ahead = pool.submit(self._replay, segments[i + 1], True)
+                    yield snap, segment
+                    del segment  # this segment's tape, before the one after next is recorded
+        finally:
+            torch.set_num_threads(threads)
+
+    def _replay(self, snap: Snapshot, one_thread: bool = False) -> _Segment:
+        """Run one segment again from its snapshot, with its tape: the series' rows of its days, the state
+        it ends with and the leaves standing for the state it started from. ``one_thread``: on a thread of
+        its own (grad mode and the thread count are per thread)."""
+        if one_thread:
+            torch.set_num_threads(1)
+        states, leaves = snap.restore()
         rows: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
-        for day in range(snap.first, snap.first + snap.days):
-            states = self.step(states, day)
-            observed = self.observe(states)
-            for n in self.names:
-                rows[n].append(observed[n])
-        return {n: torch.stack(r) for n, r in rows.items()}, states
+        with torch.enable_grad():
+            for day in range(snap.first, snap.first + snap.days):
+                states = self.step(states, day)
+                observed = self.observe(states)
+                for n in self.names:
+                    rows[n].append(observed[n])
+            return {n: torch.stack(r) for n, r in rows.items()}, states, leaves
 
     def _gradients(
         self,
@@ -401,12 +433,15 @@ def replay_run(
     step: Step,
     observe: Observe,
     on_day: Callable[[int], None] | None = None,
+    *,
+    overlap: bool = True,
 ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
     """Run ``days`` days from ``states`` (day ``first``) in the lean reverse mode (module docs): the state
     at the end and the series ``names``, both carrying gradients through :class:`_Replay`.
 
     ``step(states, day)`` advances a day (in differentiable mode), ``observe(states)`` reports its values;
-    ``on_day(day)`` is called after each day of the forward pass."""
+    ``on_day(day)`` is called after each day of the forward pass. ``overlap``: the backward pass replays a
+    segment on a second thread while it runs the reverse passes of the one after (:meth:`_Run._replayed`)."""
     start = {p: t for p, t in tensors(states) if t.requires_grad}
     inputs: dict[int, torch.Tensor] = {}
     copies = _Copies()
@@ -430,7 +465,7 @@ def replay_run(
                 on_day(day)
     series = {n: torch.stack(rows[n]) for n in names}
     end = {p: t for p, t in tensors(current) if t.requires_grad}
-    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series)
+    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series, overlap)
     if not run.inputs and not start:
         return current, series  # nothing depends on a tensor requiring gradients
     outputs = _Replay.apply(run, *run.inputs, *start.values())

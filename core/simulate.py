@@ -38,13 +38,18 @@ __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 class Checkpointed:
     """The lean reverse mode (:mod:`populace.replay`): a snapshot of the state every ``every`` days
     (``None``: ``⌈√days / 2⌉`` of the run, which balances the snapshots against one segment's tape,
-    :func:`~populace.replay.default_every`)."""
+    :func:`~populace.replay.default_every`). ``overlap``: the backward pass replays the next segment on a
+    second thread while it runs the reverse pass of this one (one more segment's tape alive; off: one
+    thread, the least memory)."""
 
     every: int | None = None
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
             raise ValueError(f"Checkpointed.every: expected a positive number of days, got {self.every}")
+        if not isinstance(self.overlap, bool):
+            raise ValueError(f"Checkpointed.overlap: expected True or False, got {self.overlap!r}")
 
     def segment(self, days: int) -> int:
         """Days per segment of a run of ``days`` days."""
@@ -236,6 +241,7 @@ class Simulation:
                     _stepper(self.model, self.streams, self.shard),
                     self.model.observe,
                     on_day,
+                    overlap=self.grad.overlap,
                 )
             else:
                 self.states, series = self._advance(self.states, first, days, names, on_day)
