@@ -1,10 +1,11 @@
 """Benchmark: the finite-difference check a new user runs, with standard errors over the seeds (issue 21):
 
-    python benchmarks/sensitivity_fd_check.py [--scenario nyc-covid] [--agents 100k] [--days 60] [--seeds 8]
+    python benchmarks/sensitivity_fd_check.py [--scenario nyc-covid] [--agents 100k] [--days 60]
+                                              [--seeds 8] [--fd-step 0.05]
 
-runs ``populace sensitivity SCENARIO --agents A --days D --seeds S --fd-check --json`` as a separate process
-(its own peak memory), prints its check as the CLI's table in words, and appends the JSON summary with the
-machine, the load average before and after and the process's CPU seconds to
+runs ``populace sensitivity SCENARIO --agents A --days D --seeds S --fd-check --fd-step F --json`` as a
+separate process (its own peak memory), prints its check as the CLI's table in words, and appends the JSON
+summary with the machine, the load average before and after and the process's CPU seconds to
 ``benchmarks/sensitivity_fd_check.json``. What the numbers show is in ``benchmarks/README.md``.
 """
 
@@ -46,10 +47,20 @@ def main() -> None:
     parser.add_argument("--agents", default="100k")
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--fd-step", default="0.05", help="the CLI's --fd-step")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON list to append to")
     args = parser.parse_args()
     command = [sys.executable, "-m", "populace.cli", "sensitivity", args.scenario, "--agents", args.agents]
-    command += ["--days", str(args.days), "--seeds", str(args.seeds), "--fd-check", "--json"]
+    command += [
+        "--days",
+        str(args.days),
+        "--seeds",
+        str(args.seeds),
+        "--fd-check",
+        "--fd-step",
+        args.fd_step,
+        "--json",
+    ]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -68,6 +79,8 @@ def main() -> None:
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "fd_step": float(args.fd_step),
+        "peak_rss_mb": summary.get("peak_rss_mb"),
         "checks": len(checks),
         "resolved": len(resolved),
         "resolved_within": sum(c["rel_err"] <= WITHIN for c in resolved),

@@ -138,25 +138,36 @@ def test_standard_errors_and_the_fd_check_are_over_the_seeds() -> None:
 
 
 def test_cli_prints_timings_gradients_and_the_fd_check(run_cli) -> None:  # type: ignore[no-untyped-def]
-    args = ("sensitivity", "nyc-covid", "--agents", "5000", "--days", "30", "--fd-check", "--seeds", "2")
-    result = run_cli(*args, "--compare", "--json")
+    result = run_cli(
+        "sensitivity", "nyc-covid", "--agents", "5000", "--days", "30", "--fd-check", "--compare", "--json"
+    )
     assert result.code == 0, result.err
     summary = json.loads(result.out)
-    for key in ("forward_s", "backward_s", "gradients", "fd_check", "fast_forward_s", "standard_errors"):
+    for key in ("forward_s", "backward_s", "gradients", "fd_check", "fast_forward_s"):
         assert key in summary
     assert set(summary["gradients"]) == {"total:new_deaths", "peak:hospitalised"}
     beta = next(name for name in summary["fd_check"] if name.endswith(".beta"))
     check = summary["fd_check"][beta]["total:new_deaths"]
     assert set(check) == {"ad", "ad_se", "fd", "fd_se", "resolved", "rel_err", "rel_err_se"}
-    assert isinstance(check["resolved"], bool)
-    table = run_cli(*args)
+    assert check["fd_se"] is None  # one seed: unknown (JSON has no NaN)
+    assert check["resolved"] is False
+    table = run_cli(
+        "sensitivity", "nyc-covid", "--agents", "1000", "--days", "10", "--fd-check", "--seeds", "2"
+    )
     assert table.code == 0, table.err
     assert "transmission per contact" in table.out  # the parameter in words (nyc-covid's option name)
-    assert "deaths (total)" in table.out
+    assert "deaths (total)" in table.out  # outcomes in words
     assert "peak in hospital" in table.out
     assert "finite differences resolved" in table.out
+    assert " ± " in table.out  # standard errors over the 2 seeds
+    step = run_cli("sensitivity", "nyc-covid", "--fd-check", "--fd-step", "2")
+    assert step.code == 2
+    assert "--fd-step" in step.err
     for grads in summary["gradients"].values():
         assert all(torch.isfinite(torch.tensor(v)).all() for v in grads.values())
+    step = run_cli("sensitivity", "nyc-covid", "--fd-check", "--fd-step", "2")
+    assert step.code == 2
+    assert "--fd-step" in step.err
     bad = run_cli("sensitivity", "nyc-covid", "--agents", "2000", "--outputs", "peak:flu")
     assert bad.code == 2
     assert "flu" in bad.err

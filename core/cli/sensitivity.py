@@ -49,6 +49,13 @@ class Sensitivity(Command):
             "with --seeds 2 or more, each side's standard error and whether the difference is resolved",
         )
         parser.add_argument(
+            "--fd-step",
+            type=_step,
+            default=0.05,
+            help="--fd-check's step: each side moves the parameter by this share of its value (of its range "
+            "when it is 0); larger steps resolve small effects, at the cost of curvature (default 0.05)",
+        )
+        parser.add_argument(
             "--compare",
             action="store_true",
             help="also time a run without gradients, to compare (one more run of the scenario)",
@@ -80,6 +87,7 @@ class Sensitivity(Command):
                 grad=Checkpointed(args.checkpoint),
                 mode=args.mode,
                 fd_check=scalars if args.fd_check else (),
+                fd_step=args.fd_step,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -165,6 +173,19 @@ def fd_table(report: Report, label: Callable[[str], str]) -> str:
         f"{len(within)} of those have the gradient within {WITHIN:.0%} of the difference."
     )
     return "\n".join(lines)
+
+
+def _step(text: str) -> float:
+    """An argparse type: a finite-difference step, a share of the value in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a share of the value between 0 and 1, like 0.1, got {text!r}"
+        )
+    return value
 
 
 def _relative(check: dict[str, Any]) -> str:
