@@ -1,6 +1,7 @@
 """Benchmark (issue 21): a likelihood-ratio (score-function) estimator of d(infections)/dβ beside the Sellke
 estimator on the households toy of ``estimator_bias_households.py`` (40,000 agents in households plus a
-well-mixed community), against central CRN finite differences (±5%), seed by seed.
+well-mixed community), against central CRN finite differences (±5%, and ±20% to show the curvature), seed
+by seed.
 
     python benchmarks/estimator_lr_households.py [--seeds 16] [--days 120] [--variants 4:10:3]
 
@@ -46,6 +47,8 @@ from populace.estimators import Draw, Sellke
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "estimator_lr_households.json"
+WIDE = 4
+"""A second finite difference at WIDE × the step (central, CRN): how curved the outcome is in β."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _loo_state_baseline(
 def measure(size: int, contacts: float, community: float, days: int, seeds: int) -> dict:
     model, covid = build(size, contacts, community)
     beta = float(covid.beta.detach())
-    sellke, fd, to_go, scores, states, totals = [], [], [], [], [], []
+    sellke, fd, wide, to_go, scores, states, totals = [], [], [], [], [], [], []
     seconds = {"forward": 0.0, "reverse": 0.0, "fd": 0.0}
     for seed in range(seeds):
         scored = ScoredSellke()
@@ -114,15 +117,16 @@ def measure(size: int, contacts: float, community: float, days: int, seeds: int)
         # the state the day's draw saw: yesterday's counts (day 0: the seeded start)
         states.append([(infectious[max(s - 1, 0)], susceptible[max(s - 1, 0)]) for s in range(days)])
         t2 = time.process_time()
-        sides = []
-        for sign in (1, -1):
-            with torch.no_grad():
-                covid.beta.fill_(beta * (1 + sign * STEP))
-            sides.append(float(Simulation(model, seed=seed).run(days).series["new_infections"].sum()))
+        for step, into in ((STEP, fd), (WIDE * STEP, wide)):
+            sides = []
+            for sign in (1, -1):
+                with torch.no_grad():
+                    covid.beta.fill_(beta * (1 + sign * step))
+                sides.append(float(Simulation(model, seed=seed).run(days).series["new_infections"].sum()))
+            into.append((sides[0] - sides[1]) / (2 * step * beta))
         with torch.no_grad():
             covid.beta.fill_(beta)
         seconds["fd"] += time.process_time() - t2
-        fd.append((sides[0] - sides[1]) / (2 * STEP * beta))
     estimates: dict[str, list[float]] = {"sellke": sellke, "lr": [], "lr_to_go": [], "lr_state": []}
     for i in range(seeds):
         score_total = sum(scores[i])
@@ -149,6 +153,9 @@ def measure(size: int, contacts: float, community: float, days: int, seeds: int)
         "seeds": seeds,
         "fd": round(fd_mean, 1),
         "fd_sd_over_fd": round(sd(fd) / abs(fd_mean), 3),
+        "fd_step": STEP,
+        "wide_fd_over_fd": round(sum(wide) / sum(fd), 3),
+        "wide_fd_step": WIDE * STEP,
         "cpu_s_a_seed": {k: round(v / seeds, 2) for k, v in seconds.items()},
         "estimators": {
             name: {
