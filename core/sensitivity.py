@@ -189,6 +189,7 @@ def sensitivity(
     parameters: Sequence[str] | None = None,
     fd_check: Sequence[str] = (),
     fd_step: float = 0.05,
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> Sensitivity:
     """d(each output)/d(each learnable parameter) of ``model`` run for ``days`` days (see module docs).
 
@@ -201,6 +202,7 @@ def sensitivity(
         parameters: dotted names to differentiate (default: every learnable parameter).
         fd_check: parameters (scalars) to check by central finite differences with common random numbers,
             step ``fd_step`` × |value| (or × the bound range when the value is 0), fast mode, same seeds.
+        on_seed: called as ``on_seed(done, seeds)`` after each seed's gradients (progress for a caller).
     """
     grad = grad if grad is not None else Checkpointed()
     outs = [o if isinstance(o, Output) else Output.parse(o) for o in outputs]
@@ -278,6 +280,8 @@ def sensitivity(
             values_by_seed[o.text].append(totals[o.text])
             for n in names:
                 by_seed[o.text][n].append(grads[o.text][n].detach().clone())
+        if on_seed is not None:
+            on_seed(len(values_by_seed[outs[0].text]), len(seeds))
     k = len(seeds)
 
     def error(samples: list[torch.Tensor]) -> Any:

@@ -135,10 +135,12 @@ def levers(
     outcome: str,
     fitted: Mapping[str, Any] | None = None,
     seeds: int = 1,
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> Levers:
     """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass a seed (the lean mode,
     :mod:`populace.replay`) for runs of ``days`` days with these options, on ``agents`` agents: the
-    population built with ``seed``, the runs with seeds ``seed`` … ``seed + seeds − 1``."""
+    population built with ``seed``, the runs with seeds ``seed`` … ``seed + seeds − 1``; ``on_seed(done,
+    seeds)`` after each seed (progress)."""
     if seeds < 1:
         raise ParamError(f"seeds: expected at least 1, got {seeds}")
     model = _build(scenario, options, agents, seed, fitted)
@@ -147,7 +149,13 @@ def levers(
     plain_names = {n: label for labels in scenario.option_groups.values() for n, label in labels.items()}
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
     report: Sensitivity = sensitivity(
-        model, days, [outcome], seeds=range(seed, seed + seeds), grad=Checkpointed(), parameters=scalars
+        model,
+        days,
+        [outcome],
+        seeds=range(seed, seed + seeds),
+        grad=Checkpointed(),
+        parameters=scalars,
+        on_seed=on_seed,
     )
     values = dict(model.named_parameters())
     found = []

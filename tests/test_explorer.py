@@ -483,7 +483,9 @@ def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
 def test_levers_and_what_if_agree_in_sign_with_the_gradient():
     options = Classroom.defaults()
     args = dict(agents=AGENTS, days=40, seed=0, outcome="total:new_infections", seeds=2)
-    levers = jobs.levers(Classroom, options, **args)  # type: ignore[arg-type]
+    calls: list[tuple[int, int]] = []
+    levers = jobs.levers(Classroom, options, on_seed=lambda *a: calls.append(a), **args)  # type: ignore[arg-type]
+    assert calls == [(1, 2), (2, 2)]  # progress after each seed
     by_option = {lever.option: lever for lever in levers.levers}
     beta = by_option["beta"]
     assert beta.gradient > 0

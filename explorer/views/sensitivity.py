@@ -94,9 +94,16 @@ class SensitivityView(pn.viewable.Viewer):
         if seeds is None or not 1 <= seeds <= 32:
             raise ParamError(f"seeds: expected a whole number from 1 to 32, got {seeds}")
         fitted = run.fitted
+        job = self.session.job
+        what = f"sensitivities of {outcome} over {seeds} seed{'s' if seeds > 1 else ''}"
+
+        def progress(done: int, total: int) -> None:
+            job.progress = done / total
+            job.status = f"{what}: {done} of {total} done"
+
         with run.snapshot() as (scenario, options, _, days, seed):
             self.session.submit(
-                f"sensitivities of {outcome} over {seeds} seed{'s' if seeds > 1 else ''}",
+                what,
                 lambda: jobs.levers(
                     scenario,
                     options,
@@ -106,6 +113,7 @@ class SensitivityView(pn.viewable.Viewer):
                     outcome=outcome,
                     fitted=fitted,
                     seeds=seeds,
+                    on_seed=progress,
                 ),
                 self._show_levers,
                 self.alert,
