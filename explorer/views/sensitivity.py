@@ -258,7 +258,7 @@ def _resimulated(levers: jobs.Levers, values: tuple[float, ...]) -> str:
     if len(values) < 2 or len(levers.values) != len(values):
         return f"{mean:,.1f}"
     se = standard_error([v - w for v, w in zip(values, levers.values, strict=True)])
-    return f"{mean:,.1f} (± {2 * se:,.1f})"
+    return f"{mean:,.1f} (a change of {mean - levers.value:+,.1f} ± {2 * se:,.1f}, ± 2 standard errors)"
 
 
 def _same_seeds(levers: jobs.Levers) -> str:
