@@ -504,7 +504,7 @@ def test_sensitivity_bars_carry_a_band_from_the_seeds():
     drawn as dots; the what-if prediction carries the same band times the change (no server needed)."""
     from bokeh.models import Whisker
 
-    from populace.explorer.views.sensitivity import lever_plot
+    from populace.explorer.views.sensitivity import _resimulated, lever_plot
 
     hv.extension("bokeh")
     beta = jobs.Lever("covid.beta", "beta", 0.05, 1000.0, 0.005, "β", "", (900.0, 1100.0, 950.0, 1050.0))
@@ -527,6 +527,8 @@ def test_sensitivity_bars_carry_a_band_from_the_seeds():
     predicted, low, high = levers.predicted(beta, 0.06)
     assert predicted == pytest.approx(100.0 + 1000.0 * 0.01)
     assert (high - low) / 2 == pytest.approx(2 * se / 0.005 * 0.01)
+    # re-simulating the same 4 seeds: the change seed by seed (11, 12, 9, 13), ± 2 standard errors (1.7)
+    assert "a change of +11.2 ± 1.7" in _resimulated(levers, (110.0, 111.0, 108.0, 112.0))
 
 
 def test_compare_runs_two_settings_with_one_seed():

@@ -257,8 +257,9 @@ def _resimulated(levers: jobs.Levers, values: tuple[float, ...]) -> str:
     mean = sum(values) / len(values)
     if len(values) < 2 or len(levers.values) != len(values):
         return f"{mean:,.1f}"
-    se = standard_error([v - w for v, w in zip(values, levers.values, strict=True)])
-    return f"{mean:,.1f} (a change of {mean - levers.value:+,.1f} ± {2 * se:,.1f}, ± 2 standard errors)"
+    changes = [v - w for v, w in zip(values, levers.values, strict=True)]
+    change, se = sum(changes) / len(changes), standard_error(changes)
+    return f"{mean:,.1f} (a change of {change:+,.1f} ± {2 * se:,.1f}, ± 2 standard errors)"
 
 
 def _same_seeds(levers: jobs.Levers) -> str:
