@@ -128,7 +128,7 @@ class SensitivityView(pn.viewable.Viewer):
             trust = (
                 f"mean over {seeds} seeds; the band across a bar is ± 2 standard errors over them (the dots: "
                 f"each seed), so a bar whose band crosses 0 has no sign you can trust. The estimator also "
-                f"reads transmission parameters low over a whole wave (typically 0.65–0.85 of a finite "
+                f"reads transmission parameters low over a whole wave (0.6–0.85 of a finite "
                 f"difference on nyc-covid, `benchmarks/README.md`): check a large bar with **Re-simulate** "
                 f"below."
             )
