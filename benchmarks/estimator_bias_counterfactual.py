@@ -108,6 +108,10 @@ def measure(case: str, spec: str, days: int, seeds: int, variant: str, sets: lis
     fd: dict[str, dict[str, list[float]]] = {n: {o: [] for o in outcomes} for n in names}
     seconds: list[dict[str, float]] = []
     hazard: list[float] = []
+    # ``pairs:K`` without its Sellke control variate, for β (h ∝ β at a fixed state): (H / K) Σ c_k / β, the
+    # pruned stochastic-triple estimate (Arya et al. 2022) of the same program
+    triple: dict[str, list[float]] = {o: [] for o in outcomes}
+    beta_name = next((n for n in names if n.endswith("beta")), None)
     for seed in range(seeds):
         if kind == "sellke":
             covid.estimator = Sellke()
@@ -118,6 +122,10 @@ def measure(case: str, spec: str, days: int, seeds: int, variant: str, sets: lis
             grads = {o: {n: float(g.grad[n]) for n in names} for o, g in got.items()}
             sec = next(iter(got.values())).seconds
             hazard.append(next(iter(got.values())).total)
+            if kind == "pairs" and beta_name is not None:
+                beta = float(dict(model.named_parameters())[beta_name].detach())
+                for o, g in got.items():
+                    triple[o].append(g.total / len(g.c) * sum(g.c) / beta)
         covid.estimator = Sellke()
         t0 = time.process_time()
         Simulation(model, seed=seed).run(days)
@@ -155,6 +163,19 @@ def measure(case: str, spec: str, days: int, seeds: int, variant: str, sets: lis
             sum(v for key, v in cost.items() if key != "run_without_gradients") / cost["forward"], 2
         ),
         "results": {n: {o: summary(n, o) for o in outcomes} for n in names},
+        **(
+            {
+                "triple_without_control_variate": {
+                    o: {
+                        "over_fd": round(sum(v) / sum(fd[beta_name][o]), 3),
+                        "sd": round(statistics.stdev(v) / abs(statistics.mean(fd[beta_name][o])), 3),
+                    }
+                    for o, v in triple.items()
+                }
+            }
+            if beta_name is not None and all(len(v) > 1 for v in triple.values())
+            else {}
+        ),
     }
 
 

@@ -3,6 +3,12 @@ learnable parameter, by reverse mode (one backward pass per outcome) or forward 
 ``torch.autograd.forward_ad``), averaged over seeds, with an optional finite-difference check that uses
 common random numbers (the same seed on both sides).
 
+Every average comes with its standard error over the seeds (the seeds' standard deviation ÷ √seeds), and
+the finite-difference check compares, parameter by parameter and outcome by outcome, the AD estimate and
+the CRN finite difference each with its standard error. A finite difference is *resolved* when its
+standard error is below :data:`RESOLVED` (20%) of its value: only then does the relative error
+|AD − FD| / |FD| say something about the estimator rather than about the seeds.
+
 Outcomes are written ``[aggregate:]series[.label][@first-last]``:
 
 * ``aggregate`` — ``total`` (sum over the days, the default), ``peak`` (maximum), ``final`` (last day) or
@@ -33,7 +39,7 @@ from .model import Model
 from .replay import vjps
 from .simulate import Checkpointed, GradMode, Result, Simulation
 
-__all__ = ["Output", "Sensitivity", "sensitivity"]
+__all__ = ["RESOLVED", "WITHIN", "Output", "Sensitivity", "sensitivity", "standard_error"]
 
 _AGGREGATES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "total": lambda x: x.sum(),
@@ -41,6 +47,13 @@ _AGGREGATES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "final": lambda x: x[-1],
     "mean": lambda x: x.mean(),
 }
+RESOLVED = 0.2
+"""A finite difference is resolved when its standard error over the seeds is below this share of its
+value (with one seed it never is: its standard error is unknown)."""
+
+WITHIN = 0.2
+"""The relative error a resolved check should stay within (issue 21's target for the CLI's check)."""
+
 _PATTERN = re.compile(
     r"(?:(?P<agg>[a-z]+):)?(?P<series>[A-Za-z0-9_]+)(?:\.(?P<label>[^@]+))?(?:@(?P<first>\d+)-(?P<last>\d+))?"
 )
@@ -100,10 +113,31 @@ class Output:
         return _AGGREGATES[self.aggregate](value.to(torch.float32))
 
 
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean of ``values`` (sample standard deviation ÷ √n); NaN for fewer than
+    two values."""
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
 @dataclass
 class Sensitivity:
     """Gradients of each output with respect to each learnable parameter (dotted name → number or nested
-    list for vector parameters), averaged over seeds, and the finite-difference check if asked for."""
+    list for vector parameters), averaged over seeds, and the finite-difference check if asked for.
+
+    Attributes:
+        outputs: ``{output: mean over the seeds}``; ``output_samples``: ``{output: [value a seed]}``.
+        gradients: ``{output: {parameter: mean gradient}}``; ``samples``: the same with one entry a seed
+            (a list of numbers, or of nested lists for vector parameters); ``errors``: the same with the
+            standard error of the mean (NaN with one seed).
+        fd: ``{parameter: {output: check}}``, each check a dict of ``ad``, ``ad_se``, ``fd``, ``fd_se``
+            (CRN central finite difference and its standard error over the same seeds), ``resolved``
+            (``fd_se < RESOLVED × |fd|``), ``rel_err`` (|AD − FD| / |FD|) and ``rel_err_se`` (the standard
+            error of AD − FD over the seeds, ÷ |FD|: AD and FD share each seed's randomness).
+    """
 
     outputs: dict[str, float]
     gradients: dict[str, dict[str, Any]]
@@ -111,7 +145,10 @@ class Sensitivity:
     backward_s: float
     mode: str
     seeds: tuple[int, ...]
-    fd: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    fd: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    samples: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output_samples: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = {
@@ -122,9 +159,22 @@ class Sensitivity:
             "outputs": self.outputs,
             "gradients": self.gradients,
         }
+        if len(self.seeds) > 1:
+            out["standard_errors"] = _json_safe(self.errors)
         if self.fd:
-            out["fd_check"] = self.fd
+            out["fd_check"] = _json_safe(self.fd)
         return out
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def sensitivity(
@@ -139,6 +189,7 @@ def sensitivity(
     parameters: Sequence[str] | None = None,
     fd_check: Sequence[str] = (),
     fd_step: float = 0.05,
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> Sensitivity:
     """d(each output)/d(each learnable parameter) of ``model`` run for ``days`` days (see module docs).
 
@@ -151,6 +202,7 @@ def sensitivity(
         parameters: dotted names to differentiate (default: every learnable parameter).
         fd_check: parameters (scalars) to check by central finite differences with common random numbers,
             step ``fd_step`` × |value| (or × the bound range when the value is 0), fast mode, same seeds.
+        on_seed: called as ``on_seed(done, seeds)`` after each seed's gradients (progress for a caller).
     """
     grad = grad if grad is not None else Checkpointed()
     outs = [o if isinstance(o, Output) else Output.parse(o) for o in outputs]
@@ -168,12 +220,12 @@ def sensitivity(
         raise ValueError(f"parameters: {unknown} are not learnable parameters; known: {', '.join(learnable)}")
     record = sorted({o.series for o in outs})
     forward_s = backward_s = 0.0
-    totals = {o.text: 0.0 for o in outs}
-    grads: dict[str, dict[str, torch.Tensor]] = {
-        o.text: {n: torch.zeros_like(learnable[n]) for n in names} for o in outs
-    }
+    values_by_seed: dict[str, list[float]] = {o.text: [] for o in outs}
+    by_seed: dict[str, dict[str, list[torch.Tensor]]] = {o.text: {n: [] for n in names} for o in outs}
     counterfactual = _uses_counterfactual(model)
     for seed in seeds:
+        totals = {o.text: 0.0 for o in outs}
+        grads = {o.text: {n: torch.zeros_like(learnable[n]) for n in names} for o in outs}
         if mode == "reverse" and counterfactual:
             t0 = time.perf_counter()
             got = counterfactual_gradient(
@@ -224,14 +276,32 @@ def sensitivity(
             forward_s += time.perf_counter() - t0
         else:
             raise ValueError(f"mode: expected 'reverse' or 'forward', got {mode!r}")
+        for o in outs:
+            values_by_seed[o.text].append(totals[o.text])
+            for n in names:
+                by_seed[o.text][n].append(grads[o.text][n].detach().clone())
+        if on_seed is not None:
+            on_seed(len(values_by_seed[outs[0].text]), len(seeds))
     k = len(seeds)
+
+    def error(samples: list[torch.Tensor]) -> Any:
+        stacked = torch.stack(samples).double()
+        if k < 2:
+            return torch.full_like(stacked[0], math.nan).tolist()
+        return (stacked.std(dim=0, correction=1) / math.sqrt(k)).tolist()
+
     report = Sensitivity(
-        outputs={o: v / k for o, v in totals.items()},
-        gradients={o: {n: (g / k).tolist() for n, g in per.items()} for o, per in grads.items()},
+        outputs={o: sum(v) / k for o, v in values_by_seed.items()},
+        gradients={
+            o: {n: (torch.stack(g).sum(0) / k).tolist() for n, g in per.items()} for o, per in by_seed.items()
+        },
         forward_s=forward_s / k,
         backward_s=backward_s / k,
         mode=mode,
         seeds=tuple(seeds),
+        samples={o: {n: [g.tolist() for g in gs] for n, gs in per.items()} for o, per in by_seed.items()},
+        errors={o: {n: error(gs) for n, gs in per.items()} for o, per in by_seed.items()},
+        output_samples=values_by_seed,
     )
     if fd_check:
         report.fd = _finite_differences(model, days, outs, seeds, device, record, fd_check, fd_step, report)
@@ -295,10 +365,12 @@ def _finite_differences(
     names: Sequence[str],
     step: float,
     report: Sensitivity,
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per parameter and output: AD and the CRN central finite difference, each with its standard error
+    over the seeds (module docs). One fast run a seed and side; only the outputs are kept."""
     specs = model.specs()
     params = dict(model.named_parameters())
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for name in names:
         p = params[name]
         if p.numel() != 1:
@@ -307,18 +379,36 @@ def _finite_differences(
         low, high = specs[name].bounds if name in specs else (-math.inf, math.inf)
         h = step * (abs(value) if value != 0 else (high - low if math.isfinite(high - low) else 1.0))
         lo_v, hi_v = max(low, value - h), min(high, value + h)
-        sides = []
-        for v in (hi_v, lo_v):
+        sides: list[dict[str, list[float]]] = []
+        try:
+            for v in (hi_v, lo_v):
+                with torch.no_grad():
+                    p.fill_(v)
+                side: dict[str, list[float]] = {o.text: [] for o in outs}
+                for s in seeds:
+                    result = Simulation(model, seed=s, device=device).run(days, record=record)
+                    for o in outs:
+                        side[o.text].append(float(o(result)))
+                sides.append(side)
+        finally:
             with torch.no_grad():
-                p.fill_(v)
-            runs = [Simulation(model, seed=s, device=device).run(days, record=record) for s in seeds]
-            sides.append({o.text: sum(float(o(r)) for r in runs) / len(runs) for o in outs})
-        with torch.no_grad():
-            p.fill_(value)
+                p.fill_(value)
         out[name] = {}
         for o in outs:
-            fd = (sides[0][o.text] - sides[1][o.text]) / (hi_v - lo_v)
-            ad = float(report.gradients[o.text][name]) if name in report.gradients[o.text] else math.nan
+            fds = [(a - b) / (hi_v - lo_v) for a, b in zip(sides[0][o.text], sides[1][o.text], strict=True)]
+            samples = report.samples[o.text].get(name)
+            ads = [float(a) for a in samples] if samples is not None else [math.nan] * len(fds)
+            fd, ad = sum(fds) / len(fds), sum(ads) / len(ads)
+            fd_se = standard_error(fds)
             rel = abs(ad - fd) / abs(fd) if fd != 0 else math.inf if ad != 0 else 0.0
-            out[name][o.text] = {"ad": ad, "fd": fd, "rel_err": rel}
+            diff_se = standard_error([a - f for a, f in zip(ads, fds, strict=True)])
+            out[name][o.text] = {
+                "ad": ad,
+                "ad_se": standard_error(ads),
+                "fd": fd,
+                "fd_se": fd_se,
+                "resolved": bool(fd != 0 and fd_se < RESOLVED * abs(fd)),
+                "rel_err": rel,
+                "rel_err_se": diff_se / abs(fd) if fd != 0 else math.nan,
+            }
     return out

@@ -12,17 +12,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from populace import Choice, Param, Scenario, Simulation
+from populace import Choice, Param, ParamError, Scenario, Simulation
 from populace.calibrate import CalibrationReport
 from populace.experiment import Experiment
 from populace.glossary import term
 from populace.model import Model
 from populace.risk import MASK_EFFICACY, RiskTable, forecast
 from populace.scenario import Question
-from populace.sensitivity import Output, Sensitivity, sensitivity
+from populace.sensitivity import Output, Sensitivity, sensitivity, standard_error
 from populace.simulate import Checkpointed, Result
 
 __all__ = [
+    "BAND",
     "Answer",
     "Comparison",
     "Lever",
@@ -43,6 +44,11 @@ ANSWER_SERIES = ("new_infections", "new_admissions", "new_deaths")
 Options = Mapping[str, Param | Choice]
 
 
+BAND = 2.0
+"""The sensitivity band's half-width in standard errors over the seeds (about a 95% interval for the mean
+with many seeds; with 4 seeds a t-interval would be 1.6× wider)."""
+
+
 @dataclass(frozen=True)
 class Lever:
     """One learnable parameter's effect on one outcome.
@@ -50,7 +56,8 @@ class Lever:
     Attributes:
         parameter: dotted model name; ``option``: the scenario option it was built from (or ``None``);
             ``label``: its name in words.
-        value: its value in the run; ``gradient``: d(outcome)/d(parameter) there.
+        value: its value in the run; ``gradient``: d(outcome)/d(parameter) there, the mean over the seeds;
+            ``gradients``: one a seed.
         effect: the outcome's change for +10% of the value (or +10% of the bound range when the value is 0),
             to first order: ``gradient × step``; ``step`` is that change of the parameter.
     """
@@ -64,21 +71,50 @@ class Lever:
     """Words an analyst reads for the parameter (:meth:`~populace.Model.label`)."""
     unit: str = ""
     """The parameter's unit (its spec's), ``""`` when unknown."""
+    gradients: tuple[float, ...] = ()
+    """d(outcome)/d(parameter) of each seed (their mean is ``gradient``)."""
 
     @property
     def effect(self) -> float:
         return self.gradient * self.step
 
+    @property
+    def effects(self) -> tuple[float, ...]:
+        """Each seed's effect."""
+        return tuple(g * self.step for g in self.gradients)
+
+    @property
+    def gradient_se(self) -> float:
+        """The standard error of ``gradient`` over the seeds (NaN with fewer than two)."""
+        return standard_error(self.gradients)
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The effect ± :data:`BAND` standard errors (both ends the effect with one seed)."""
+        half = BAND * abs(self.gradient_se * self.step) if len(self.gradients) > 1 else 0.0
+        return self.effect - half, self.effect + half
+
 
 @dataclass(frozen=True)
 class Levers:
-    """:func:`levers`' result: the outcome's value and every scalar lever, largest effect first."""
+    """:func:`levers`' result: the outcome's value (mean over the seeds; ``values``: one a seed) and every
+    scalar lever, largest effect first."""
 
     outcome: str
     value: float
     levers: tuple[Lever, ...]
     seconds: float
     agents: int
+    seeds: tuple[int, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def predicted(self, lever: Lever, value: float) -> tuple[float, float, float]:
+        """The outcome with ``lever`` at ``value`` to first order: (prediction, low, high), the band
+        ± :data:`BAND` standard errors of the gradient times the change."""
+        change = value - lever.value
+        predicted = self.value + lever.gradient * change
+        half = BAND * abs(lever.gradient_se * change) if len(lever.gradients) > 1 else 0.0
+        return predicted, predicted - half, predicted + half
 
 
 def outcomes(model: Model) -> list[str]:
@@ -98,16 +134,28 @@ def levers(
     seed: int,
     outcome: str,
     fitted: Mapping[str, Any] | None = None,
+    seeds: int = 1,
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> Levers:
-    """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass (the lean mode,
-    :mod:`populace.replay`) for a run of ``days`` days with these options, on ``agents`` agents."""
+    """d(``outcome``)/d(every scalar learnable parameter) by one reverse pass a seed (the lean mode,
+    :mod:`populace.replay`) for runs of ``days`` days with these options, on ``agents`` agents: the
+    population built with ``seed``, the runs with seeds ``seed`` … ``seed + seeds − 1``; ``on_seed(done,
+    seeds)`` after each seed (progress)."""
+    if seeds < 1:
+        raise ParamError(f"seeds: expected at least 1, got {seeds}")
     model = _build(scenario, options, agents, seed, fitted)
     specs = model.specs()
     by_spec = _options_by_spec(model, options)
     plain_names = {n: label for labels in scenario.option_groups.values() for n, label in labels.items()}
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
     report: Sensitivity = sensitivity(
-        model, days, [outcome], seeds=(seed,), grad=Checkpointed(), parameters=scalars
+        model,
+        days,
+        [outcome],
+        seeds=range(seed, seed + seeds),
+        grad=Checkpointed(),
+        parameters=scalars,
+        on_seed=on_seed,
     )
     values = dict(model.named_parameters())
     found = []
@@ -116,13 +164,20 @@ def levers(
         low, high = specs[name].bounds if name in specs else (value - 1.0, value + 1.0)
         step = 0.1 * (abs(value) if value != 0 else high - low)
         grad = float(report.gradients[outcome][name])
+        per_seed = tuple(float(g) for g in report.samples[outcome][name])
         unit = specs[name].unit if name in specs else ""
         option = by_spec.get(name)
         label = plain_names.get(option, "") if option else ""
-        found.append(Lever(name, option, value, grad, step, label or model.label(name), unit))
+        found.append(Lever(name, option, value, grad, step, label or model.label(name), unit, per_seed))
     found.sort(key=lambda lever: -abs(lever.effect))
     return Levers(
-        outcome, report.outputs[outcome], tuple(found), report.forward_s + report.backward_s, agents
+        outcome,
+        report.outputs[outcome],
+        tuple(found),
+        (report.forward_s + report.backward_s) * seeds,
+        agents,
+        tuple(report.seeds),
+        tuple(report.output_samples[outcome]),
     )
 
 
@@ -137,13 +192,19 @@ def what_if(
     option: str,
     value: float,
     fitted: Mapping[str, Any] | None = None,
-) -> float:
-    """``outcome`` re-simulated (fast mode, the same seed: common random numbers) with ``option`` at
-    ``value``."""
+    seeds: int = 1,
+) -> tuple[float, ...]:
+    """``outcome`` re-simulated (fast mode) with ``option`` at ``value``, one value a seed: the population
+    built with ``seed``, the runs with seeds ``seed`` … ``seed + seeds − 1`` (the seeds of :func:`levers`:
+    common random numbers)."""
+    if seeds < 1:
+        raise ParamError(f"seeds: expected at least 1, got {seeds}")
     changed = dict(options)
     changed[option] = changed[option].parse(str(value), option)
-    result = _run(scenario, changed, agents=agents, days=days, seed=seed, fitted=fitted)
-    return float(Output.parse(outcome)(result))
+    model = _build(scenario, changed, agents, seed, fitted)
+    read = Output.parse(outcome)
+    with torch.no_grad():
+        return tuple(float(read(Simulation(model, seed=s).run(days))) for s in range(seed, seed + seeds))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 
+import holoviews as hv
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pcsv
@@ -481,33 +482,53 @@ def test_a_zoom_re_aggregates_the_map_at_the_new_extent(explorer):
 # ---------------------------------------------------------------------- jobs
 def test_levers_and_what_if_agree_in_sign_with_the_gradient():
     options = Classroom.defaults()
-    levers = jobs.levers(Classroom, options, agents=AGENTS, days=40, seed=0, outcome="total:new_infections")
+    args = dict(agents=AGENTS, days=40, seed=0, outcome="total:new_infections", seeds=2)
+    calls: list[tuple[int, int]] = []
+    levers = jobs.levers(Classroom, options, on_seed=lambda *a: calls.append(a), **args)  # type: ignore[arg-type]
+    assert calls == [(1, 2), (2, 2)]  # progress after each seed
     by_option = {lever.option: lever for lever in levers.levers}
     beta = by_option["beta"]
     assert beta.gradient > 0
     assert np.isfinite(beta.gradient)
-    again = jobs.what_if(
-        Classroom,
-        options,
-        agents=AGENTS,
-        days=40,
-        seed=0,
-        outcome="total:new_infections",
-        option="beta",
-        value=beta.value,
-    )
-    assert again == pytest.approx(levers.value)  # the same seed: the same run
-    higher = jobs.what_if(
-        Classroom,
-        options,
-        agents=AGENTS,
-        days=40,
-        seed=0,
-        outcome="total:new_infections",
-        option="beta",
-        value=beta.value * 1.2,
-    )
-    assert higher > levers.value
+    assert levers.seeds == (0, 1)
+    assert beta.gradient == pytest.approx(sum(beta.gradients) / 2)
+    again = jobs.what_if(Classroom, options, option="beta", value=beta.value, **args)  # type: ignore[arg-type]
+    assert again == pytest.approx(levers.values)  # the same seeds: the same runs
+    assert levers.value == pytest.approx(sum(levers.values) / 2)
+    higher = jobs.what_if(Classroom, options, option="beta", value=beta.value * 1.2, **args)  # type: ignore[arg-type]
+    assert sum(higher) / 2 > levers.value
+
+
+def test_sensitivity_bars_carry_a_band_from_the_seeds():
+    """The band across a bar is the mean effect ± 2 standard errors of the per-seed effects, which are
+    drawn as dots; the what-if prediction carries the same band times the change (no server needed)."""
+    from bokeh.models import Whisker
+
+    from populace.explorer.views.sensitivity import _resimulated, lever_plot
+
+    hv.extension("bokeh")
+    beta = jobs.Lever("covid.beta", "beta", 0.05, 1000.0, 0.005, "β", "", (900.0, 1100.0, 950.0, 1050.0))
+    flat = jobs.Lever("covid.x", None, 1.0, -20.0, 0.1, "x", "", (-20.0, -20.0, -20.0, -20.0))
+    levers = jobs.Levers("total:new_infections", 100.0, (beta, flat), 1.0, 1000, (0, 1, 2, 3), (99.0,) * 4)
+    effects = [g * 0.005 for g in beta.gradients]
+    mean = sum(effects) / 4
+    se = (sum((e - mean) ** 2 for e in effects) / 3 / 4) ** 0.5
+    assert beta.band == pytest.approx((mean - 2 * se, mean + 2 * se))
+    assert beta.band[1] - beta.band[0] > 0.5  # a band, not a point
+    assert flat.band == pytest.approx((-2.0, -2.0))  # seeds that agree: no width
+    figure = hv.render(lever_plot(levers), backend="bokeh")
+    (whisker,) = figure.select(type=Whisker)
+    data = whisker.source.data
+    band = {b: (lo, hi) for b, lo, hi in zip(data["base"], data["lower"], data["upper"], strict=True)}
+    assert band["β (+0.005)"] == pytest.approx(beta.band)
+    dots = next(r for r in figure.renderers if type(r.glyph).__name__ == "Scatter").data_source.data
+    drawn = [e for lab, e in zip(dots["lever"], dots["effect"], strict=True) if lab == "β (+0.005)"]
+    assert sorted(drawn) == pytest.approx(sorted(effects))
+    predicted, low, high = levers.predicted(beta, 0.06)
+    assert predicted == pytest.approx(100.0 + 1000.0 * 0.01)
+    assert (high - low) / 2 == pytest.approx(2 * se / 0.005 * 0.01)
+    # re-simulating the same 4 seeds: the change seed by seed (11, 12, 9, 13), ± 2 standard errors (1.7)
+    assert "a change of +11.2 ± 1.7" in _resimulated(levers, (110.0, 111.0, 108.0, 112.0))
 
 
 def test_compare_runs_two_settings_with_one_seed():

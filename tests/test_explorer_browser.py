@@ -395,3 +395,10 @@ def test_sensitivity_bars_carry_human_labels(page: Page):
         ".map(m => m.axis_label)"
     )
     assert any(re.fullmatch(r"change in .+ for \+10% of the parameter \(agents\)", a) for a in axes), axes
+    bands = page.evaluate(
+        "() => Array.from(Bokeh.documents[0].all_models).filter(m => m.type === 'Whisker')"
+        ".map(m => m.source.data.base.length)"
+    )
+    assert bands == [len(labels)], (bands, labels)  # one band, across every bar (4 seeds)
+    width, visible = page.evaluate(SCROLL)
+    assert width <= visible, f"the Sensitivity tab is {width} px wide in a {visible} px window"

@@ -10,7 +10,7 @@ import torch
 from test_covid import _well_mixed
 
 from populace import Gumbel, Sellke, Simulation
-from populace.sensitivity import Output, sensitivity
+from populace.sensitivity import RESOLVED, Output, sensitivity, standard_error
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,6 +111,32 @@ def test_bad_parameters_are_named() -> None:
         sensitivity(model, 5, ["new_deaths"], mode="sideways")  # type: ignore[arg-type]
 
 
+def test_standard_errors_and_the_fd_check_are_over_the_seeds() -> None:
+    """Each mean comes with the standard error of its per-seed values; the FD check pairs AD and the CRN
+    difference seed by seed, and calls the difference resolved only when its standard error is small."""
+    model = _well_mixed(2_000, 20, estimator=Sellke())
+    beta = ["covid.beta"]
+    report = sensitivity(model, 20, ["total:new_infections"], seeds=range(3), parameters=beta, fd_check=beta)
+    samples = report.samples["total:new_infections"]["covid.beta"]
+    assert len(samples) == 3
+    assert len(set(samples)) == 3
+    mean = sum(samples) / 3
+    se = (sum((s - mean) ** 2 for s in samples) / 2 / 3) ** 0.5
+    assert report.gradients["total:new_infections"]["covid.beta"] == pytest.approx(mean)
+    assert report.errors["total:new_infections"]["covid.beta"] == pytest.approx(se)
+    assert report.outputs["total:new_infections"] == pytest.approx(
+        sum(report.output_samples["total:new_infections"]) / 3
+    )
+    check = report.fd["covid.beta"]["total:new_infections"]
+    assert check["ad"] == pytest.approx(mean)
+    assert check["ad_se"] == pytest.approx(se)
+    assert check["fd_se"] > 0
+    assert check["resolved"] == (check["fd_se"] < RESOLVED * abs(check["fd"]))
+    assert check["rel_err"] == pytest.approx(abs(check["ad"] - check["fd"]) / abs(check["fd"]))
+    assert standard_error([1.0]) != standard_error([1.0])  # NaN: unknown from one value
+    assert standard_error([1.0, 3.0]) == pytest.approx(1.0)
+
+
 def test_cli_prints_timings_gradients_and_the_fd_check(run_cli) -> None:  # type: ignore[no-untyped-def]
     result = run_cli(
         "sensitivity", "nyc-covid", "--agents", "5000", "--days", "30", "--fd-check", "--compare", "--json"
@@ -121,9 +147,27 @@ def test_cli_prints_timings_gradients_and_the_fd_check(run_cli) -> None:  # type
         assert key in summary
     assert set(summary["gradients"]) == {"total:new_deaths", "peak:hospitalised"}
     beta = next(name for name in summary["fd_check"] if name.endswith(".beta"))
-    assert set(summary["fd_check"][beta]["total:new_deaths"]) == {"ad", "fd", "rel_err"}
+    check = summary["fd_check"][beta]["total:new_deaths"]
+    assert set(check) == {"ad", "ad_se", "fd", "fd_se", "resolved", "rel_err", "rel_err_se"}
+    assert check["fd_se"] is None  # one seed: unknown (JSON has no NaN)
+    assert check["resolved"] is False
+    table = run_cli(
+        "sensitivity", "nyc-covid", "--agents", "1000", "--days", "10", "--fd-check", "--seeds", "2"
+    )
+    assert table.code == 0, table.err
+    assert "transmission per contact" in table.out  # the parameter in words (nyc-covid's option name)
+    assert "deaths (total)" in table.out  # outcomes in words
+    assert "peak in hospital" in table.out
+    assert "finite differences resolved" in table.out
+    assert " ± " in table.out  # standard errors over the 2 seeds
+    step = run_cli("sensitivity", "nyc-covid", "--fd-check", "--fd-step", "2")
+    assert step.code == 2
+    assert "--fd-step" in step.err
     for grads in summary["gradients"].values():
         assert all(torch.isfinite(torch.tensor(v)).all() for v in grads.values())
+    step = run_cli("sensitivity", "nyc-covid", "--fd-check", "--fd-step", "2")
+    assert step.code == 2
+    assert "--fd-step" in step.err
     bad = run_cli("sensitivity", "nyc-covid", "--agents", "2000", "--outputs", "peak:flu")
     assert bad.code == 2
     assert "flu" in bad.err

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from ..glossary import outcome
 from ..memory import allocator, reuse_freed_memory
-from ..sensitivity import sensitivity
+from ..sensitivity import RESOLVED, WITHIN, sensitivity
+from ..sensitivity import Sensitivity as Report
 from ..simulate import Checkpointed, Simulation
 from .arguments import UsageError, names, positive, scenario_arguments, setup
 from .command import Command
@@ -38,7 +43,17 @@ class Sensitivity(Command):
             help="reverse mode: days between the states the backward pass replays from (default √days / 2)",
         )
         parser.add_argument(
-            "--fd-check", action="store_true", help="check scalar parameters by finite differences"
+            "--fd-check",
+            action="store_true",
+            help="check scalar parameters by finite differences with common random numbers (the same seeds); "
+            "with --seeds 2 or more, each side's standard error and whether the difference is resolved",
+        )
+        parser.add_argument(
+            "--fd-step",
+            type=_step,
+            default=0.05,
+            help="--fd-check's step: each side moves the parameter by this share of its value (of its range "
+            "when it is 0); larger steps resolve small effects, at the cost of curvature (default 0.05)",
         )
         parser.add_argument(
             "--compare",
@@ -72,6 +87,7 @@ class Sensitivity(Command):
                 grad=Checkpointed(args.checkpoint),
                 mode=args.mode,
                 fd_check=scalars if args.fd_check else (),
+                fd_step=args.fd_step,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -90,18 +106,94 @@ class Sensitivity(Command):
             print(json.dumps(summary))
             return 0
         compared = "" if fast_s is None else f" (without gradients: {fast_s:.2f} s)"
+        seeds = len(report.seeds)
         print(
-            f"{scenario_cls.name}: {agents:,} agents x {days} days, {args.mode} mode: forward "
-            f"{report.forward_s:.2f} s, backward {report.backward_s:.2f} s{compared}"
+            f"{scenario_cls.name}: {agents:,} agents x {days} days, {args.mode} mode, {seeds} seed"
+            f"{'s' if seeds > 1 else ''}: forward {report.forward_s:.2f} s, "
+            f"backward {report.backward_s:.2f} s a seed{compared}"
         )
         for output, grads in report.gradients.items():
             print(f"\nd({output} = {report.outputs[output]:g}) / d(parameter)")
             for name, value in grads.items():
                 if isinstance(value, float):
-                    check = report.fd.get(name, {}).get(output)
-                    extra = f"   fd {check['fd']:.4g} (rel. err. {check['rel_err']:.1%})" if check else ""
-                    print(f"  {name:40s} {value:12.4g}{extra}")
+                    se = report.errors[output][name]
+                    spread = f" ± {se:.2g}" if seeds > 1 else ""
+                    print(f"  {name:40s} {value:12.4g}{spread}")
                 else:
                     flat = torch.tensor(value).abs()
                     print(f"  {name:40s} {flat.numel()} entries, max |d| {float(flat.max()):.4g}")
+        if report.fd:
+            groups = scenario_cls.option_groups.values()
+            plain = {n: label for labels in groups for n, label in labels.items()}
+            specs = model.specs()
+
+            def words(name: str) -> str:
+                option = specs[name].option if name in specs else None
+                return plain.get(option or "", "") or model.label(name)
+
+            print()
+            print(fd_table(report, words))
         return 0
+
+
+def fd_table(report: Report, label: Callable[[str], str]) -> str:
+    """The finite-difference check in words: per parameter and outcome, the gradient (AD) and the finite
+    difference (FD) each ± its standard error over the seeds, whether the FD is resolved, and how far AD is
+    from it. ``label`` gives a parameter's words (:meth:`populace.Model.label`)."""
+    seeds = len(report.seeds)
+    rows = [
+        (
+            label(name),
+            outcome(output).label,
+            _pm(check["ad"], check["ad_se"]),
+            _pm(check["fd"], check["fd_se"]),
+            "yes" if check["resolved"] else "no",
+            _relative(check),
+        )
+        for name, per in report.fd.items()
+        for output, check in per.items()
+    ]
+    head = ("parameter", "outcome", "gradient", "finite difference", "resolved", "relative error")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    lines = [
+        f"Gradient against finite difference ({seeds} seed{'s' if seeds > 1 else ''}, common random numbers; "
+        f"± one standard error over the seeds). A finite difference is resolved when its standard error is "
+        f"below {RESOLVED:.0%} of it; the relative error |gradient − difference| ÷ |difference| is "
+        f"judged only there.",
+        "",
+    ]
+    for row in [head, *rows]:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    resolved = [c for per in report.fd.values() for c in per.values() if c["resolved"]]
+    within = [c for c in resolved if c["rel_err"] <= WITHIN]
+    lines.append(
+        f"\n{len(resolved)} of {sum(len(per) for per in report.fd.values())} finite differences resolved; "
+        f"{len(within)} of those have the gradient within {WITHIN:.0%} of the difference."
+    )
+    return "\n".join(lines)
+
+
+def _step(text: str) -> float:
+    """An argparse type: a finite-difference step, a share of the value in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a share of the value between 0 and 1, like 0.1, got {text!r}"
+        )
+    return value
+
+
+def _relative(check: dict[str, Any]) -> str:
+    if check["fd"] == 0:
+        return "-"
+    text = f"{check['rel_err']:.0%}"
+    return text + (f" ± {check['rel_err_se']:.0%}" if math.isfinite(check["rel_err_se"]) else "")
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{value:.4g} ± {se:.2g}" if math.isfinite(se) else f"{value:.4g}"

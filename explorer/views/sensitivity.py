@@ -1,5 +1,6 @@
-"""The *Sensitivity* tab: :class:`SensitivityView` — bars of d(outcome)/d(parameter) from one reverse pass,
-and a gradient "what if" beside the re-simulated value."""
+"""The *Sensitivity* tab: :class:`SensitivityView` — bars of d(outcome)/d(parameter) from one reverse pass a
+seed, with a band of ± 2 standard errors over the seeds and each seed's estimate as a dot, and a gradient
+"what if" (with its band) beside the re-simulated value over the same seeds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import panel as pn
 
 from populace import ParamError
 from populace.glossary import outcome
+from populace.sensitivity import standard_error
 
 from .. import jobs
 from .session import Session, count
@@ -30,6 +32,14 @@ class SensitivityView(pn.viewable.Viewer):
             value="50_000",
             width=120,
             description="size of the differentiable run (tape memory)",
+        )
+        self.sens_seeds = pn.widgets.IntInput(
+            label="Seeds",
+            value=SEEDS,
+            start=1,
+            end=32,
+            width=90,
+            description="runs averaged; the band is ± 2 standard errors over them (one backward pass each)",
         )
         self.sens_button = pn.widgets.Button(label="Compute sensitivities", color="primary", width=200)
         self.sens_bars = pn.pane.HoloViews(
@@ -52,10 +62,11 @@ class SensitivityView(pn.viewable.Viewer):
         self.layout = pn.Column(
             pn.pane.Markdown(
                 "Which levers matter: the change of the outcome for +10% of each parameter, to first order, "
-                "from one reverse pass through the simulation (`populace.sensitivity`), at the current "
-                "settings."
+                "from one reverse pass through the simulation a seed (`populace.sensitivity`), at the "
+                "current settings; the band across each bar is ± 2 standard errors over the seeds, the dots "
+                "each seed's estimate."
             ),
-            pn.Row(self.outcome_select, self.sens_agents, self.sens_button),
+            pn.Row(self.outcome_select, self.sens_agents, self.sens_seeds, self.sens_button),
             self.alert,
             self.sens_bars,
             self.sens_text,
@@ -79,12 +90,30 @@ class SensitivityView(pn.viewable.Viewer):
         outcome = self.outcome_select.value
         if not outcome:
             raise ParamError("outcome: set up the run first")
+        seeds = self.sens_seeds.value
+        if seeds is None or not 1 <= seeds <= 32:
+            raise ParamError(f"seeds: expected a whole number from 1 to 32, got {seeds}")
         fitted = run.fitted
+        job = self.session.job
+        what = f"sensitivities of {outcome} over {seeds} seed{'s' if seeds > 1 else ''}"
+
+        def progress(done: int, total: int) -> None:
+            job.progress = done / total
+            job.status = f"{what}: {done} of {total} done"
+
         with run.snapshot() as (scenario, options, _, days, seed):
             self.session.submit(
-                f"sensitivities of {outcome}",
+                what,
                 lambda: jobs.levers(
-                    scenario, options, agents=agents, days=days, seed=seed, outcome=outcome, fitted=fitted
+                    scenario,
+                    options,
+                    agents=agents,
+                    days=days,
+                    seed=seed,
+                    outcome=outcome,
+                    fitted=fitted,
+                    seeds=seeds,
+                    on_seed=progress,
                 ),
                 self._show_levers,
                 self.alert,
@@ -93,24 +122,26 @@ class SensitivityView(pn.viewable.Viewer):
     def _show_levers(self, result: jobs.Levers) -> None:
         self._levers = result
         words = outcome(result.outcome)
-        top = [lever for lever in result.levers if lever.gradient != 0][:14]
-        bars = hv.Bars([(lever_label(lever), lever.effect) for lever in top][::-1], "lever", "effect").opts(
-            invert_axes=True,
-            responsive=True,
-            height=380,
-            color="#0b5394",
-            tools=["hover"],
-            xlabel="",
-            ylabel=f"change in {words.label} for +10% of the parameter ({words.unit})",
-        )
-        self.sens_bars.object = bars
+        self.sens_bars.object = lever_plot(result)
+        seeds = len(result.seeds)
+        if seeds > 1:
+            trust = (
+                f"mean over {seeds} seeds; the band across a bar is ± 2 standard errors over them (the dots: "
+                f"each seed), so a bar whose band crosses 0 has no sign you can trust. The estimator also "
+                f"reads transmission parameters low over a whole wave (0.6–0.85 of a finite "
+                f"difference on nyc-covid, `benchmarks/README.md`): check a large bar with **Re-simulate** "
+                f"below."
+            )
+        else:
+            trust = (
+                "one seed: no band; the estimator's noise is of the order of a bar's change between "
+                "seeds, so compare large bars and check one with **Re-simulate** below (or use 4 seeds)."
+            )
         self.sens_text.object = (
             f"**{words.label}** = {result.value:,.1f} {words.unit} on {result.agents:,} agents "
             f"({words.about}). Each bar: how much it changes, to first order, when one parameter rises by "
             f"10% of its value (of its range when it is 0), others fixed; from the gradients of "
-            f"{len(result.levers)} parameters in {result.seconds:.1f} s (forward + backward), one seed: "
-            f"the estimator's noise is of the order of a bar's change between seeds, so compare large bars "
-            f"and check one with **Re-simulate** below."
+            f"{len(result.levers)} parameters in {result.seconds:.1f} s (forward + backward); {trust}"
         )
         self.whatif_select.options = {
             lever_label(lever): lever.option for lever in result.levers if lever.option
@@ -131,10 +162,9 @@ class SensitivityView(pn.viewable.Viewer):
             self.whatif_value.value = round(lever.value + lever.step, 6)
             return
         value = float(self.whatif_value.value if self.whatif_value.value is not None else lever.value)
-        predicted = self._levers.value + lever.gradient * (value - lever.value)
         self.whatif_text.object = (
-            f"**Gradient:** {outcome(self._levers.outcome).label} ≈ {predicted:,.1f} with "
-            f"{lever.label or lever.option} = {value:g} "
+            f"**Gradient:** {outcome(self._levers.outcome).label} ≈ {_predicted(self._levers, lever, value)} "
+            f"with {lever.label or lever.option} = {value:g} "
             f"(now {lever.value:g}: {self._levers.value:,.1f})."
         )
 
@@ -150,13 +180,12 @@ class SensitivityView(pn.viewable.Viewer):
         with run.snapshot() as (scenario, options, _, days, seed):
             options[option].parse(str(value), option)  # a bad value is reported now, not in the job
 
-            def done(resimulated: float) -> None:
-                predicted = levers.value + lever.gradient * (value - lever.value)
+            def done(resimulated: tuple[float, ...]) -> None:
                 self.whatif_text.object = (
-                    f"**Gradient:** {outcome(levers.outcome).label} ≈ {predicted:,.1f} · "
-                    f"**re-simulated:** {resimulated:,.1f} "
+                    f"**Gradient:** {outcome(levers.outcome).label} ≈ {_predicted(levers, lever, value)} · "
+                    f"**re-simulated:** {_resimulated(levers, resimulated)} "
                     f"with {lever.label or option} = {value:g} (now {lever.value:g}: {levers.value:,.1f}; "
-                    f"same seed)."
+                    f"{_same_seeds(levers)})."
                 )
 
             self.session.submit(
@@ -171,6 +200,7 @@ class SensitivityView(pn.viewable.Viewer):
                     option=option,
                     value=value,
                     fitted=fitted,
+                    seeds=len(levers.seeds) or 1,
                 ),
                 done,
                 self.whatif_alert,
@@ -181,3 +211,57 @@ def lever_label(lever: jobs.Lever) -> str:
     """A bar's label: the parameter in words and what +10% of it is (``beta (+0.005 1/contact/day)``)."""
     unit = f" {lever.unit}" if lever.unit and lever.unit != "relative" else ""
     return f"{lever.label or lever.parameter} (+{lever.step:.3g}{unit})"
+
+
+SEEDS = 4
+"""Seeds of a sensitivity by default: the fewest that give a band (a standard error from 3 degrees of
+freedom), at 4× the cost of one."""
+
+
+def lever_plot(levers: jobs.Levers, top: int = 14) -> hv.Overlay:
+    """The ``top`` largest effects as horizontal bars (the mean over the seeds), each with its band
+    (:attr:`jobs.Lever.band`, as error bars) and each seed's effect as a dot."""
+    words = outcome(levers.outcome)
+    shown = [lever for lever in levers.levers if lever.gradient != 0][:top][::-1]
+    labels = [lever_label(lever) for lever in shown]
+    bars = hv.Bars([(lab, lev.effect) for lab, lev in zip(labels, shown, strict=True)], "lever", "effect")
+    band = hv.ErrorBars(
+        [
+            (lab, lev.effect, lev.effect - lev.band[0], lev.band[1] - lev.effect)
+            for lab, lev in zip(labels, shown, strict=True)
+        ],
+        "lever",
+        ["effect", "below", "above"],
+    )
+    dots = hv.Scatter(
+        [(lab, e) for lab, lev in zip(labels, shown, strict=True) for e in lev.effects], "lever", "effect"
+    )
+    axis = f"change in {words.label} for +10% of the parameter ({words.unit})"
+    return (
+        bars.opts(color="#0b5394", tools=["hover"], invert_axes=True)
+        * band.opts(color="#e69138", line_width=3, invert_axes=True)
+        * dots.opts(color="#222222", size=4, alpha=0.6, invert_axes=True)
+    ).opts(responsive=True, height=380, xlabel="", ylabel=axis)
+
+
+def _predicted(levers: jobs.Levers, lever: jobs.Lever, value: float) -> str:
+    predicted, low, high = levers.predicted(lever, value)
+    if len(lever.gradients) < 2:
+        return f"{predicted:,.1f}"
+    return f"{predicted:,.1f} ({low:,.1f} to {high:,.1f}, ± 2 standard errors)"
+
+
+def _resimulated(levers: jobs.Levers, values: tuple[float, ...]) -> str:
+    """The mean of the re-simulated seeds and, with several, ± 2 standard errors of the change: each seed
+    against its own sensitivity run (common random numbers)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2 or len(levers.values) != len(values):
+        return f"{mean:,.1f}"
+    changes = [v - w for v, w in zip(values, levers.values, strict=True)]
+    change, se = sum(changes) / len(changes), standard_error(changes)
+    return f"{mean:,.1f} (a change of {change:+,.1f} ± {2 * se:,.1f}, ± 2 standard errors)"
+
+
+def _same_seeds(levers: jobs.Levers) -> str:
+    n = len(levers.seeds)
+    return "the same seed" if n <= 1 else f"the same {n} seeds"
