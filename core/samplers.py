@@ -302,7 +302,7 @@ class SellkeThreshold(Function):
                 total = grad.new_zeros(later.groups).index_add_(0, members, value)
                 today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
         own[new] = value
-        return torch.where(waiting, today - own, 0.0), None, None, None, None
+        return (today - own).mul_(waiting), None, None, None, None  # 0 off waiting; torch.where: 1.5-4 ms
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Any) -> torch.Tensor:

@@ -429,8 +429,8 @@ class Infection(Layer):
         susceptible = state.susceptible
         sample = state.threshold - hazard.detach() <= 0
         rate = hazard if susceptible is None else hazard * susceptible
-        # clamp(min=0) with the same gradient, but its tape keeps a bool per agent, not the float rate
-        rate = torch.where(rate >= 0, rate, 0.0)
+        rate = rate.clamp(min=0)  # ~0.2 ms at 1M agents; torch.where(rate >= 0, rate, 0.0) keeps a bool on
+        # the tape instead of the float rate (3 bytes per agent and day less) but took 1.5-4 ms
         draw = Draw(
             rate=rate,
             sample=sample,
@@ -452,9 +452,9 @@ class Infection(Layer):
     ) -> tuple[torch.Tensor | None, list[_Term]]:
         """The hazard on every agent from the settings (``None`` if nobody is infectious in a population
         held by one process), and each setting's term (to attribute today's infections)."""
-        presences = [
-            combine([e.presence[c.name] for e in effects if c.name in e.presence]) for c in self.contacts()
-        ]
+        presences = _products(
+            [[e.presence[c.name] for e in effects if c.name in e.presence] for c in self.contacts()]
+        )
         kept = self.constant_infectiousness
         sources: torch.Tensor | None = None
         rel: torch.Tensor | None = None
@@ -561,3 +561,17 @@ class Infection(Layer):
             delta[self.infected_stage] += amount
             state.counts = state.counts + delta
             state.incidence = amount
+
+
+def _products(factors: list[list[torch.Tensor]]) -> list[torch.Tensor | None]:
+    """:func:`~populace.layers.effects.combine` of each list of ``factors``, each distinct list (the same
+    tensors) computed once: modifiers give several settings the same presence (a household's members stay
+    home from every setting but home), and each product is a pass over every agent."""
+    done: dict[tuple[int, ...], torch.Tensor | None] = {}
+    out = []
+    for group in factors:
+        key = tuple(id(f) for f in group)
+        if key not in done:
+            done[key] = combine(group)
+        out.append(done[key])
+    return out
