@@ -434,7 +434,7 @@ def replay_run(
     observe: Observe,
     on_day: Callable[[int], None] | None = None,
     *,
-    overlap: bool = True,
+    overlap: bool = False,
 ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
     """Run ``days`` days from ``states`` (day ``first``) in the lean reverse mode (module docs): the state
     at the end and the series ``names``, both carrying gradients through :class:`_Replay`.

@@ -38,12 +38,15 @@ __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 class Checkpointed:
     """The lean reverse mode (:mod:`populace.replay`): a snapshot of the state every ``every`` days
     (``None``: ``⌈√days / 2⌉`` of the run, which balances the snapshots against one segment's tape,
-    :func:`~populace.replay.default_every`). ``overlap``: the backward pass replays the next segment on a
-    second thread while it runs the reverse pass of this one (one more segment's tape alive; off: one
-    thread, the least memory)."""
+    :func:`~populace.replay.default_every`). ``overlap``: the backward pass replays the segment before on a
+    second thread while it runs the reverse pass of this one, when torch has two or more threads. A
+    calibration's epoch at 1M agents × 120 days went from 14.4 to 12.5 s, but one more segment's tape and
+    the second thread's work space are alive: ``populace sensitivity`` at 1M peaked at 1.71 GB instead of
+    1.19 GB for 10.2 s of backward pass instead of 11.2 s, so it is off by default and calibration and
+    optimisation turn it on (``benchmarks/README.md``)."""
 
     every: int | None = None
-    overlap: bool = True
+    overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
