@@ -293,14 +293,17 @@ class SellkeThreshold(Function):
         value = grad[new]
         if later.add_up is not None:  # over every process of a split population
             mean, by_group = later.today(value, None if later.group is None else later.group[new])
-            today = mean if by_group is None else by_group[later.group]
+            today = mean if by_group is None else torch.index_select(by_group, 0, later.group)
         else:
             today = value.mean() if value.numel() else grad.new_zeros(())
             if later.group is not None:
                 members = later.group[new]
                 count = torch.bincount(members, minlength=later.groups).to(grad.dtype)
                 total = grad.new_zeros(later.groups).index_add_(0, members, value)
-                today = torch.where(count > 0, total / count.clamp(min=1), today)[later.group]
+                # index_select, not [later.group]: 1.1 against 5.5 ms at 1M agents (and its backward too)
+                today = torch.index_select(
+                    torch.where(count > 0, total / count.clamp(min=1), today), 0, later.group
+                )
         own[new] = value
         return (today - own).mul_(waiting), None, None, None, None  # 0 off waiting; torch.where: 1.5-4 ms
 

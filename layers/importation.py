@@ -75,4 +75,4 @@ class Importation(Modifier):
         today = self.rate[row]
         if not ctx.differentiable and not bool(today.any()):
             return Effects()  # nothing imported today: no per-agent work
-        return Effects(imported=today[self.group] / 100_000)
+        return Effects(imported=torch.index_select(today, 0, self.group) / 100_000)
