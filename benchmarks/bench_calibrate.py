@@ -3,7 +3,8 @@ deaths by borough, 7-day averages) at 1M agents, scaled to the city; or another 
 nz-covid``: New Zealand's Delta outbreak, August–December 2021).
 
     python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 70] [--days 120]
-    python benchmarks/bench_calibrate.py --scenario nz-covid --agents 250k --epochs 60 --days 137
+    python benchmarks/bench_calibrate.py --scenario nz-covid --agents 500k --epochs 60 --days 137 \
+        --lr 0.1 --seeds 1 --evaluate 8
 
 Target (issue 5): under 20 minutes on the 2-core machine; ND = Σ|ŷ − y| / Σ|y| ≤ 0.25 on daily deaths and
 admissions by borough, for the fitted model (the mean of ``populace calibrate``'s evaluation runs); the
