@@ -96,10 +96,11 @@ def observed_streams(
 
 
 SEEDS_PER_100K_MAX = 3000.0
-"""Upper bound of the fitted seeding (infections from outside on day 0 per 100k, by Auckland DHB)."""
+"""Upper bound of the fitted seeding (infections from outside on day 0 per 100k, one rate for the three
+Auckland DHBs)."""
 TRAVEL_MAX = 5.0
-"""Upper bound of the fitted travel importation (infections from outside per 100k per day, by week and DHB
-outside Auckland)."""
+"""Upper bound of the fitted travel importation (infections from outside per 100k per day, one rate into
+Waikato and one into the other DHBs outside Auckland)."""
 TRAVEL_INITIAL = 0.001
 """Starting value of the travel importation: about one infection a week per 14 million people; the fit
 raises it where the data ask."""
@@ -212,7 +213,7 @@ def observed_calibration(
     overshooting; the log term keeps a signal in the first, ``robust`` stops the second from swamping Adam's
     running averages.
 
-    The earlier parametrisation (networks over week × DHB, :func:`covariates`) had ~400 free values: at
+    The earlier parametrisation (calibration networks over week × DHB and week × area) had ~400 weights: at
     250,000 agents each step's gradient followed its run's luck, and the fitted table stayed within
     0.83-1.15 where the outbreak needed several-fold changes between levels (``benchmarks/README.md``)."""
     built = observed_streams(
