@@ -3,7 +3,8 @@ deaths by borough, 7-day averages) at 1M agents, scaled to the city; or another 
 nz-covid``: New Zealand's Delta outbreak, August–December 2021).
 
     python benchmarks/bench_calibrate.py [--agents 1M] [--epochs 70] [--days 120]
-    python benchmarks/bench_calibrate.py --scenario nz-covid --agents 250k --epochs 60 --days 137
+    python benchmarks/bench_calibrate.py --scenario nz-covid --agents 500k --epochs 60 --days 137 \
+        --lr 0.1 --seeds 1 --evaluate 8
 
 Target (issue 5): under 20 minutes on the 2-core machine; ND = Σ|ŷ − y| / Σ|y| ≤ 0.25 on daily deaths and
 admissions by borough, for the fitted model (the mean of ``populace calibrate``'s evaluation runs); the
@@ -40,6 +41,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--lr", type=float, help="Adam learning rate (default: populace calibrate's)")
     parser.add_argument("--seeds", type=int, help="runs averaged per step (default: populace calibrate's)")
+    parser.add_argument(
+        "--evaluate", type=int, help="held-out runs whose mean is judged (default: populace calibrate's)"
+    )
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE, as populace calibrate")
     parser.add_argument(
         "--existing",
@@ -52,6 +56,7 @@ def main() -> None:
     command += ["--days", str(args.days), "--out", "OUT", "--json"]
     command += ["--lr", str(args.lr)] if args.lr is not None else []
     command += ["--seeds", str(args.seeds)] if args.seeds is not None else []
+    command += ["--evaluate", str(args.evaluate)] if args.evaluate is not None else []
     command += [x for item in args.set for x in ("--set", item)]
     if args.existing is not None:
         record(json.loads((args.existing / "report.json").read_text()), args.existing, args.command)
@@ -59,10 +64,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = [sys.executable, "-m", "populace.cli", *command[1:]]
         run[run.index("OUT")] = tmp
-        load_before = os.getloadavg()[0]
+        load_before, cpu_before = os.getloadavg()[0], _children_cpu()
         done = subprocess.run(run, check=True, stdout=subprocess.PIPE, text=True)
-        load = {"load_before": load_before, "load_after": os.getloadavg()[0]}
+        load = {
+            "load_before": load_before,
+            "load_after": os.getloadavg()[0],
+            # the whole command's CPU time (start-up and population included): at the machine's normal speed
+            # a one-thread run takes about this long, whatever the load while it ran
+            "command_cpu_s": round(_children_cpu() - cpu_before, 2),
+        }
         record(json.loads(done.stdout), Path(tmp), " ".join(command), load)
+
+
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def record(summary: dict, out: Path, command: str, load: dict | None = None) -> None:
@@ -74,6 +90,7 @@ def record(summary: dict, out: Path, command: str, load: dict | None = None) -> 
         **(load or {}),
         "command": command,
         **{k: summary[k] for k in ("agents", "start", "days", "streams", "epochs", "wall_s", "peak_rss_mb")},
+        **({"cpu_s": summary["cpu_s"]} if "cpu_s" in summary else {}),
         "loss_initial": summary["loss_initial"],
         "loss_final": summary["loss_final"],
         "nd": {k: round(v["nd"], 4) for k, v in summary["metrics"].items()},

@@ -228,7 +228,7 @@ def test_calibration_is_the_same_through_the_api_and_the_cli(tmp_path, run_cli) 
     )  # fmt: skip
     assert cli.code == 0, cli.err
     summary = json.loads(cli.out)
-    for key in ("wall_s", "epochs", "loss_initial", "loss_final", "metrics"):
+    for key in ("wall_s", "cpu_s", "epochs", "loss_initial", "loss_final", "metrics"):
         assert key in summary
     assert set(summary["metrics"]) == {"cases", "hosp", "deaths"}
     assert (out / "fit.png").read_bytes()[:4] == b"\x89PNG"

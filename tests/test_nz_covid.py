@@ -14,6 +14,7 @@ from populace.layers.rollout import Rollout
 from populace.scenario import find_scenario, parse_sets
 from populace.scenarios.nz_covid import START
 from populace.scenarios.nz_covid.data import AUCKLAND, DHBS, _group_weeks, uptake_table
+from populace.scenarios.nz_covid.observed import Grouped, LevelFactors, level_shares
 from populace.scenarios.nz_covid.policy import LEVELS, POLICIES, interval_as_it_was, levels_as_they_were
 from populace.synth.geography import EARTH_RADIUS_M
 from populace.synth.recipes import load_population
@@ -162,3 +163,29 @@ def test_the_calibration_seeds_auckland_and_imports_into_the_rest() -> None:
         assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads), name
     seeding_grads = [p.grad for p in model.importation.parametrizations.parameters()]
     assert any(float(g.abs().sum()) > 0 for g in seeding_grads if g is not None)
+
+
+def test_the_calibrations_transmission_is_one_factor_per_level_and_region() -> None:
+    """A week spent at one level takes that level's factor in the DHB's region, a week split between two
+    the days-weighted geometric mean; the other region's factors do not reach it."""
+    start = dt.date(2021, 9, 16)  # Auckland: level 4 until 21 September, level 3 from the 22nd
+    shares = level_shares(start, 3)
+    region = [0 if d in AUCKLAND else 1 for d in DHBS]
+    table = LevelFactors(shares, region)
+    level4, level3, level2 = (LEVELS.index(f"alert level {k}") for k in (4, 3, 2))
+    with torch.no_grad():
+        table.factor.raw[level4, 0] = -1.0  # a factor below 1 in Auckland at level 4
+        table.factor.raw[level3, 0] = 1.0
+        table.factor.raw[:, 1] = 2.0  # elsewhere: all large, never seen in Auckland
+    f = table.factors()
+    out = table()
+    akl, chc = DHBS.index("Auckland"), DHBS.index("Canterbury")
+    assert torch.allclose(out[0, akl], (f[level4, 0] ** 6 * f[level3, 0]) ** (1 / 7))  # 16-21, then the 22nd
+    assert torch.allclose(out[1, akl], f[level3, 0])  # 23-29 September: level 3
+    assert torch.allclose(out[1, chc], f[level2, 1])  # Canterbury: level 2 since 8 September
+    assert bool((f > 0.05).all() and (f < 5.0).all())
+    seeding = Grouped(1, [0 if d in AUCKLAND else -1 for d in DHBS], (0.1, 3000.0), initial=40.0)
+    rate = seeding()
+    assert rate.shape == (1, len(DHBS))
+    assert int((rate > 0).sum()) == len(AUCKLAND)
+    assert torch.allclose(rate[0, akl], torch.tensor(40.0))

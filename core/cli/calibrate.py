@@ -84,7 +84,7 @@ class Calibrate(Command):
         options, agents = experiment.options, experiment.agents
         out = Path(args.out)
         quiet = shard is not None and shard.rank > 0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         model = experiment.model(shard)
         try:
             calibration = experiment.calibration(model, days=days, streams=args.streams)
@@ -113,7 +113,7 @@ class Calibrate(Command):
             on_epoch=progress,
             shard=shard,
         )
-        wall_s = time.perf_counter() - t0
+        wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
         if quiet:
             return 0
         summary = {
@@ -129,6 +129,7 @@ class Calibrate(Command):
             "allocator": allocator(),
             **report.summary(),
             "wall_s": round(wall_s, 2),
+            "cpu_s": round(cpu_s, 2),  # this process's CPU time: steadier than wall time on a shared machine
         }
         option_values = {
             k: number(v.value) if not isinstance(v.value, str) else v.value for k, v in options.items()
