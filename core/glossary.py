@@ -17,7 +17,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["METRICS", "STAGES", "Term", "option_groups", "option_label", "outcome", "plain", "term"]
+__all__ = [
+    "METRICS",
+    "STAGES",
+    "Term",
+    "grouped_name",
+    "option_groups",
+    "option_label",
+    "outcome",
+    "plain",
+    "term",
+]
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,11 @@ def option_label(name: str) -> str:
 
 def _words(name: str) -> str:
     return " ".join(_UPPER.get(w, w) for w in name.split("_"))
+
+
+def grouped_name(groups: Mapping[str, Mapping[str, str]], option: str) -> str:
+    """The plain name a scenario's ``option_groups`` give ``option``; ``""`` where they leave it out."""
+    return next((labels[option] for labels in groups.values() if option in labels), "")
 
 
 def option_groups(groups: Mapping[str, Mapping[str, str]], names: list[str]) -> dict[str, dict[str, str]]:

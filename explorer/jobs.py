@@ -15,7 +15,7 @@ import torch
 from populace import Choice, Param, ParamError, Scenario, Simulation
 from populace.calibrate import CalibrationReport
 from populace.experiment import Experiment
-from populace.glossary import term
+from populace.glossary import grouped_name, term
 from populace.model import Model
 from populace.risk import MASK_EFFICACY, RiskTable, forecast
 from populace.scenario import Question
@@ -88,10 +88,15 @@ class Lever:
         """The standard error of ``gradient`` over the seeds (NaN with fewer than two)."""
         return standard_error(self.gradients)
 
+    def half_band(self, change: float) -> float:
+        """:data:`BAND` standard errors of the first-order change of the outcome for ``change`` of the
+        parameter (0 with one seed: no band)."""
+        return BAND * abs(self.gradient_se * change) if len(self.gradients) > 1 else 0.0
+
     @property
     def band(self) -> tuple[float, float]:
         """The effect ± :data:`BAND` standard errors (both ends the effect with one seed)."""
-        half = BAND * abs(self.gradient_se * self.step) if len(self.gradients) > 1 else 0.0
+        half = self.half_band(self.step)
         return self.effect - half, self.effect + half
 
 
@@ -113,7 +118,7 @@ class Levers:
         ± :data:`BAND` standard errors of the gradient times the change."""
         change = value - lever.value
         predicted = self.value + lever.gradient * change
-        half = BAND * abs(lever.gradient_se * change) if len(lever.gradients) > 1 else 0.0
+        half = lever.half_band(change)
         return predicted, predicted - half, predicted + half
 
 
@@ -146,7 +151,6 @@ def levers(
     model = _build(scenario, options, agents, seed, fitted)
     specs = model.specs()
     by_spec = _options_by_spec(model, options)
-    plain_names = {n: label for labels in scenario.option_groups.values() for n, label in labels.items()}
     scalars = [n for n, p in model.named_parameters() if p.requires_grad and p.numel() == 1]
     report: Sensitivity = sensitivity(
         model,
@@ -167,7 +171,7 @@ def levers(
         per_seed = tuple(float(g) for g in report.samples[outcome][name])
         unit = specs[name].unit if name in specs else ""
         option = by_spec.get(name)
-        label = plain_names.get(option, "") if option else ""
+        label = grouped_name(scenario.option_groups, option) if option else ""
         found.append(Lever(name, option, value, grad, step, label or model.label(name), unit, per_seed))
     found.sort(key=lambda lever: -abs(lever.effect))
     return Levers(

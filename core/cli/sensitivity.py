@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..glossary import outcome
+from ..glossary import grouped_name, outcome
 from ..memory import allocator, reuse_freed_memory
 from ..sensitivity import RESOLVED, WITHIN, sensitivity
 from ..sensitivity import Sensitivity as Report
@@ -123,13 +123,11 @@ class Sensitivity(Command):
                     flat = torch.tensor(value).abs()
                     print(f"  {name:40s} {flat.numel()} entries, max |d| {float(flat.max()):.4g}")
         if report.fd:
-            groups = scenario_cls.option_groups.values()
-            plain = {n: label for labels in groups for n, label in labels.items()}
             specs = model.specs()
 
             def words(name: str) -> str:
-                option = specs[name].option if name in specs else None
-                return plain.get(option or "", "") or model.label(name)
+                option = specs[name].option if name in specs else ""
+                return grouped_name(scenario_cls.option_groups, option) or model.label(name)
 
             print()
             print(fd_table(report, words))
