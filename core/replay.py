@@ -29,9 +29,9 @@ and ``torch.autograd.grad`` work as with the whole tape, and a run continued fro
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -219,6 +219,89 @@ def _leaves(roots: Sequence[torch.Tensor], own: set[int]) -> list[torch.Tensor]:
     return list(found.values())
 
 
+_OVERLAP_TAPES = 3
+"""Segments' tapes alive at once in the overlapped backward pass (:class:`_Replays`): with two, the helper
+thread waits while the caller runs a reverse pass after replaying a segment itself; three keep both
+threads busy."""
+
+
+class _Replays:
+    """The segments of a run replayed by two threads and handed to the caller in order (last first), the
+    caller running their reverse passes. A helper thread replays them in turn; when the one the caller
+    needs next is not ready, the caller replays the next one no thread has started instead of waiting.
+    Replays are independent (each starts from its snapshot), reverse passes run one after another in the
+    caller, so the two cores share both kinds of work whatever their ratio: at 8.4M agents a replay on
+    one core took ~1.4× its reverse pass, which the helper alone could not hide. At most ``tapes``
+    segments' tapes are alive: replayed or being replayed, and not yet handed back by the caller. An
+    error in the helper is raised in the caller; when the caller stops, the helper ends after the replay
+    it is running."""
+
+    def __init__(self, replay: Callable[[Snapshot], _Segment], segments: list[Snapshot], tapes: int) -> None:
+        self.replay, self.segments, self.tapes = replay, segments, tapes
+        self.ready: dict[int, _Segment] = {}
+        self.started = 0  # segments claimed by a thread (in order)
+        self.returned = 0  # segments handed back by the caller (their tapes freed)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.changed = threading.Condition()
+
+    def _claim(self) -> int | None:
+        """The next segment no thread has started, if one is left and a tape may be added (lock held)."""
+        if self.started < len(self.segments) and self.started - self.returned < self.tapes:
+            self.started += 1
+            return self.started - 1
+        return None
+
+    def _run(self, i: int) -> None:
+        segment = self.replay(self.segments[i])
+        with self.changed:
+            self.ready[i] = segment
+            self.changed.notify_all()
+
+    def _helper(self) -> None:
+        torch.set_num_threads(1)  # per thread, as grad mode
+        try:
+            while True:
+                with self.changed:
+                    while (i := self._claim()) is None:
+                        if self.stopped or self.started == len(self.segments):
+                            return
+                        self.changed.wait()
+                self._run(i)
+        except BaseException as error:  # handed to the caller, which is waiting for this replay
+            with self.changed:
+                self.error = error
+                self.changed.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[Snapshot, _Segment]]:
+        helper = threading.Thread(target=self._helper, name="populace-replay", daemon=True)
+        helper.start()
+        try:
+            for i, snap in enumerate(self.segments):
+                while True:
+                    with self.changed:
+                        if self.error is not None:
+                            raise self.error  # as the helper raised it, its traceback attached
+                        if i in self.ready:
+                            segment = self.ready.pop(i)
+                            break
+                        j = self._claim()
+                        if j is None:
+                            self.changed.wait()
+                            continue
+                    self._run(j)
+                yield snap, segment
+                del segment  # the caller's tape of it is gone too: room for one more
+                with self.changed:
+                    self.returned += 1
+                    self.changed.notify_all()
+        finally:
+            with self.changed:
+                self.stopped = True
+                self.changed.notify_all()
+            helper.join()
+
+
 class _Replay(torch.autograd.Function):
     """The run as one function of its inputs (see module docs); the backward pass replays the segments."""
 
@@ -297,12 +380,11 @@ class _Run:
 
     def _replayed(self) -> Iterator[tuple[Snapshot, _Segment]]:
         """Each segment replayed with its tape, last first. With ``overlap`` and at least two intra-op
-        threads (``torch.get_num_threads()``), the segment before is replayed on a second thread while the
-        caller runs the reverse passes of this one, each thread on one core: both cores busy, where two
-        intra-op threads sped one op at a time up by only ~1.25× (nyc-covid, 1M agents). At most two
-        segments' tapes are alive at once. A day's values do not depend on the number of threads (the
-        daily series of nyc-covid at 300k agents are identical with one and two), so the replay still
-        reproduces the forward pass; the reverse pass's sums round differently (tested)."""
+        threads (``torch.get_num_threads()``), two threads share the work, each on one core
+        (:class:`_Replays`): two intra-op threads sped one op at a time up by only ~1.25× (nyc-covid, 1M
+        agents). A day's values do not depend on the number of threads (the daily series of nyc-covid at
+        300k agents are identical with one and two), so the replay still reproduces the forward pass; the
+        reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
         threads = torch.get_num_threads()
         if not (self.overlap and len(segments) > 1 and threads > 1):  # one thread asked for: one used
@@ -311,23 +393,13 @@ class _Run:
             return
         torch.set_num_threads(1)
         try:
-            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="populace-replay") as pool:
-                ahead = pool.submit(self._replay, segments[0], True)
-                for i, snap in enumerate(segments):
-                    segment = ahead.result()
-                    if i + 1 < len(segments):
-                        ahead = pool.submit(self._replay, segments[i + 1], True)
-                    yield snap, segment
-                    del segment  # this segment's tape, before the one after next is recorded
+            yield from _Replays(self._replay, segments, tapes=_OVERLAP_TAPES)
         finally:
             torch.set_num_threads(threads)
 
-    def _replay(self, snap: Snapshot, one_thread: bool = False) -> _Segment:
+    def _replay(self, snap: Snapshot) -> _Segment:
         """Run one segment again from its snapshot, with its tape: the series' rows of its days, the state
-        it ends with and the leaves standing for the state it started from. ``one_thread``: on a thread of
-        its own (grad mode and the thread count are per thread)."""
-        if one_thread:
-            torch.set_num_threads(1)
+        it ends with and the leaves standing for the state it started from."""
         states, leaves = snap.restore()
         rows: dict[str, list[torch.Tensor]] = {n: [] for n in self.names}
         with torch.enable_grad():

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
+from dataclasses import dataclass
 
+import pytest
 import torch
 
 from populace import Checkpointed, Simulation, parse_sets
-from populace.replay import default_every, tensors, vjps
+from populace.model import LayerState
+from populace.replay import default_every, replay_run, tensors, vjps
 from populace.scenarios.nyc_covid import NycCovid
 from populace.simulate import GradMode
 
@@ -62,6 +66,63 @@ def test_the_overlapped_backward_pass_gives_the_gradients_of_the_plain_one() -> 
     for name in lean[0]:
         scale = float(lean[0][name].abs().max())
         torch.testing.assert_close(lean[1][name], lean[0][name], rtol=1e-5, atol=1e-7 * scale)
+
+
+@dataclass
+class _Level(LayerState):
+    value: torch.Tensor
+
+
+def _grow(rate: torch.Tensor, replayed: dict[int, int], fail_on: int | None = None):  # type: ignore[no-untyped-def]
+    """A day that multiplies a level by ``rate``, counting the threads replaying at once."""
+    forward_done = [False]
+    busy = [0]
+
+    def step(states: list[LayerState], day: int) -> list[LayerState]:
+        (level,) = states
+        assert isinstance(level, _Level)
+        if forward_done[0]:
+            busy[0] += 1
+            replayed["most"] = max(replayed.get("most", 0), busy[0])
+            if day == fail_on:
+                busy[0] -= 1
+                raise ValueError(f"a layer failed on day {day}")
+            threading.Event().wait(0.01)  # let the other thread in
+            busy[0] -= 1
+        return [_Level(level.value * rate)]
+
+    return step, forward_done
+
+
+@pytest.mark.parametrize("fail_on", [None, 1, 17])
+def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: int | None) -> None:
+    """The overlapped backward pass (2 threads): both threads replay segments (it gives the plain gradient),
+    and a replay that fails, on the helper thread or the caller's, raises its own error in the caller and
+    leaves no thread behind."""
+    rate = torch.tensor(1.01, requires_grad=True)
+    replayed: dict[int, int] = {}
+    step, forward_done = _grow(rate, replayed, fail_on)
+    start = [_Level(torch.ones(3))]
+    threads, before = torch.get_num_threads(), threading.active_count()
+    torch.set_num_threads(2)
+    try:
+        _, series = replay_run(
+            start, 0, 24, 2, ("total",), step, lambda s: {"total": s[0].value.sum()}, overlap=True
+        )
+        forward_done[0] = True
+        if fail_on is None:
+            series["total"].sum().backward()
+        else:
+            with pytest.raises(ValueError, match=f"a layer failed on day {fail_on}"):
+                series["total"].sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert threading.active_count() == before
+    if fail_on is None:
+        assert replayed["most"] == 2  # both threads replayed at once
+        expected = sum(3 * (d + 1) * 1.01**d for d in range(24))  # d/dr Σ_days 3 r^(d+1)
+        assert rate.grad is not None
+        assert float(rate.grad) == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_run_continued_from_a_lean_run_chains_its_gradients() -> None:
