@@ -219,87 +219,92 @@ def _leaves(roots: Sequence[torch.Tensor], own: set[int]) -> list[torch.Tensor]:
     return list(found.values())
 
 
-_OVERLAP_TAPES = 3
-"""Segments' tapes alive at once in the overlapped backward pass (:class:`_Replays`): with two, the helper
-thread waits while the caller runs a reverse pass after replaying a segment itself; three keep both
-threads busy."""
+_OVERLAP_TAPES = 2
+"""Segments' tapes alive at once in the overlapped backward pass (:class:`_TwoWorkers`): the one being
+reversed and one replayed ahead, as many as one thread replaying ahead kept."""
 
 
-class _Replays:
-    """The segments of a run replayed by two threads and handed to the caller in order (last first), the
-    caller running their reverse passes. A helper thread replays them in turn; when the one the caller
-    needs next is not ready, the caller replays the next one no thread has started instead of waiting.
-    Replays are independent (each starts from its snapshot), reverse passes run one after another in the
-    caller, so the two cores share both kinds of work whatever their ratio: at 8.4M agents a replay on
-    one core took ~1.4× its reverse pass, which the helper alone could not hide. At most ``tapes``
-    segments' tapes are alive: replayed or being replayed, and not yet handed back by the caller. An
-    error in the helper is raised in the caller; when the caller stops, the helper ends after the replay
-    it is running."""
+class _TwoWorkers:
+    """The backward pass of a lean run on two threads, each with one intra-op thread: the caller's and a
+    helper. Both take whatever work is ready: the reverse pass of the next segment (last first, one at a
+    time: each needs the adjoint the one before it gave) once its replay is done, else the replay of the
+    next segment no thread has started (replays are independent: each starts from its snapshot), while
+    fewer than ``tapes`` segments are replayed or being replayed and not yet reversed.
 
-    def __init__(self, replay: Callable[[Snapshot], _Segment], segments: list[Snapshot], tapes: int) -> None:
-        self.replay, self.segments, self.tapes = replay, segments, tapes
+    With one thread replaying ahead of the other's reverse passes, the replays set the pace when they
+    take longer (at 8.4M agents a segment's replay on one core took ~1.4× its reverse pass): 1.19× the
+    ideal in a model of 20 segments, against 1.04× with both threads taking either kind of work, for the
+    same two tapes. An error on either thread stops the other after its current piece of work and is
+    raised in the caller; the helper never outlives :meth:`run`."""
+
+    def __init__(
+        self,
+        segments: list[Snapshot],
+        replay: Callable[[Snapshot], _Segment],
+        reverse: Callable[[Snapshot, _Segment], None],
+        tapes: int,
+    ) -> None:
+        self.segments, self.replay, self.reverse, self.tapes = segments, replay, reverse, tapes
         self.ready: dict[int, _Segment] = {}
-        self.started = 0  # segments claimed by a thread (in order)
-        self.returned = 0  # segments handed back by the caller (their tapes freed)
+        self.started = 0  # segments whose replay a thread has taken (in order)
+        self.reversed = 0  # segments whose reverse pass is done (in order)
+        self.reversing = False
         self.error: BaseException | None = None
-        self.stopped = False
         self.changed = threading.Condition()
 
-    def _claim(self) -> int | None:
-        """The next segment no thread has started, if one is left and a tape may be added (lock held)."""
-        if self.started < len(self.segments) and self.started - self.returned < self.tapes:
-            self.started += 1
-            return self.started - 1
-        return None
-
-    def _run(self, i: int) -> None:
-        segment = self.replay(self.segments[i])
-        with self.changed:
-            self.ready[i] = segment
-            self.changed.notify_all()
-
-    def _helper(self) -> None:
-        torch.set_num_threads(1)  # per thread, as grad mode
-        try:
-            while True:
-                with self.changed:
-                    while (i := self._claim()) is None:
-                        if self.stopped or self.started == len(self.segments):
-                            return
-                        self.changed.wait()
-                self._run(i)
-        except BaseException as error:  # handed to the caller, which is waiting for this replay
-            with self.changed:
-                self.error = error
-                self.changed.notify_all()
-
-    def __iter__(self) -> Iterator[tuple[Snapshot, _Segment]]:
-        helper = threading.Thread(target=self._helper, name="populace-replay", daemon=True)
+    def run(self) -> None:
+        helper = threading.Thread(target=self._work, name="populace-backward", daemon=True)
         helper.start()
         try:
-            for i, snap in enumerate(self.segments):
-                while True:
-                    with self.changed:
-                        if self.error is not None:
-                            raise self.error  # as the helper raised it, its traceback attached
-                        if i in self.ready:
-                            segment = self.ready.pop(i)
-                            break
-                        j = self._claim()
-                        if j is None:
-                            self.changed.wait()
-                            continue
-                    self._run(j)
-                yield snap, segment
-                del segment  # the caller's tape of it is gone too: room for one more
-                with self.changed:
-                    self.returned += 1
-                    self.changed.notify_all()
+            self._work()
         finally:
-            with self.changed:
-                self.stopped = True
-                self.changed.notify_all()
             helper.join()
+        if self.error is not None:
+            raise self.error  # as the thread raised it, its traceback attached
+
+    def _take(self) -> tuple[int, _Segment | None] | None:
+        """The next piece of work (lock held): a segment to reverse with its replay, or one to replay
+        (``None`` for its replay); ``None`` when there is none left or a thread failed."""
+        while self.error is None and self.reversed < len(self.segments):
+            i = self.reversed
+            if not self.reversing and i in self.ready:
+                self.reversing = True
+                return i, self.ready.pop(i)
+            if self.started < len(self.segments) and self.started - self.reversed < self.tapes:
+                self.started += 1
+                return self.started - 1, None
+            self.changed.wait()
+        return None
+
+    def _work(self) -> None:
+        torch.set_num_threads(1)  # per thread, as grad mode
+        while True:
+            with self.changed:
+                job = self._take()
+            if job is None:
+                return
+            i, segment = job
+            del job  # the segment's tape is held here only: freed once reversed
+            replaying = segment is None
+            try:
+                if segment is None:
+                    replayed = self.replay(self.segments[i])
+                else:
+                    self.reverse(self.segments[i], segment)
+                    del segment
+            except BaseException as error:
+                with self.changed:
+                    self.error = self.error or error
+                    self.changed.notify_all()
+                return
+            with self.changed:
+                if replaying:
+                    self.ready[i] = replayed
+                    del replayed
+                else:
+                    self.reversed += 1
+                    self.reversing = False
+                self.changed.notify_all()
 
 
 class _Replay(torch.autograd.Function):
@@ -357,9 +362,11 @@ class _Run:
         adjoints = [{p: a for p, a in zip(self.end, g[k:], strict=True) if a is not None} for g in passes]
         totals: list[list[torch.Tensor | None]] = [[None] * len(self.inputs) for _ in passes]
         records = self.records if len(passes) > 1 else []
-        offset = sum(s.days for s in self.snapshots)
-        for snap, (rows, states, leaves) in self._replayed():
-            offset -= snap.days
+        first = self.snapshots[0].first if self.snapshots else 0
+
+        def reverse(snap: Snapshot, segment: _Segment) -> None:
+            rows, states, leaves = segment
+            offset = snap.first - first
             with torch.enable_grad():
                 for j in range(len(passes)):
                     for record in records:
@@ -375,25 +382,25 @@ class _Run:
                     adjoints[j] = {
                         p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None
                     }
-                del rows, states  # this segment's tape, before the next one's is recorded
+
+        self._each_segment(reverse)
         return [[*totals[j], *(adjoints[j].get(p) for p in self.start)] for j in range(len(passes))]
 
-    def _replayed(self) -> Iterator[tuple[Snapshot, _Segment]]:
-        """Each segment replayed with its tape, last first. With ``overlap`` and at least two intra-op
-        threads (``torch.get_num_threads()``), two threads share the work, each on one core
-        (:class:`_Replays`): two intra-op threads sped one op at a time up by only ~1.25× (nyc-covid, 1M
-        agents). A day's values do not depend on the number of threads (the daily series of nyc-covid at
-        300k agents are identical with one and two), so the replay still reproduces the forward pass; the
-        reverse pass's sums round differently (tested)."""
+    def _each_segment(self, reverse: Callable[[Snapshot, _Segment], None]) -> None:
+        """Replay each segment with its tape and run ``reverse`` on it, last segment first. With
+        ``overlap`` and at least two intra-op threads (``torch.get_num_threads()``), on two threads with
+        one intra-op thread each (:class:`_TwoWorkers`): two intra-op threads sped one op at a time up by
+        only ~1.25× (nyc-covid, 1M agents). A day's values do not depend on the number of threads (the
+        daily series of nyc-covid at 300k agents are identical with one and two), so the replay still
+        reproduces the forward pass; the reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
         threads = torch.get_num_threads()
         if not (self.overlap and len(segments) > 1 and threads > 1):  # one thread asked for: one used
             for snap in segments:
-                yield snap, self._replay(snap)
+                reverse(snap, self._replay(snap))
             return
-        torch.set_num_threads(1)
         try:
-            yield from _Replays(self._replay, segments, tapes=_OVERLAP_TAPES)
+            _TwoWorkers(segments, self._replay, reverse, tapes=_OVERLAP_TAPES).run()
         finally:
             torch.set_num_threads(threads)
 
@@ -512,8 +519,8 @@ def replay_run(
     at the end and the series ``names``, both carrying gradients through :class:`_Replay`.
 
     ``step(states, day)`` advances a day (in differentiable mode), ``observe(states)`` reports its values;
-    ``on_day(day)`` is called after each day of the forward pass. ``overlap``: the backward pass replays a
-    segment on a second thread while it runs the reverse passes of the one after (:meth:`_Run._replayed`)."""
+    ``on_day(day)`` is called after each day of the forward pass. ``overlap``: the backward pass runs on two
+    threads (:meth:`_Run._each_segment`)."""
     start = {p: t for p, t in tensors(states) if t.requires_grad}
     inputs: dict[int, torch.Tensor] = {}
     copies = _Copies()

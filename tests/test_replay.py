@@ -96,8 +96,8 @@ def _grow(rate: torch.Tensor, replayed: dict[int, int], fail_on: int | None = No
 
 @pytest.mark.parametrize("fail_on", [None, 1, 17])
 def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: int | None) -> None:
-    """The overlapped backward pass (2 threads): both threads replay segments (it gives the plain gradient),
-    and a replay that fails, on the helper thread or the caller's, raises its own error in the caller and
+    """The overlapped backward pass (2 threads): both threads replay segments and the gradient is the plain
+    one; a replay that fails, on the helper thread or the caller's, raises its own error in the caller and
     leaves no thread behind."""
     rate = torch.tensor(1.01, requires_grad=True)
     replayed: dict[int, int] = {}
