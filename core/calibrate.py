@@ -385,7 +385,7 @@ class Calibration(nn.Module):
         if self.released:
             raise RuntimeError("fit: this calibration has already run; build a new Calibration to fit again")
         split = shard is not None and shard.spans
-        grad = grad if grad is not None else ("full" if split else Checkpointed(overlap=True))
+        grad = grad if grad is not None else ("full" if split else Checkpointed(overlap=True, ahead=1))
         start = time.perf_counter()
         frozen = [
             p for n, p in self.model.named_parameters() if p.requires_grad and "parametrizations." not in n

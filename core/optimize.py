@@ -131,7 +131,7 @@ def optimize(
     optimiser = torch.optim.Adam([theta], lr=lr)
     report = Optimization(lever.name, objective.name)
     start = time.perf_counter()
-    grad = Checkpointed(every, overlap=True)
+    grad = Checkpointed(every, overlap=True, ahead=1)
     for epoch in range(epochs):
         for seed in seeds:
             tick = time.perf_counter()

@@ -219,36 +219,44 @@ def _leaves(roots: Sequence[torch.Tensor], own: set[int]) -> list[torch.Tensor]:
     return list(found.values())
 
 
-_OVERLAP_TAPES = 2
-"""Segments' tapes alive at once in the overlapped backward pass (:class:`_TwoWorkers`): the one being
-reversed and one replayed ahead, as many as one thread replaying ahead kept."""
-
-
 class _TwoWorkers:
-    """The backward pass of a lean run on two threads, each with one intra-op thread: the caller's and a
-    helper. Both take whatever work is ready: the reverse pass of the next segment (last first, one at a
-    time: each needs the adjoint the one before it gave) once its replay is done, else the replay of the
-    next segment no thread has started (replays are independent: each starts from its snapshot), while
-    fewer than ``tapes`` segments are replayed or being replayed and not yet reversed.
+    """The backward pass of a lean run on two threads, the caller's and a helper, each taking whatever work
+    is ready:
 
-    With one thread replaying ahead of the other's reverse passes, the replays set the pace when they
-    take longer (at 8.4M agents a segment's replay on one core took ~1.4× its reverse pass): 1.19× the
-    ideal in a model of 20 segments, against 1.04× with both threads taking either kind of work, for the
-    same two tapes. An error on either thread stops the other after its current piece of work and is
-    raised in the caller; the helper never outlives :meth:`run`."""
+    * pass ``j``'s reverse pass through the next segment (last first: each needs the adjoint the segment
+      after gave), once the segment is replayed and no thread runs pass ``j``; passes are independent
+      (several outcomes of one run, :func:`vjps`), so two can run at once on one tape;
+    * else the replay of the next segment no thread has started (replays are independent: each starts
+      from its snapshot), while fewer than ``tapes`` segments are replayed or being replayed and not yet
+      through every pass.
+
+    Reverse passes run with one intra-op thread, so their sums round the same whichever thread runs them
+    (a calibration is reproducible). A replay runs with every intra-op thread when the other thread has
+    nothing to do until it ends (with one tape, every replay but the first; torch's thread count is the
+    process's, so only then); else with one: a day's values do not depend on the number of threads.
+
+    With one thread replaying ahead of the other's reverse passes (``tapes=2``), the replays set the pace
+    when they take longer (at 8.4M agents a segment's replay on one core took ~1.4× its reverse pass):
+    1.19× the ideal in a model of 20 segments, against 1.04× with both threads taking either kind of work.
+    An error on either thread stops the other after its current piece of work and is raised in the
+    caller; the helper never outlives :meth:`run`."""
 
     def __init__(
         self,
         segments: list[Snapshot],
         replay: Callable[[Snapshot], _Segment],
-        reverse: Callable[[Snapshot, _Segment], None],
+        reverse: Callable[[Snapshot, _Segment, int], None],
+        passes: int,
         tapes: int,
+        threads: int,
     ) -> None:
-        self.segments, self.replay, self.reverse, self.tapes = segments, replay, reverse, tapes
+        self.segments, self.replay, self.reverse = segments, replay, reverse
+        self.tapes, self.threads = tapes, threads
         self.ready: dict[int, _Segment] = {}
         self.started = 0  # segments whose replay a thread has taken (in order)
-        self.reversed = 0  # segments whose reverse pass is done (in order)
-        self.reversing = False
+        self.next = [0] * passes  # each pass's next segment
+        self.running = [False] * passes
+        self.busy = 0  # threads at work
         self.error: BaseException | None = None
         self.changed = threading.Condition()
 
@@ -262,48 +270,62 @@ class _TwoWorkers:
         if self.error is not None:
             raise self.error  # as the thread raised it, its traceback attached
 
-    def _take(self) -> tuple[int, _Segment | None] | None:
-        """The next piece of work (lock held): a segment to reverse with its replay, or one to replay
-        (``None`` for its replay); ``None`` when there is none left or a thread failed."""
-        while self.error is None and self.reversed < len(self.segments):
-            i = self.reversed
-            if not self.reversing and i in self.ready:
-                self.reversing = True
-                return i, self.ready.pop(i)
-            if self.started < len(self.segments) and self.started - self.reversed < self.tapes:
+    def _done(self) -> int:
+        """Segments through every pass (their tapes freed)."""
+        return min(self.next)
+
+    def _take(self) -> tuple[int, int, int] | None:
+        """The next piece of work (lock held): ``(segment, pass, intra-op threads)``, pass ``-1`` for a
+        replay; ``None`` when none is left or a thread failed."""
+        n = len(self.segments)
+        while self.error is None and self._done() < n:
+            waiting = [j for j, i in enumerate(self.next) if not self.running[j] and i in self.ready]
+            if waiting:
+                j = min(waiting, key=lambda j: self.next[j])
+                self.running[j] = True
+                return self.next[j], j, 1
+            if self.started < n and self.started - self._done() < self.tapes:
                 self.started += 1
-                return self.started - 1, None
+                full = self.started - self._done() == self.tapes or self.started == n
+                alone = self.busy == 0 and full  # nothing for the other thread until this replay ends
+                return self.started - 1, -1, self.threads if alone else 1
             self.changed.wait()
         return None
 
     def _work(self) -> None:
-        torch.set_num_threads(1)  # per thread, as grad mode
         while True:
             with self.changed:
                 job = self._take()
-            if job is None:
-                return
-            i, segment = job
-            del job  # the segment's tape is held here only: freed once reversed
-            replaying = segment is None
+                if job is None:
+                    return
+                self.busy += 1
+                i, j, threads = job
+                if threads > 1:  # the thread count is the process's: the other thread waits meanwhile
+                    torch.set_num_threads(threads)
             try:
-                if segment is None:
+                if j < 0:
                     replayed = self.replay(self.segments[i])
                 else:
-                    self.reverse(self.segments[i], segment)
-                    del segment
+                    self.reverse(self.segments[i], self.ready[i], j)
             except BaseException as error:
                 with self.changed:
                     self.error = self.error or error
+                    self.busy -= 1
+                    torch.set_num_threads(1)
                     self.changed.notify_all()
                 return
             with self.changed:
-                if replaying:
+                self.busy -= 1
+                if threads > 1:
+                    torch.set_num_threads(1)
+                if j < 0:
                     self.ready[i] = replayed
                     del replayed
                 else:
-                    self.reversed += 1
-                    self.reversing = False
+                    self.next[j] += 1
+                    self.running[j] = False
+                    if self._done() > i:
+                        del self.ready[i]  # through every pass: its tape is freed
                 self.changed.notify_all()
 
 
@@ -334,6 +356,7 @@ class _Run:
     end: dict[Path, torch.Tensor]
     series: dict[str, torch.Tensor]
     overlap: bool
+    ahead: int
 
     @property
     def outputs(self) -> list[torch.Tensor]:
@@ -361,46 +384,54 @@ class _Run:
         by_name = [dict(zip(self.names, g[:k], strict=True)) for g in passes]
         adjoints = [{p: a for p, a in zip(self.end, g[k:], strict=True) if a is not None} for g in passes]
         totals: list[list[torch.Tensor | None]] = [[None] * len(self.inputs) for _ in passes]
-        records = self.records if len(passes) > 1 else []
+        records = self.records
+        # the pass each record continues: this run's own, or for one pass the caller's (a run that a later
+        # run's pass j chains into continues pass j, on whichever thread runs it)
+        ids = [list(range(len(passes))) if len(passes) > 1 else [r.current_pass()] for r in records]
         first = self.snapshots[0].first if self.snapshots else 0
 
-        def reverse(snap: Snapshot, segment: _Segment) -> None:
+        def reverse(snap: Snapshot, segment: _Segment, j: int) -> None:
             rows, states, leaves = segment
-            offset = snap.first - first
+            for record, chosen in zip(records, ids, strict=True):
+                record.use_pass(chosen[j])
             with torch.enable_grad():
-                for j in range(len(passes)):
-                    for record in records:
-                        record.use_pass(j)
-                    got = self._gradients(rows, states, leaves, by_name[j], adjoints[j], offset, snap.days)
-                    adjoints[j] = {}
-                    if got is None:
-                        continue
-                    for i, g in enumerate(got[: len(self.inputs)]):
-                        if g is not None:
-                            total = totals[j][i]
-                            totals[j][i] = g if total is None else total + g
-                    adjoints[j] = {
-                        p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None
-                    }
+                got = self._gradients(
+                    rows, states, leaves, by_name[j], adjoints[j], snap.first - first, snap.days
+                )
+            adjoints[j] = {}
+            if got is None:
+                return
+            for i, g in enumerate(got[: len(self.inputs)]):
+                if g is not None:
+                    total = totals[j][i]
+                    totals[j][i] = g if total is None else total + g
+            adjoints[j] = {
+                p: g for p, g in zip(leaves, got[len(self.inputs) :], strict=True) if g is not None
+            }
 
-        self._each_segment(reverse)
+        self._each_segment(reverse, len(passes))
         return [[*totals[j], *(adjoints[j].get(p) for p in self.start)] for j in range(len(passes))]
 
-    def _each_segment(self, reverse: Callable[[Snapshot, _Segment], None]) -> None:
-        """Replay each segment with its tape and run ``reverse`` on it, last segment first. With
-        ``overlap`` and at least two intra-op threads (``torch.get_num_threads()``), on two threads with
-        one intra-op thread each (:class:`_TwoWorkers`): two intra-op threads sped one op at a time up by
-        only ~1.25× (nyc-covid, 1M agents). A day's values do not depend on the number of threads (the
-        daily series of nyc-covid at 300k agents are identical with one and two), so the replay still
-        reproduces the forward pass; the reverse pass's sums round differently (tested)."""
+    def _each_segment(self, reverse: Callable[[Snapshot, _Segment, int], None], passes: int) -> None:
+        """Replay each segment with its tape and run ``reverse(snapshot, segment, j)`` on it for each pass
+        ``j``, last segment first. With ``overlap`` and at least two intra-op threads
+        (``torch.get_num_threads()``), on two threads (:class:`_TwoWorkers`): two intra-op threads sped one
+        op at a time up by only ~1.25× (nyc-covid, 1M agents), two threads of one intra-op thread each
+        keep both cores busy. A day's values do not depend on the number of threads (the daily series of
+        nyc-covid at 300k agents are identical with one and two), so the replay still reproduces the
+        forward pass; the reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
         threads = torch.get_num_threads()
-        if not (self.overlap and len(segments) > 1 and threads > 1):  # one thread asked for: one used
+        if not (self.overlap and threads > 1 and (len(segments) > 1 or passes > 1)):
             for snap in segments:
-                reverse(snap, self._replay(snap))
+                segment = self._replay(snap)
+                for j in range(passes):
+                    reverse(snap, segment, j)
+                del segment  # its tape, before the next segment's is recorded
             return
+        torch.set_num_threads(1)  # the process's count, for both threads
         try:
-            _TwoWorkers(segments, self._replay, reverse, tapes=_OVERLAP_TAPES).run()
+            _TwoWorkers(segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads).run()
         finally:
             torch.set_num_threads(threads)
 
@@ -514,13 +545,15 @@ def replay_run(
     on_day: Callable[[int], None] | None = None,
     *,
     overlap: bool = False,
+    ahead: int = 0,
 ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
     """Run ``days`` days from ``states`` (day ``first``) in the lean reverse mode (module docs): the state
     at the end and the series ``names``, both carrying gradients through :class:`_Replay`.
 
     ``step(states, day)`` advances a day (in differentiable mode), ``observe(states)`` reports its values;
     ``on_day(day)`` is called after each day of the forward pass. ``overlap``: the backward pass runs on two
-    threads (:meth:`_Run._each_segment`)."""
+    threads (:meth:`_Run._each_segment`); ``ahead``: segments replayed ahead of the reverse passes (each
+    keeps its tape alive), with ``overlap``."""
     start = {p: t for p, t in tensors(states) if t.requires_grad}
     inputs: dict[int, torch.Tensor] = {}
     copies = _Copies()
@@ -544,7 +577,7 @@ def replay_run(
                 on_day(day)
     series = {n: torch.stack(rows[n]) for n in names}
     end = {p: t for p, t in tensors(current) if t.requires_grad}
-    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series, overlap)
+    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series, overlap, ahead)
     if not run.inputs and not start:
         return current, series  # nothing depends on a tensor requiring gradients
     outputs = _Replay.apply(run, *run.inputs, *start.values())

@@ -66,7 +66,7 @@ d admissions / d severe_scale 883 against 2,830 by finite differences; with bran
 
 from __future__ import annotations
 
-import abc
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -180,30 +180,39 @@ class HardGumbel(Function):
         return p_t * HardGumbel._dy_dp(ctx)
 
 
-class BackwardRecord(abc.ABC):
+class BackwardRecord:
     """What a custom function's backward pass remembers from one day to the one before, as the reverse pass
     walks the days backwards. The lean reverse mode (:func:`populace.replay.vjps`) can run several reverse
-    passes at once, segment by segment: it calls :meth:`use_pass` before each, and a record keeps one memory
-    per pass."""
+    passes, segment by segment and two at once on two threads: it calls :meth:`use_pass` in the thread that
+    continues a pass, and a record keeps one memory per pass (:meth:`memory`, :meth:`remember`)."""
 
     def __init__(self) -> None:
-        self._passes: dict[int, Any] = {}
-        self._pass = 0
+        self._memories: dict[int, Any] = {}
+        self._thread = threading.local()
 
     def use_pass(self, k: int) -> None:
-        """Continue reverse pass ``k`` (0 unless several run at once)."""
-        if k != self._pass:
-            self._passes[self._pass] = self.memory()
-            self._pass = k
-            self.restore(self._passes.pop(k, None))
+        """Continue reverse pass ``k`` in this thread (0 unless several run)."""
+        self._thread.k = k
 
-    @abc.abstractmethod
+    def current_pass(self) -> int:
+        """The pass this thread continues."""
+        return int(getattr(self._thread, "k", 0))
+
     def memory(self) -> Any:
-        """What the current pass has remembered."""
+        """What the pass this thread continues has remembered (``None``: nothing yet)."""
+        return self._memories.get(self.current_pass())
 
-    @abc.abstractmethod
-    def restore(self, memory: Any) -> None:
-        """Continue from ``memory`` (``None``: a pass that has remembered nothing yet)."""
+    def remember(self, memory: Any) -> None:
+        self._memories[self.current_pass()] = memory
+
+    def __getstate__(self) -> dict[str, Any]:  # copy.deepcopy of a layer state (counterfactuals, explorer)
+        state = self.__dict__.copy()
+        del state["_thread"]  # which pass each thread continues is not copied
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread = threading.local()
 
 
 class LaterInfections(BackwardRecord):
@@ -222,8 +231,6 @@ class LaterInfections(BackwardRecord):
         super().__init__()
         self.group = group
         self.groups = int(group.max()) + 1 if group is not None and group.numel() else 0
-        self.own: torch.Tensor | None = None
-        self.day: int | None = None
         self.add_up: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def across(self, groups: int, add_up: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -251,18 +258,13 @@ class LaterInfections(BackwardRecord):
         total, count = stats[2 : 2 + g], stats[2 + g :]
         return mean, torch.where(count > 0, total / count.clamp(min=1), mean.double()).to(value.dtype)
 
-    def memory(self) -> tuple[torch.Tensor | None, int | None]:
-        return self.own, self.day
-
-    def restore(self, memory: tuple[torch.Tensor | None, int | None] | None) -> None:
-        self.own, self.day = memory if memory is not None else (None, None)
-
     def values(self, day: int, like: torch.Tensor) -> torch.Tensor:
-        """The agents' own values for the reverse pass now at ``day``."""
-        if self.own is None or self.day is None or day >= self.day:
-            self.own = torch.zeros_like(like)
-        self.day = day
-        return self.own
+        """The agents' own values for the reverse pass now at ``day`` (written in place by its backward)."""
+        own, last = self.memory() or (None, None)
+        if own is None or last is None or day >= last:
+            own = torch.zeros_like(like)
+        self.remember((own, day))
+        return own
 
 
 class SellkeThreshold(Function):

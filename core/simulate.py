@@ -38,21 +38,32 @@ __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 class Checkpointed:
     """The lean reverse mode (:mod:`populace.replay`): a snapshot of the state every ``every`` days
     (``None``: ``⌈√days / 2⌉`` of the run, which balances the snapshots against one segment's tape,
-    :func:`~populace.replay.default_every`). ``overlap``: the backward pass replays the segment before on a
-    second thread while it runs the reverse pass of this one, when torch has two or more threads. A
-    calibration's epoch at 1M agents × 120 days went from 14.4 to 12.5 s, but one more segment's tape and
-    the second thread's work space are alive: ``populace sensitivity`` at 1M peaked at 1.71 GB instead of
-    1.19 GB for 10.2 s of backward pass instead of 11.2 s, so it is off by default and calibration and
-    optimisation turn it on (``benchmarks/README.md``)."""
+    :func:`~populace.replay.default_every`).
+
+    ``overlap``: the backward pass runs on two threads of one intra-op thread each when torch has two or
+    more, which keeps both cores busy where two intra-op threads sped an op up by only ~1.25×: the reverse
+    passes of several outcomes (``populace sensitivity``) run at once on one segment's tape, and a replay
+    that the other thread waits for runs with every thread. ``ahead``: segments replayed ahead of the
+    reverse passes, each keeping its tape (needs ``overlap``): with ``ahead=1`` one thread replays the
+    segment before while the other runs this one's reverse pass, for one more segment's tape (~0.2 GB at
+    1M agents × 6 days). Calibration and optimisation, one reverse pass a run, use both
+    (``benchmarks/README.md``)."""
 
     every: int | None = None
     overlap: bool = False
+    ahead: int = 0
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
             raise ValueError(f"Checkpointed.every: expected a positive number of days, got {self.every}")
         if not isinstance(self.overlap, bool):
             raise ValueError(f"Checkpointed.overlap: expected True or False, got {self.overlap!r}")
+        if isinstance(self.ahead, bool) or not isinstance(self.ahead, int) or self.ahead < 0:
+            raise ValueError(f"Checkpointed.ahead: expected a number of segments >= 0, got {self.ahead!r}")
+        if self.ahead and not self.overlap:
+            raise ValueError(
+                "Checkpointed.ahead: segments are replayed ahead by a second thread: set overlap=True"
+            )
 
     def segment(self, days: int) -> int:
         """Days per segment of a run of ``days`` days."""
@@ -245,6 +256,7 @@ class Simulation:
                     self.model.observe,
                     on_day,
                     overlap=self.grad.overlap,
+                    ahead=self.grad.ahead,
                 )
             else:
                 self.states, series = self._advance(self.states, first, days, names, on_day)

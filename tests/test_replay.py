@@ -96,9 +96,9 @@ def _grow(rate: torch.Tensor, replayed: dict[int, int], fail_on: int | None = No
 
 @pytest.mark.parametrize("fail_on", [None, 1, 17])
 def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: int | None) -> None:
-    """The overlapped backward pass (2 threads): both threads replay segments and the gradient is the plain
-    one; a replay that fails, on the helper thread or the caller's, raises its own error in the caller and
-    leaves no thread behind."""
+    """The overlapped backward pass (2 threads, a segment replayed ahead): both threads replay segments and
+    the gradient is the plain one; a replay that fails, on the helper thread or the caller's, raises its
+    own error in the caller and leaves no thread behind."""
     rate = torch.tensor(1.01, requires_grad=True)
     replayed: dict[int, int] = {}
     step, forward_done = _grow(rate, replayed, fail_on)
@@ -107,7 +107,7 @@ def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: 
     torch.set_num_threads(2)
     try:
         _, series = replay_run(
-            start, 0, 24, 2, ("total",), step, lambda s: {"total": s[0].value.sum()}, overlap=True
+            start, 0, 24, 2, ("total",), step, lambda s: {"total": s[0].value.sum()}, overlap=True, ahead=1
         )
         forward_done[0] = True
         if fail_on is None:
@@ -115,6 +115,7 @@ def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: 
         else:
             with pytest.raises(ValueError, match=f"a layer failed on day {fail_on}"):
                 series["total"].sum().backward()
+        assert torch.get_num_threads() == 2  # the backward pass's one thread each, undone
     finally:
         torch.set_num_threads(threads)
     assert threading.active_count() == before
@@ -155,8 +156,9 @@ def test_torch_autograd_grad_works_and_the_series_values_equal_the_fast_run() ->
 
 def test_several_outcomes_in_one_replay_equal_one_whole_tape_pass_each() -> None:
     """vjps replays each segment once for several outcomes; the Sellke estimator keeps one record of later
-    infections per pass, so each outcome's gradient equals its own backward pass through the whole tape. The
-    run continues an earlier lean run, so the passes also chain into that run's replay one by one."""
+    infections per pass, so each outcome's gradient equals its own backward pass through the whole tape, also
+    with the passes run at once on two threads (overlap). The run continues an earlier lean run, so the
+    passes also chain into that run's replay one by one."""
     model = nyc_model(4_000)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -169,17 +171,25 @@ def test_several_outcomes_in_one_replay_equal_one_whole_tape_pass_each() -> None
 
     series, values = outcomes("full")
     expected = [torch.autograd.grad(v, params, retain_graph=True, allow_unused=True) for v in values]
-    series, values = outcomes(Checkpointed(every=6))
-    cotangents = [torch.autograd.grad(v, series, retain_graph=True, allow_unused=True) for v in values]
-    got = vjps(series, cotangents, params)
     assert any(g is not None and float(g.abs().sum()) > 0 for g in expected[1])
-    for want, have in zip(expected, got, strict=True):
-        for w, h in zip(want, have, strict=True):
-            if w is None:
-                assert h is None or float(h.abs().max()) == 0
-                continue
-            assert h is not None
-            torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # with overlap, the two passes run at once on two threads
+    try:
+        for grad in (Checkpointed(every=6), Checkpointed(every=6, overlap=True)):
+            series, values = outcomes(grad)
+            cotangents = [
+                torch.autograd.grad(v, series, retain_graph=True, allow_unused=True) for v in values
+            ]
+            got = vjps(series, cotangents, params)
+            for want, have in zip(expected, got, strict=True):
+                for w, h in zip(want, have, strict=True):
+                    if w is None:
+                        assert h is None or float(h.abs().max()) == 0
+                        continue
+                    assert h is not None
+                    torch.testing.assert_close(h, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_finished_run_and_its_snapshots_are_freed() -> None:
