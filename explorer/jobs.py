@@ -157,7 +157,7 @@ def levers(
         days,
         [outcome],
         seeds=range(seed, seed + seeds),
-        grad=Checkpointed(),
+        grad=Checkpointed(),  # no overlap: it sets torch's thread count, the whole server's
         parameters=scalars,
         on_seed=on_seed,
     )
