@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,23 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "commit": _commit(),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit, ``+changes`` when the package's files differ from it (``None`` outside git)."""
+    root = Path(__file__).resolve().parent.parent
+    code = ["core", "layers", "sample_scenarios", "explorer"]
+    try:
+        rev = ["git", "rev-parse", "--short", "HEAD"]
+        head = subprocess.run(rev, cwd=root, capture_output=True, text=True)
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *code], cwd=root)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if changed.returncode != 0 else "")
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
