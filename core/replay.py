@@ -232,8 +232,8 @@ class _TwoWorkers:
 
     Reverse passes run with one intra-op thread, so their sums round the same whichever thread runs them
     (a calibration is reproducible). A replay runs with every intra-op thread when the other thread has
-    nothing to do until it ends (with one tape, every replay but the first; torch's thread count is the
-    process's, so only then); else with one: a day's values do not depend on the number of threads.
+    nothing to do until it ends (with one tape, every replay; torch's thread count is the process's, so
+    only then); else with one: a day's values do not depend on the number of threads.
 
     With one thread replaying ahead of the other's reverse passes (``tapes=2``), the replays set the pace
     when they take longer (at 8.4M agents a segment's replay on one core took ~1.4× its reverse pass):
@@ -422,7 +422,8 @@ class _Run:
         forward pass; the reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
         threads = torch.get_num_threads()
-        if not (self.overlap and threads > 1 and (len(segments) > 1 or passes > 1)):
+        # two threads when there is something to share: several passes, or replays ahead of one pass
+        if not (self.overlap and threads > 1 and (passes > 1 or (self.ahead > 0 and len(segments) > 1))):
             for snap in segments:
                 segment = self._replay(snap)
                 for j in range(passes):

@@ -49,16 +49,18 @@ def test_lean_gradients_equal_the_whole_tape_through_every_layer_of_nyc_covid() 
 
 
 def test_the_overlapped_backward_pass_gives_the_gradients_of_the_plain_one() -> None:
-    """The backward pass replays a segment on a second thread, with one intra-op thread each, while the
-    forward pass ran with two: the gradients are those of the plain backward, but for the rounding of the
-    reverse pass's sums (split over one thread or two). A replay that drifted from the forward pass (an
-    infection more or less) would change them by far more. 40,000 agents: ops over more than 32,768
-    elements split over the threads (torch's grain size)."""
+    """The backward pass runs on two threads of one intra-op thread each (replays and reverse passes, a
+    segment replayed ahead), while the forward pass ran with two: the gradients are those of the plain
+    backward, but for the rounding of the reverse pass's sums (split over one thread or two). A replay that
+    drifted from the forward pass (an infection more or less) would change them by far more. 40,000
+    agents: ops over more than 32,768 elements split over the threads (torch's grain size)."""
     model = nyc_model(40_000)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        lean = [gradients(model, Checkpointed(every=4, overlap=o), days=16) for o in (False, True)]
+        lean = [
+            gradients(model, Checkpointed(every=4, overlap=o, ahead=int(o)), days=16) for o in (False, True)
+        ]
     finally:
         torch.set_num_threads(threads)
     assert set(lean[0]) == set(lean[1])
