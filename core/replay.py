@@ -6,9 +6,10 @@ dozen bytes. :func:`replay_run` keeps the state instead of the tape:
 
 1. **Forward, without a tape.** Each day runs the differentiable code with gradients enabled, but the state
    that carries gradients is detached at the end of every day, so a day's tape is freed once the next day
-   starts. The state at the start of every segment of ``every`` days is kept (:class:`Snapshot`): tensors
-   that carry gradients are shared (the model never writes them in place), the others are copied only
-   when they changed since the previous snapshot (the population's fixed tables are kept once).
+   starts; only the last segment keeps its tape, which the first backward pass starts from. The state at
+   the start of every segment of ``every`` days is kept (:class:`Snapshot`): tensors that carry gradients
+   are shared (the model never writes them in place), the others are copied only when they changed since
+   the previous snapshot (the population's fixed tables are kept once).
 2. **Backward, one segment at a time, last first.** Each segment is run again from its snapshot with its
    tape; one backward pass through it takes the gradient of the outputs of its days and of the state it
    handed to the next segment (its *adjoint*, from the segment replayed before it), and gives the
@@ -18,8 +19,9 @@ Random draws are addressed by day (:mod:`populace.random`), so a replayed segmen
 numbers, and the gradients equal those of the whole tape (tested). Peak memory is the snapshots plus one
 segment's tape: ``days / every`` snapshots and ``every`` days of tape, least for ``every`` near a multiple
 of √days (:func:`default_every`). Snapshots keep their tensors losslessly in fewer bytes (:class:`Kept`).
-The cost is one more forward pass than the whole tape; several outcomes of one run share it
-(:func:`vjps`: each segment is replayed once, and each outcome's reverse pass goes through its tape).
+The cost is one more forward pass than the whole tape, but for the last segment; several outcomes of one
+run share it (:func:`vjps`: each segment is replayed once, and each outcome's reverse pass goes through
+its tape).
 
 The run is one :class:`torch.autograd.Function`, whose inputs are every tensor requiring gradients the days
 read (found on each day's graph: parameters, or the cached values of parametrised ones) and the state the
@@ -260,7 +262,11 @@ class _TwoWorkers:
         self.error: BaseException | None = None
         self.changed = threading.Condition()
 
-    def run(self) -> None:
+    def run(self, last: _Segment | None = None) -> None:
+        """Run the backward pass; ``last``: the last segment with its tape (not replayed)."""
+        if last is not None:
+            self.ready[0], self.started = last, 1
+        del last
         helper = threading.Thread(target=self._work, name="populace-backward", daemon=True)
         helper.start()
         try:
@@ -357,6 +363,8 @@ class _Run:
     series: dict[str, torch.Tensor]
     overlap: bool
     ahead: int
+    kept: _Segment | None = None
+    """The last segment with the forward pass's tape, for the first backward pass (later ones replay it)."""
 
     @property
     def outputs(self) -> list[torch.Tensor]:
@@ -421,18 +429,23 @@ class _Run:
         nyc-covid at 300k agents are identical with one and two), so the replay still reproduces the
         forward pass; the reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
+        kept, self.kept = self.kept, None
         threads = torch.get_num_threads()
         # two threads when there is something to share: several passes, or replays ahead of one pass
         if not (self.overlap and threads > 1 and (passes > 1 or (self.ahead > 0 and len(segments) > 1))):
             for snap in segments:
-                segment = self._replay(snap)
+                segment = kept if kept is not None else self._replay(snap)
+                kept = None
                 for j in range(passes):
                     reverse(snap, segment, j)
                 del segment  # its tape, before the next segment's is recorded
             return
         torch.set_num_threads(1)  # the process's count, for both threads
         try:
-            _TwoWorkers(segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads).run()
+            workers = _TwoWorkers(
+                segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads
+            )
+            workers.run(kept)
         finally:
             torch.set_num_threads(threads)
 
@@ -561,24 +574,38 @@ def replay_run(
     snapshots: list[Snapshot] = []
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     current = replace(states, {p: t.detach().requires_grad_() for p, t in start.items()})
+    last = first + (days - 1) // every * every  # the last segment's first day: its tape is kept
+    kept: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    kept_leaves: dict[Path, torch.Tensor] = {}
     with torch.enable_grad():
         for day in range(first, first + days):
             if (day - first) % every == 0:
                 snapshots.append(Snapshot.take(current, day, min(every, first + days - day), copies))
+            if day == last:  # every tensor carrying gradients is a leaf here (cut, or the start's)
+                kept_leaves = {p: t for p, t in tensors(current) if t.requires_grad}
             own = {id(t) for _, t in tensors(current) if t.requires_grad}  # today's graph starts there
             current = step(current, day)
             observed = observe(current)
-            roots = [observed[n] for n in names if observed[n].requires_grad]
-            current, cut = _detach(current)
-            for t in _leaves([*roots, *cut], own):
-                inputs.setdefault(id(t), t)
+            if day < last:
+                roots = [observed[n] for n in names if observed[n].requires_grad]
+                current, cut = _detach(current)
+                for t in _leaves([*roots, *cut], own):
+                    inputs.setdefault(id(t), t)
             for n in names:
                 rows[n].append(observed[n].detach())
+                if day >= last:
+                    kept[n].append(observed[n])
             if on_day is not None:
                 on_day(day)
+    tail = {n: torch.stack(r) for n, r in kept.items()}
+    ended = {p: t for p, t in tensors(current) if t.requires_grad}
+    roots = [*(r for r in tail.values() if r.requires_grad), *ended.values()]
+    for t in _leaves(roots, {id(t) for t in kept_leaves.values()}):
+        inputs.setdefault(id(t), t)
     series = {n: torch.stack(rows[n]) for n in names}
-    end = {p: t for p, t in tensors(current) if t.requires_grad}
+    end = {p: t.detach() for p, t in ended.items()}
     run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series, overlap, ahead)
+    run.kept = (tail, current, kept_leaves)
     if not run.inputs and not start:
         return current, series  # nothing depends on a tensor requiring gradients
     outputs = _Replay.apply(run, *run.inputs, *start.values())

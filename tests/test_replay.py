@@ -128,6 +128,32 @@ def test_two_threads_replay_and_a_failure_in_either_reaches_the_caller(fail_on: 
         assert float(rate.grad) == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_forward_pass_keeps_the_last_segments_tape_for_the_first_backward_pass() -> None:
+    """The first backward pass starts from the tape the forward pass kept of the last segment (one replay
+    fewer); a second one replays every segment, with the same gradient."""
+    rate = torch.tensor(1.01, requires_grad=True)
+    days: list[int] = []
+
+    def step(states: list[LayerState], day: int) -> list[LayerState]:
+        (level,) = states
+        assert isinstance(level, _Level)
+        days.append(day)
+        return [_Level(level.value * rate)]
+
+    _, series = replay_run(
+        [_Level(torch.ones(3))], 0, 10, 4, ("total",), step, lambda s: {"total": s[0].value.sum()}
+    )
+    total = series["total"].sum()
+    days.clear()
+    (first,) = torch.autograd.grad(total, rate, retain_graph=True)
+    assert sorted(days) == list(range(8))  # days 8 and 9: the forward pass's tape
+    days.clear()
+    (second,) = torch.autograd.grad(total, rate)
+    assert sorted(days) == list(range(10))
+    expected = sum(3 * (d + 1) * 1.01**d for d in range(10))  # d/dr Σ_days 3 r^(d+1)
+    assert float(first) == float(second) == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_run_continued_from_a_lean_run_chains_its_gradients() -> None:
     """The state a lean run ends with carries gradients into the next run of the same simulation."""
     model = nyc_model(4_000)
