@@ -276,5 +276,9 @@ def test_bad_arguments_are_rejected():
         Simulation(model, grad="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="every"):
         Checkpointed(every=0)
+    with pytest.raises(ValueError, match=r"Checkpointed\.ahead: expected a number of segments >= 0, got -1"):
+        Checkpointed(overlap=True, ahead=-1)
+    with pytest.raises(ValueError, match="set overlap=True"):
+        Checkpointed(ahead=1)
     with pytest.raises(ValueError, match="seed"):
         Simulation(model, seed=-1)
