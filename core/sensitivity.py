@@ -197,15 +197,16 @@ def sensitivity(
         outputs: outcome texts or :class:`Output`.
         seeds: one run per seed; gradients and outputs are averaged.
         grad: reverse mode's tape: :class:`Checkpointed` (the lean default, ``None``: the forward pass keeps
-            no tape and the backward pass replays segments, the outputs' reverse passes at once on two
-            threads when torch has two) or ``"full"`` (the whole run's tape).
+            no tape and the backward pass replays segments; ``Checkpointed(overlap=True)`` runs the outputs'
+            reverse passes at once on two threads, for more memory: 1.54 against 1.19 GB at 1M agents, in
+            the same time) or ``"full"`` (the whole run's tape).
         mode: ``"reverse"`` (one backward pass per output) or ``"forward"`` (one run per parameter entry).
         parameters: dotted names to differentiate (default: every learnable parameter).
         fd_check: parameters (scalars) to check by central finite differences with common random numbers,
             step ``fd_step`` × |value| (or × the bound range when the value is 0), fast mode, same seeds.
         on_seed: called as ``on_seed(done, seeds)`` after each seed's gradients (progress for a caller).
     """
-    grad = grad if grad is not None else Checkpointed(overlap=True)
+    grad = grad if grad is not None else Checkpointed()
     outs = [o if isinstance(o, Output) else Output.parse(o) for o in outputs]
     if not outs:
         raise ValueError("outputs: give at least one outcome")

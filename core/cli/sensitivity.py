@@ -84,7 +84,7 @@ class Sensitivity(Command):
                 outputs,
                 seeds=range(args.seed, args.seed + args.seeds),
                 device=device,
-                grad=Checkpointed(args.checkpoint, overlap=True),
+                grad=Checkpointed(args.checkpoint),
                 mode=args.mode,
                 fd_check=scalars if args.fd_check else (),
                 fd_step=args.fd_step,
