@@ -262,11 +262,7 @@ class _TwoWorkers:
         self.error: BaseException | None = None
         self.changed = threading.Condition()
 
-    def run(self, last: _Segment | None = None) -> None:
-        """Run the backward pass; ``last``: the last segment with its tape (not replayed)."""
-        if last is not None:
-            self.ready[0], self.started = last, 1
-        del last
+    def run(self) -> None:
         helper = threading.Thread(target=self._work, name="populace-backward", daemon=True)
         helper.start()
         try:
@@ -445,7 +441,9 @@ class _Run:
             workers = _TwoWorkers(
                 segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads
             )
-            workers.run(kept)
+            if kept is not None:  # handed over, not held here: its tape is freed once reversed
+                workers.ready[0], workers.started, kept = kept, 1, None
+            workers.run()
         finally:
             torch.set_num_threads(threads)
 
