@@ -42,9 +42,7 @@ __all__ = [
 ALLOCATOR_VARIABLE = "POPULACE_ALLOCATOR"
 """Environment variable: ``system`` keeps the system's allocator (no relaunch under jemalloc)."""
 
-JEMALLOC_CONF = (
-    "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0,narenas:1,thp:always,metadata_thp:auto"
-)
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0,narenas:1"
 """jemalloc's settings for a relaunched command (unless ``MALLOC_CONF`` is set): keep freed pages for reuse
 instead of returning them to the system after a delay, as :func:`reuse_freed_memory` asks of glibc (with
 decay after 5 s the same 1M run took 22% more CPU time for 0.06 GB less), and for every size: by default
@@ -53,10 +51,8 @@ first 20 days of a sensitivity run then took 66.5 s instead of 23.9 s (``benchma
 for every thread: the overlapped backward pass of the lean reverse mode (:class:`~populace.Checkpointed`)
 replays on a second thread, whose own arena kept memory the other could not reuse (1M sensitivity with
 overlap: 1.71 GB peak with an arena per thread, 1.54 GB with one, in the same time). Transparent huge pages
-for its memory (``thp:always``; the kernel's default is ``madvise``): a day gathers and scatters over
-million-entry tables, and 2 MB pages spare the TLB misses and first-touch faults of 4 kB ones: a
-calibration epoch at 1M agents took 10.1–10.6 s against 10.9–11.6 s, with 1.5 s less CPU, for 20 MB more
-peak memory (``benchmarks/README.md``)."""
+(``thp:always``) were tried and not kept: a calibration epoch at 1M agents took 10.1–10.6 s against
+10.9–11.6 s, but a 70-epoch calibration at 1M then peaked at 19.4 GB (``benchmarks/README.md``)."""
 
 _RELAUNCHED = "POPULACE_RELAUNCHED"
 
