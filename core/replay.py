@@ -304,22 +304,22 @@ class _TwoWorkers:
                 i, j, threads = job
                 if threads > 1:  # the thread count is the process's: the other thread waits meanwhile
                     torch.set_num_threads(threads)
+            failed: BaseException | None = None
             try:
                 if j < 0:
                     replayed = self.replay(self.segments[i])
                 else:
                     self.reverse(self.segments[i], self.ready[i], j)
-            except BaseException as error:
-                with self.changed:
-                    self.error = self.error or error
-                    self.busy -= 1
-                    torch.set_num_threads(1)
-                    self.changed.notify_all()
-                return
+            except BaseException as error:  # handed to the caller (run)
+                failed = error
             with self.changed:
                 self.busy -= 1
                 if threads > 1:
                     torch.set_num_threads(1)
+                if failed is not None:
+                    self.error = self.error or failed
+                    self.changed.notify_all()
+                    return
                 if j < 0:
                     self.ready[i] = replayed
                     del replayed
@@ -581,7 +581,8 @@ def replay_run(
                 snapshots.append(Snapshot.take(current, day, min(every, first + days - day), copies))
             if day == last:  # every tensor carrying gradients is a leaf here (cut, or the start's)
                 kept_leaves = {p: t for p, t in tensors(current) if t.requires_grad}
-            own = {id(t) for _, t in tensors(current) if t.requires_grad}  # today's graph starts there
+            if day < last:  # today's graph starts at the state's tensors carrying gradients
+                own = {id(t) for _, t in tensors(current) if t.requires_grad}
             current = step(current, day)
             observed = observe(current)
             if day < last:
@@ -602,8 +603,20 @@ def replay_run(
         inputs.setdefault(id(t), t)
     series = {n: torch.stack(rows[n]) for n in names}
     end = {p: t.detach() for p, t in ended.items()}
-    run = _Run(step, observe, names, snapshots, list(inputs.values()), start, end, series, overlap, ahead)
-    run.kept = (tail, current, kept_leaves)
+    kept_segment = (tail, current, kept_leaves)
+    run = _Run(
+        step,
+        observe,
+        names,
+        snapshots,
+        list(inputs.values()),
+        start,
+        end,
+        series,
+        overlap,
+        ahead,
+        kept_segment,
+    )
     if not run.inputs and not start:
         return current, series  # nothing depends on a tensor requiring gradients
     outputs = _Replay.apply(run, *run.inputs, *start.values())
