@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .distributed import Shard, exact
+from .masks import numeric
 from .params import Param, register_param
 
 __all__ = [
@@ -65,7 +66,7 @@ class GatherTimes(torch.autograd.Function):
 
     @staticmethod
     def forward(rate: torch.Tensor, index: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
-        return torch.index_select(rate, 0, index).mul_(presence)
+        return torch.index_select(rate, 0, index).mul_(numeric(presence))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
@@ -78,7 +79,7 @@ class GatherTimes(torch.autograd.Function):
         rate, index, presence = ctx.saved_tensors
         grad_rate = grad_presence = None
         if ctx.needs_input_grad[0]:
-            grad_rate = torch.zeros_like(rate).index_add_(0, index, grad * presence)
+            grad_rate = torch.zeros_like(rate).index_add_(0, index, grad * numeric(presence))
         if ctx.needs_input_grad[2]:
             grad_presence = grad * torch.index_select(rate, 0, index)
         return grad_rate, None, grad_presence
@@ -90,7 +91,7 @@ class GatherTimes(torch.autograd.Function):
         rate, index, presence = ctx.saved_tensors
         out = torch.zeros(index.shape, dtype=rate.dtype, device=rate.device)
         if rate_t is not None:
-            out = out + torch.index_select(rate_t, 0, index) * presence
+            out = out + torch.index_select(rate_t, 0, index) * numeric(presence)
         if presence_t is not None:
             out = out + torch.index_select(rate, 0, index) * presence_t
         return out
@@ -155,7 +156,7 @@ class Contacts(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """:meth:`force` × ``presence`` (per agent, ``float32`` or ``bool``): the hazard on agents who are
         only partly there (differentiable mode)."""
-        return self.force(pressure, scale) * presence
+        return self.force(pressure, scale) * numeric(presence)
 
 
 def _index_add(pressure: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from .masks import copy_as
 from .model import LayerState
 from .samplers import BackwardRecord
 
@@ -119,7 +120,7 @@ class Kept:
 
     def unpack(self) -> torch.Tensor:
         """A new tensor of the kept values, in their own type."""
-        return self.value.to(self.dtype, copy=True)
+        return copy_as(self.value, self.dtype)
 
 
 _SMALLEST_PACKED = 1024

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from populace.masks import numeric
 from populace.model import Layer, StepContext
 from populace.params import ParamError
 
@@ -59,7 +60,8 @@ class Decider(Modifier):
 
 
 def combine(factors: list[torch.Tensor]) -> torch.Tensor | None:
-    """The product of several per-agent factors; ``bool`` factors are combined with ``&`` first (cheap)."""
+    """The product of several per-agent factors; ``bool`` factors are combined with ``&`` first (cheap), and
+    multiply the others as bytes (:func:`~populace.masks.numeric`)."""
     if not factors:
         return None
     masks = [f for f in factors if f.dtype == torch.bool]
@@ -68,7 +70,7 @@ def combine(factors: list[torch.Tensor]) -> torch.Tensor | None:
     for mask in masks:
         out = mask if out is None else out & mask
     for scale in scales:
-        out = scale if out is None else out * scale  # bool * float promotes to float
+        out = scale if out is None else numeric(out) * scale  # uint8 * float is float
     return out
 
 

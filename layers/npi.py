@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from populace.contacts import Places
+from populace.masks import numeric
 from populace.model import LayerState, Phase, StepContext
 from populace.params import Param, register_params
 
@@ -118,7 +119,7 @@ class Masks(Modifier):
     def effects(self, state: MasksState, ctx: StepContext) -> Effects:
         if not self.active(ctx.day):
             return Effects()
-        presence = 1 - self.efficacy * state.wearer if state.presence is None else state.presence
+        presence = 1 - self.efficacy * numeric(state.wearer) if state.presence is None else state.presence
         return Effects(presence=dict.fromkeys(self.settings, presence))
 
 
