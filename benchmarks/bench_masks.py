@@ -23,7 +23,7 @@ import torch
 from _record import append, machine
 
 from populace.cli.arguments import parse_count
-from populace.masks import numeric
+from populace.masks import numeric, true_indices
 from populace.memory import reuse_freed_memory
 
 RESULTS = Path(__file__).resolve().parent / "bench_masks_results.json"
@@ -56,6 +56,7 @@ def main() -> None:
     mask = torch.rand(n, generator=generator) < args.share
     values = torch.rand(n, generator=generator)
     view = numeric(mask)
+    sparse = {share: torch.rand(n, generator=generator) < share for share in (0.0, 0.001, 0.01, 0.03, 0.1)}
     ops = {
         "float copy (reference)": lambda: values.clone(),
         "bool to float32": lambda: mask.to(torch.float32),
@@ -63,6 +64,8 @@ def main() -> None:
         "values * bool": lambda: values * mask,
         "values * uint8 view": lambda: values * view,
         "values * float mask (converted before)": lambda: values * mask.to(torch.float32),
+        **{f"torch.nonzero, {share:.1%} true": lambda m=m: torch.nonzero(m) for share, m in sparse.items()},
+        **{f"true_indices, {share:.1%} true": lambda m=m: true_indices(m) for share, m in sparse.items()},
     }
     record = {
         **machine(),

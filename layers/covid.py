@@ -46,6 +46,7 @@ import torch
 from populace.aggregation import Aggregation
 from populace.contacts import Contacts
 from populace.estimators import Estimator, Sellke
+from populace.masks import true_indices
 from populace.model import StepContext
 from populace.params import Param, register_params
 from populace.samplers import branch_weights
@@ -439,7 +440,7 @@ class Covid(Infection):
         state.events = torch.zeros_like(state.events)
         state.expected = torch.zeros_like(state.expected)
         super().step(state, ctx)
-        state.symptomatic = torch.nonzero((state.stage - Stage.M) < 2).squeeze(1)  # uint8 wraps below M
+        state.symptomatic = true_indices((state.stage - Stage.M) < 2)  # uint8 wraps below M
         return state
 
     def progress(self, state: CovidState, ctx: StepContext, effects: list[Effects]) -> None:

@@ -43,6 +43,7 @@ from populace.aggregation import Aggregation, ExactSums
 from populace.contacts import Contacts, Places
 from populace.distributed import exact
 from populace.estimators import Draw, Estimator, Smoothed
+from populace.masks import true_indices
 from populace.model import Layer, LayerState, Link, Phase, StepContext
 from populace.samplers import LaterInfections
 
@@ -343,7 +344,7 @@ class Infection(Layer):
 
     def due_today(self, state: InfectionState, day: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The agents (``int64[k]``) whose progression is due ``day``, and their current stages."""
-        agents = torch.nonzero(state.due == day).squeeze(1)
+        agents = true_indices(state.due == day)
         return agents, state.stage[agents]
 
     def moving(
@@ -422,7 +423,7 @@ class Infection(Layer):
             hazard = hazard.mul_(factor) if fast else hazard * factor
         if state.weight is None:
             state.threshold.sub_(hazard)
-            new = torch.nonzero(state.threshold <= 0).squeeze(1)
+            new = true_indices(state.threshold <= 0)
             self._infect(state, new, ctx, None, None)
             self._attribute(state, terms, new, imported)
             return
@@ -442,7 +443,7 @@ class Infection(Layer):
         )
         x = self.estimator.infect(draw)
         state.threshold = state.threshold - hazard.detach()
-        new = torch.nonzero(sample).squeeze(1)
+        new = true_indices(sample)
         state.weight = state.weight + x
         self._infect(state, new, ctx, state.weight[new], x.sum())
         self._attribute(state, terms, new, imported)
@@ -462,7 +463,7 @@ class Infection(Layer):
         # sums make it unnecessary)
         state.infectiousness = torch.zeros_like(state.infectiousness)
         if not kept or any(p is not None for p in presences):
-            sources = torch.nonzero(self.is_infectious(state.stage)).squeeze(1)
+            sources = true_indices(self.is_infectious(state.stage))
             if sources.numel() == 0 and not ctx.shard.spans:
                 return None, []
             rel = self.relative_infectiousness(state, sources)

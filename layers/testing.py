@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from populace.masks import true_indices
 from populace.model import LayerState, Link, Phase, StepContext
 from populace.params import Param, register_params
 
@@ -324,7 +325,7 @@ class Testing(Modifier):
 
     def _results(self, state: TestingState, ctx: StepContext) -> None:
         day = ctx.day
-        arrived = torch.nonzero(state.result_day == day).squeeze(1)
+        arrived = true_indices(state.result_day == day)
         positives = arrived[state.positive[arrived]]
         state.result_day[arrived] = -1
         state.positive[arrived] = False
