@@ -52,7 +52,8 @@ for every thread: the overlapped backward pass of the lean reverse mode (:class:
 replays on a second thread, whose own arena kept memory the other could not reuse (1M sensitivity with
 overlap: 1.71 GB peak with an arena per thread, 1.54 GB with one, in the same time). Transparent huge pages
 (``thp:always``) were tried and not kept: a calibration epoch at 1M agents took 10.1–10.6 s against
-10.9–11.6 s, but a 70-epoch calibration at 1M then peaked at 19.4 GB (``benchmarks/README.md``)."""
+10.9–11.6 s, but a 70-epoch calibration at 1M then peaked at 19.4 GB, and a second one at 2.03 GB: not
+explained yet (``benchmarks/README.md``)."""
 
 _RELAUNCHED = "POPULACE_RELAUNCHED"
 
