@@ -41,6 +41,11 @@ _DENSE = 12
 
 _WORD = 8
 
+_SHORTEST = 1 << 16
+"""Shorter masks go to ``torch.nonzero`` directly: the words' few extra calls cost more than they save
+below ~50,000 entries (one thread, 0.1% ``True``: 25 against 10 µs at 10,000 entries, 44 against 80 µs at
+100,000)."""
+
 
 def true_indices(mask: torch.Tensor) -> torch.Tensor:
     """``int64[k]``: the positions of the ``True`` entries of a 1-D ``bool`` ``mask``, in order (what
@@ -48,15 +53,11 @@ def true_indices(mask: torch.Tensor) -> torch.Tensor:
     only the words holding a ``True`` are looked into."""
     n = mask.numel()
     head = n - n % _WORD
-    if (
-        mask.device.type != "cpu"
-        or mask.dim() != 1
-        or not mask.is_contiguous()
-        or mask.storage_offset() % _WORD
-    ):
+    plain = mask.device.type != "cpu" or mask.dim() != 1 or n < _SHORTEST
+    if plain or not mask.is_contiguous() or mask.storage_offset() % _WORD:
         return torch.nonzero(mask).squeeze(1)
     words = mask[:head].view(torch.int64)
-    if head == 0 or int(torch.count_nonzero(words)) * _DENSE > words.numel():
+    if int(torch.count_nonzero(words)) * _DENSE > words.numel():
         return torch.nonzero(mask).squeeze(1)
     hit = torch.nonzero(words).squeeze(1)
     row, column = torch.nonzero(mask[:head].view(-1, _WORD)[hit]).unbind(1)
