@@ -317,7 +317,9 @@ def test_pause_stops_on_the_day_pressed(page: Page):
     pressed = page.evaluate(PAUSE)
     _wait(page, lambda: page.get_by_role("button", name="▶ Play").count() == 1, "the Play button back")
     page.wait_for_timeout(1000)
-    stopped = _day(page)
+    # the counter's model, as at the press: the drawn text can lag it under load (a full CI run once read
+    # 10 drawn after 12 in the model)
+    stopped = page.evaluate(DAY)
     # the run never goes more than a day past what the page shows: the day under way when Pause is
     # pressed finishes (without the page's report it overshot by 2-8 days)
     assert pressed <= stopped <= pressed + 1, (pressed, stopped)
