@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .estimators import Draw, Sellke
+from .estimators import ESTIMATORS, Draw, Sellke
 from .model import Model
 from .samplers import LaterInfections, SellkeThreshold
 
@@ -218,6 +218,9 @@ def _counterfactual_outcomes(
                 states = model.step(states, sim._ctx(day))
     shares = [r / len(pairs) if merged else r for r in reference]
     return [[r - share for r in row] for row, share in zip(results, shares, strict=True)]
+
+
+ESTIMATORS[Counterfactual.name] = Counterfactual  # a scenario's `estimator` option may name it
 
 
 @dataclass

@@ -34,7 +34,7 @@ import torch
 
 from .samplers import HardGumbel, LaterInfections, SellkeThreshold, SmoothedBernoulli
 
-__all__ = ["ESTIMATORS", "Counterfactual", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
+__all__ = ["ESTIMATORS", "Draw", "Estimator", "Gumbel", "Sellke", "Smoothed", "estimator"]
 
 
 @dataclass(frozen=True)
@@ -156,10 +156,11 @@ class Smoothed(Estimator):
         return SmoothedBernoulli.apply(p, sample)
 
 
-from .counterfactual import Counterfactual  # noqa: E402  (it extends Sellke, defined above)
+ESTIMATORS: dict[str, type[Estimator]] = {e.name: e for e in (Sellke, Gumbel, Smoothed)}
+"""Estimator classes by name (the text of a scenario's ``estimator`` option);
+:class:`~populace.counterfactual.Counterfactual` adds itself when its module is imported, below."""
 
-ESTIMATORS: dict[str, type[Estimator]] = {e.name: e for e in (Sellke, Gumbel, Smoothed, Counterfactual)}
-"""Estimator classes by name (the text of a scenario's ``estimator`` option)."""
+from . import counterfactual  # noqa: E402, F401  (Counterfactual extends Sellke, defined above)
 
 
 def estimator(name: str, **kwargs: float) -> Estimator:

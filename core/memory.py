@@ -18,9 +18,10 @@ long-lived snapshots and days' temporaries of changing sizes fragment it. jemall
 ``libjemalloc2``; PyTorch's CPU launcher ``torch.backends.xeon.run_cpu`` offers it for the same reason)
 sorts allocations by size class and peaked at 1.17–1.24 GB on the same run, in less CPU time
 (``benchmarks/README.md``). A process cannot change its ``malloc`` once started, so those commands call
-:func:`relaunch_under_jemalloc` first: when jemalloc is installed and not in use, the command is executed
-again under it (``LD_PRELOAD``; the same process, its arguments and environment), else it goes on with
-glibc. ``POPULACE_ALLOCATOR=system`` keeps the system's allocator.
+:func:`relaunch_under_jemalloc` first (the ``populace`` program before torch is imported,
+:mod:`populace.program`): when jemalloc is installed and not in use, the command is executed again under it
+(``LD_PRELOAD``; the same process, its arguments and environment), else it goes on with glibc.
+``POPULACE_ALLOCATOR=system`` keeps the system's allocator.
 """
 
 from __future__ import annotations

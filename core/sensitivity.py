@@ -198,8 +198,9 @@ def sensitivity(
         seeds: one run per seed; gradients and outputs are averaged.
         grad: reverse mode's tape: :class:`Checkpointed` (the lean default, ``None``: the forward pass keeps
             no tape and the backward pass replays segments; ``Checkpointed(overlap=True)`` runs the outputs'
-            reverse passes at once on two threads, for more memory: 1.54 against 1.19 GB at 1M agents, in
-            the same time) or ``"full"`` (the whole run's tape).
+            reverse passes at once on two threads, as ``populace sensitivity`` does: at 1M agents 11.5
+            against 12.0–13.0 s, 1.21 GB either way, ``benchmarks/README.md``; it sets torch's thread
+            count while it runs, the process's) or ``"full"`` (the whole run's tape).
         mode: ``"reverse"`` (one backward pass per output) or ``"forward"`` (one run per parameter entry).
         parameters: dotted names to differentiate (default: every learnable parameter).
         fd_check: parameters (scalars) to check by central finite differences with common random numbers,

@@ -42,8 +42,8 @@ class Checkpointed:
 
     ``overlap``: the backward pass runs on two threads of one intra-op thread each when torch has two or
     more, which keeps both cores busy where two intra-op threads sped an op up by only ~1.25×: the reverse
-    passes of several outcomes run at once on one segment's tape (measured for ``populace sensitivity``
-    at 1M agents: the same time, 1.54 GB against 1.19, so it keeps the plain backward pass), and a replay
+    passes of several outcomes run at once on one segment's tape (``populace sensitivity`` at 1M agents,
+    two outcomes: a backward pass of 11.5 s against 12.0–13.0, 1.21 GB either way), and a replay
     that the other thread waits for runs with every thread. ``ahead``: segments replayed ahead of the
     reverse passes, each keeping its tape (needs ``overlap``): with ``ahead=1`` one thread replays the
     segment before while the other runs this one's reverse pass, for one more segment's tape (~0.2 GB at

@@ -21,9 +21,7 @@ import pytest
 import torch
 
 from populace import Simulation, cli, parse_sets
-from populace.cli import Command, UsageError, parse_count
-from populace.cli import command as cli_command
-from populace.cli import run as cli_run
+from populace.cli import Command, UsageError, command as cli_command, parse_count, run as cli_run
 from populace.scenarios.bench_seir import BenchSEIR
 from populace.simulate import Result
 

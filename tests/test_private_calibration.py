@@ -20,8 +20,7 @@ import torch
 
 from populace import launch
 from populace.calibrate import Calibration, Stream
-from populace.cli import main
-from populace.cli import private_calibrate as cli_private
+from populace.cli import main, private_calibrate as cli_private
 from populace.experiment import Experiment
 from populace.params import ParamError
 from populace.private_calibration import (

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # a usage error (already printed as one line) or --help
         return exc.code if isinstance(exc.code, int) else 2
     if argv is None and args.day_after_day:  # the program itself, not a call from Python
-        relaunch_under_jemalloc()
+        relaunch_under_jemalloc()  # a plugged-in command (the built-ins were, by populace.program)
     try:
         return int(args.func(args))
     except (UsageError, ParamError, ScenarioError, TooFewAgents) as exc:

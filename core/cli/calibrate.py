@@ -19,8 +19,7 @@ from ..scenario import find_scenario
 from .arguments import UsageError, date, names, positive, scenario_arguments, setup
 from .command import Command
 from .output import number, peak_rss_mb
-from .private_calibrate import add_arguments as add_private_arguments
-from .private_calibrate import calibrate_private
+from .private_calibrate import add_arguments as add_private_arguments, calibrate_private
 from .processes import on_processes, process_arguments
 
 __all__ = ["Calibrate"]

@@ -28,7 +28,8 @@ class Command(abc.ABC):
     """The line ``populace --help`` shows for it."""
     simulates_day_after_day: ClassVar[bool] = False
     """Whether it runs a scenario day after day in one process (sensitivity, calibration, the explorer):
-    then ``populace`` relaunches it under jemalloc when installed (:mod:`populace.memory`)."""
+    then ``populace`` relaunches it under jemalloc when installed (:mod:`populace.memory`; a built-in one
+    is named in :data:`populace.program.DAY_AFTER_DAY` too, so the relaunch comes before torch's import)."""
 
     @classmethod
     def available(cls) -> bool:

@@ -14,8 +14,7 @@ import torch
 
 from ..glossary import grouped_name, outcome
 from ..memory import allocator, reuse_freed_memory
-from ..sensitivity import RESOLVED, WITHIN, sensitivity
-from ..sensitivity import Sensitivity as Report
+from ..sensitivity import RESOLVED, WITHIN, Sensitivity as Report, sensitivity
 from ..simulate import Checkpointed, Simulation
 from .arguments import UsageError, names, positive, scenario_arguments, setup
 from .command import Command
@@ -84,7 +83,7 @@ class Sensitivity(Command):
                 outputs,
                 seeds=range(args.seed, args.seed + args.seeds),
                 device=device,
-                grad=Checkpointed(args.checkpoint),
+                grad=Checkpointed(args.checkpoint, overlap=True),  # the outcomes' reverse passes at once
                 mode=args.mode,
                 fd_check=scalars if args.fd_check else (),
                 fd_step=args.fd_step,
