@@ -165,6 +165,59 @@ class Layer(nn.Module, abc.ABC):
         ``covid.threshold``): a simulation refuses a draw from any stream no layer declares."""
         return ()
 
+    carries: ClassVar[frozenset[str]] = frozenset()
+    """Fields of this layer's differentiable-mode state that carry gradients from one day to the next (the
+    lean reverse mode's forward pass in fast mode marks them so in the snapshots it converts; floats that
+    fast mode keeps as integers or flags are marked anyway, :class:`~populace.replay.FastForward`)."""
+    mode_shared: ClassVar[frozenset[str]] = frozenset()
+    """Fields of this layer's state that one mode (fast or differentiable) has and the other has not, and
+    that a state of the mode that has them can lend as they are: constants, scratch buffers, the
+    estimator's record for the reverse pass (:meth:`in_mode_of`)."""
+
+    def in_mode_of(self, state: Any, like: Any) -> LayerState | None:
+        """``state``, a state of this layer in one mode, as a state of the mode of ``like`` (the other
+        mode, same run), equal in value; ``None`` when this layer cannot tell.
+
+        The lean reverse mode runs most days of its forward pass in fast mode (a day costs about two
+        thirds) and converts at the start of each segment to replay (:mod:`populace.replay`). By default a
+        field both modes have takes ``like``'s dtype (a fast ``bool`` or ``int64`` becomes the
+        differentiable ``float32`` of the same value), a field ``like`` lacks is dropped, one only ``like``
+        has comes from ``like`` if named in :attr:`mode_shared`; any other (a field only one mode has
+        that changes day by day) makes it ``None``: a layer with one overrides this
+        (:class:`~populace.layers.infection.InfectionLayer`'s weights)."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(state):
+            value, target = getattr(state, f.name), getattr(like, f.name)
+            converted = _in_mode_of(value, target, f.name in self.mode_shared)
+            if converted is _UNKNOWN:
+                return None
+            changes[f.name] = converted
+        result: LayerState = dataclasses.replace(like, **changes)
+        return result
+
+
+_UNKNOWN = object()
+
+
+def _in_mode_of(value: Any, like: Any, shared: bool) -> Any:
+    """One field of :meth:`Layer.in_mode_of`: ``value`` as ``like`` has it, or ``_UNKNOWN``."""
+    if like is None:
+        return None
+    if isinstance(like, torch.Tensor):
+        if isinstance(value, torch.Tensor):  # (a shape may change day by day)
+            if value.dtype == like.dtype and not value.requires_grad:
+                return value  # the same object: a snapshot shares what did not change since the last
+            return value.detach().to(like.dtype)
+        return like if shared and value is None else _UNKNOWN
+    if isinstance(like, list):
+        if isinstance(value, list) and len(value) == len(like):
+            items = [_in_mode_of(v, t, shared) for v, t in zip(value, like, strict=True)]
+            return _UNKNOWN if any(i is _UNKNOWN for i in items) else items
+        return _UNKNOWN
+    if value is None:
+        return like if shared else _UNKNOWN
+    return value  # a plain value both modes have (a number, an object of the run): the state's own
+
 
 L = TypeVar("L", bound="Layer")
 
@@ -309,6 +362,17 @@ class Model(nn.Module):
         for layer in layers:
             current[layer] = layer.step(current[layer], dataclasses.replace(ctx, states=current))
         return [current[layer] for layer in layers]
+
+    def in_mode_of(self, states: list[LayerState], like: list[LayerState]) -> list[LayerState] | None:
+        """``states`` of one mode as states of ``like``'s mode (:meth:`Layer.in_mode_of`), or ``None`` when
+        a layer cannot tell."""
+        out = []
+        for layer, state, target in zip(self.ordered_layers(), states, like, strict=True):
+            converted = layer.in_mode_of(state, target)
+            if converted is None:
+                return None
+            out.append(converted)
+        return out
 
     def observe(self, states: list[LayerState]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}

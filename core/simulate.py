@@ -29,7 +29,7 @@ from .distributed import Shard
 from .files import atomic_path
 from .model import LayerState, Model, StepContext
 from .random import RandomStreams
-from .replay import default_every, replay_run
+from .replay import FastForward, default_every, replay_run
 
 __all__ = ["Checkpointed", "GradMode", "Result", "Simulation", "simulate"]
 
@@ -258,6 +258,7 @@ class Simulation:
                     on_day,
                     overlap=self.grad.overlap,
                     ahead=self.grad.ahead,
+                    fast=_fast_forward(self.model, self.streams, self.shard, self.states),
                 )
             else:
                 self.states, series = self._advance(self.states, first, days, names, on_day)
@@ -281,6 +282,29 @@ def _stepper(
         return model.step(states, StepContext(day=day, streams=streams, differentiable=True, shard=shard))
 
     return step
+
+
+def _fast_forward(model: Model, streams: RandomStreams, shard: Shard, like: list[LayerState]) -> FastForward:
+    """The fast mode of ``model`` for the lean reverse mode's forward pass (:class:`~populace.replay.
+    FastForward`); ``like``: the run's differentiable state. Holds no :class:`Simulation` (see
+    :func:`_stepper`)."""
+
+    def context(day: int) -> StepContext:
+        return StepContext(day=day, streams=streams, differentiable=False, shard=shard)
+
+    with torch.no_grad():
+        fast_like = model.init_state(context(0))  # what only fast mode has (scratch buffers)
+
+    def step(states: list[LayerState], day: int) -> list[LayerState]:
+        return model.step(states, context(day))
+
+    return FastForward(
+        step=step,
+        to_fast=lambda states: model.in_mode_of(states, fast_like),
+        to_differentiable=lambda states: model.in_mode_of(states, like),
+        candidates=[t for t in (*model.parameters(), *model.buffers()) if t.requires_grad],
+        carries=frozenset((i, f) for i, layer in enumerate(model.ordered_layers()) for f in layer.carries),
+    )
 
 
 def _check_days(days: int) -> None:

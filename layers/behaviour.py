@@ -220,6 +220,7 @@ class Behaviour(Decider):
     shardable = True
 
     phase = Phase.BEHAVIOUR
+    carries = frozenset({"attend", "attendance", "home", "isolating", "probability"})
     cell: torch.Tensor
     cell_archetype: torch.Tensor
     cell_region: torch.Tensor

@@ -259,6 +259,7 @@ class Covid(Infection):
     """
 
     shardable = True
+    carries = Infection.carries | {"events"}
 
     name = "covid"
     stage_names = tuple(s.name for s in Stage)

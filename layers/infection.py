@@ -31,6 +31,7 @@ infection goes), ``infectious`` (the first and last infectious stage: a contiguo
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,6 +139,16 @@ class Infection(Layer):
     constant_infectiousness: ClassVar[bool] = False
     """Whether an infectious agent always emits 1 (times its weight): then the per-place sums are kept up to
     date as agents change stage instead of being taken afresh every day."""
+    carries = frozenset({"counts", "incidence", "by_setting", "infectiousness", "weight", "pressure"})
+    mode_shared = frozenset({"susceptible", "workspace", "later"})
+
+    def in_mode_of(self, state: Any, like: Any) -> LayerState | None:
+        """As :meth:`Layer.in_mode_of`; an agent's weight is 1 in value from its infection until it is
+        susceptible again (stage 0): a fast state's weights follow from its stages."""
+        if state.weight is None and like.weight is not None:
+            state = dataclasses.replace(state, weight=(state.stage != 0).to(like.weight.dtype))
+        return super().in_mode_of(state, like)
+
     beta: torch.Tensor
 
     def __init__(

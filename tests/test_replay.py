@@ -12,7 +12,8 @@ import torch
 
 from populace import Checkpointed, Simulation, parse_sets
 from populace.model import LayerState
-from populace.replay import default_every, replay_run, tensors, vjps
+from populace.replay import FastForward, default_every, replay_run, tensors, vjps
+from populace.scenario import find_scenario
 from populace.scenarios.nyc_covid import NycCovid
 from populace.simulate import GradMode
 
@@ -274,3 +275,72 @@ def test_default_segment_is_half_the_square_root_of_the_days() -> None:
     assert [default_every(d) for d in (1, 4, 5, 120, 121, 400)] == [1, 1, 2, 6, 6, 10]
     assert Checkpointed().segment(120) == 6
     assert Checkpointed(every=7).segment(120) == 7
+
+
+@pytest.mark.parametrize("name", ["nyc-covid", "bench-seir", "classroom"])
+def test_fast_states_convert_to_the_differentiable_ones_of_the_same_day(name: str) -> None:
+    """The lean forward pass runs its middle segments in fast mode and converts their states
+    (Model.in_mode_of): after 25 days, a fast run's state converted equals the differentiable run's,
+    field by field and dtype by dtype, and back (the scratch buffer aside)."""
+    scenario = find_scenario(name)
+    model = scenario().build(2_000, parse_sets(scenario, []), seed=0, device="cpu")
+    fast, exact = Simulation(model, seed=4, grad="off"), Simulation(model, seed=4, grad="full")
+    fast.run(25)
+    exact.run(25)
+    to_differentiable = model.in_mode_of(fast.states, exact.states)
+    to_fast = model.in_mode_of(exact.states, fast.states)
+    assert to_differentiable is not None
+    assert to_fast is not None
+    for converted, reference in ((to_differentiable, exact.states), (to_fast, fast.states)):
+        pairs = list(zip(tensors(converted), tensors(reference), strict=True))
+        assert len(pairs) > 5
+        for (path, value), (want_path, want) in pairs:
+            assert path == want_path
+            assert value.dtype == want.dtype, path
+            if path[1] != "workspace":
+                assert torch.equal(value, want.detach()), path
+
+
+def test_a_state_only_one_mode_has_and_that_changes_is_not_converted() -> None:
+    """h5n1's farms keep a float of stocked farms only in differentiable mode, changing day by day: the
+    model cannot convert (None), so a lean run steps every day differentiably."""
+    scenario = find_scenario("h5n1-fowl-to-fork")
+    model = scenario().build(2_000, parse_sets(scenario, []), seed=0, device="cpu")
+    fast, exact = Simulation(model, seed=0, grad="off"), Simulation(model, seed=0, grad="full")
+    assert model.in_mode_of(fast.states, exact.states) is None
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_fast_forward_pass_marks_what_carries_gradients_or_the_backward_pass_says_so(
+    declared: bool,
+) -> None:
+    """A level that starts carrying gradients on day 4, after the first segment (days 0-1): declared by its
+    layer (``carries``), the middle segments' converted snapshots carry it and the gradient is exact; not
+    declared, the replay that ends carrying it raises instead of losing its gradient."""
+    rate = torch.tensor(1.01, requires_grad=True)
+
+    def step(states: list[LayerState], day: int) -> list[LayerState]:
+        (level,) = states
+        assert isinstance(level, _Level)
+        return [_Level(level.value * (rate if day >= 4 else rate.detach()))]
+
+    fast = FastForward(
+        step=step,
+        to_fast=list,
+        to_differentiable=list,
+        candidates=[rate],
+        carries=frozenset({(0, "value")}) if declared else frozenset(),
+    )
+    _, series = replay_run(
+        [_Level(torch.ones(3))], 0, 12, 2, ("total",), step, lambda s: {"total": s[0].value.sum()}, fast=fast
+    )
+    loss = series["total"].sum()
+    if not declared:
+        with pytest.raises(RuntimeError, match="field 'value' of layer 0's state carries gradients"):
+            loss.backward()
+        return
+    loss.backward()
+    # total on day d is 3 r^(d+1-4) r0^4 for d >= 4 (r0 = r, not differentiated): d/dr = 3 (d-3) r^(d+1)/r
+    expected = sum(3 * (d - 3) * 1.01**d for d in range(4, 12))
+    assert rate.grad is not None
+    assert float(rate.grad) == pytest.approx(expected, rel=1e-5)
