@@ -73,6 +73,7 @@ class Masks(Modifier):
 
     phase = Phase.INTERVENTION
     setup_params = frozenset({"adoption", "efficacy"})  # who wears a mask is drawn at set-up
+    mode_shared = frozenset({"presence"})  # fast mode's, drawn at set-up and never changed
     efficacy: torch.Tensor
     adoption: torch.Tensor
     start: torch.Tensor

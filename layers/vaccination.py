@@ -18,6 +18,7 @@ first dose is at least ~80% effective against severe disease.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -300,6 +301,17 @@ class Vaccination(Modifier):
                 ).tolist()
                 protect(state.level, state.factors, state.queue[lo:hi].long(), dose, self)
                 state.protected[dose] = now
+
+    def in_mode_of(self, state: VaccinationState, like: VaccinationState) -> LayerState | None:
+        """As :meth:`~populace.Layer.in_mode_of`; fast mode's factors follow from each agent's protection
+        level."""
+        if state.factors is None and like.factors is not None:
+            with torch.no_grad():
+                infection, severity = protection_tables(self)
+                level = state.level.long()
+                factors = torch.stack([infection[level], severity[level]]).to(like.factors.dtype)
+            state = dataclasses.replace(state, factors=factors)
+        return super().in_mode_of(state, like)
 
     def effects(self, state: VaccinationState, ctx: StepContext) -> Effects:
         if int(state.protected[0]) == 0:
