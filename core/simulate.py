@@ -292,8 +292,7 @@ def _fast_forward(model: Model, streams: RandomStreams, shard: Shard, like: list
     def context(day: int) -> StepContext:
         return StepContext(day=day, streams=streams, differentiable=False, shard=shard)
 
-    with torch.no_grad():
-        fast_like = model.init_state(context(0))  # what only fast mode has (scratch buffers)
+    fast_like = model.fast_skeleton(streams, shard)
 
     def step(states: list[LayerState], day: int) -> list[LayerState]:
         return model.step(states, context(day))

@@ -140,13 +140,17 @@ class Infection(Layer):
     """Whether an infectious agent always emits 1 (times its weight): then the per-place sums are kept up to
     date as agents change stage instead of being taken afresh every day."""
     carries = frozenset({"counts", "incidence", "by_setting", "infectiousness", "weight", "pressure"})
-    mode_shared = frozenset({"susceptible", "workspace", "later"})
+    mode_shared = frozenset({"susceptible", "later"})
 
     def in_mode_of(self, state: Any, like: Any) -> LayerState | None:
         """As :meth:`Layer.in_mode_of`; an agent's weight is 1 in value from its infection until it is
-        susceptible again (stage 0): a fast state's weights follow from its stages."""
+        susceptible again (stage 0): a fast state's weights follow from its stages. A fast state gets
+        scratch buffers of its own."""
         if state.weight is None and like.weight is not None:
             state = dataclasses.replace(state, weight=(state.stage != 0).to(like.weight.dtype))
+        if state.workspace is None and like.workspace is not None:
+            workspace = torch.empty((2, state.stage.numel()), device=state.stage.device)
+            state = dataclasses.replace(state, workspace=workspace)
         return super().in_mode_of(state, like)
 
     beta: torch.Tensor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,7 +74,6 @@ class Masks(Modifier):
 
     phase = Phase.INTERVENTION
     setup_params = frozenset({"adoption", "efficacy"})  # who wears a mask is drawn at set-up
-    mode_shared = frozenset({"presence"})  # fast mode's, drawn at set-up and never changed
     efficacy: torch.Tensor
     adoption: torch.Tensor
     start: torch.Tensor
@@ -107,6 +107,13 @@ class Masks(Modifier):
 
     def step(self, state: MasksState, ctx: StepContext) -> MasksState:
         return state
+
+    def in_mode_of(self, state: MasksState, like: MasksState) -> LayerState | None:
+        """As :meth:`~populace.Layer.in_mode_of`; fast mode's presences follow from who wears a mask."""
+        if state.presence is None and like.presence is not None:
+            with torch.no_grad():
+                state = dataclasses.replace(state, presence=1 - self.efficacy * state.wearer)
+        return super().in_mode_of(state, like)
 
     def active(self, day: int) -> bool:
         return float(self.start) <= day < float(self.end)
