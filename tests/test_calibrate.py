@@ -265,3 +265,26 @@ def test_calibrate_names_bad_input(run_cli) -> None:  # type: ignore[no-untyped-
     result = run_cli("calibrate", "nyc-covid", "--start", "2020-13-01")
     assert result.code == 2
     assert "--start" in result.err
+
+
+def test_evaluation_runs_two_at_a_time_give_the_runs_one_at_a_time() -> None:
+    """The held-out runs of a fit run two at a time on two threads (``_each``, with the overlapped
+    backward pass): the same series, in seed order, and torch's thread count restored."""
+    from populace.calibrate import _each
+
+    model = NycCovid().build(3_000, parse_sets(NycCovid, ["seeds_per_100k=300"]), seed=0, device="cpu")
+
+    def run(seed: int) -> torch.Tensor:
+        return Simulation(model, seed=seed).run(30).series["new_infections"]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one_at_a_time = _each(run, range(5), two_threads=False)
+        two_at_a_time = _each(run, range(5), two_threads=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one_at_a_time, two_at_a_time, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(one_at_a_time[0], one_at_a_time[1])  # other seeds, other runs
