@@ -72,7 +72,7 @@ def epochs(agents: str, count: int, threads: int, overlap: bool) -> dict[str, An
         )
         last[:] = [wall, cpu]
 
-    grad = Checkpointed(overlap=True, ahead=1) if overlap else Checkpointed()  # on: as populace calibrate
+    grad = None if overlap else Checkpointed()  # on: fit's default, as populace calibrate
     calibration.fit(days, epochs=count, evaluate=1, on_epoch=on_epoch, grad=grad)
     return {
         "agents": n,

@@ -363,8 +363,9 @@ class _Run:
     series: dict[str, torch.Tensor]
     overlap: bool
     ahead: int
-    kept: _Segment | None = None
-    """The last segment with the forward pass's tape, for the first backward pass (later ones replay it)."""
+    kept: list[_Segment] = dataclasses.field(default_factory=list)
+    """The last segments with the forward pass's tapes (last first), for the first backward pass (later
+    ones replay them)."""
 
     @property
     def outputs(self) -> list[torch.Tensor]:
@@ -429,13 +430,12 @@ class _Run:
         nyc-covid at 300k agents are identical with one and two), so the replay still reproduces the
         forward pass; the reverse pass's sums round differently (tested)."""
         segments = list(reversed(self.snapshots))
-        kept, self.kept = self.kept, None
+        kept, self.kept = self.kept, []
         threads = torch.get_num_threads()
         # two threads when there is something to share: several passes, or replays ahead of one pass
         if not (self.overlap and threads > 1 and (passes > 1 or (self.ahead > 0 and len(segments) > 1))):
             for snap in segments:
-                segment = kept if kept is not None else self._replay(snap)
-                kept = None
+                segment = kept.pop(0) if kept else self._replay(snap)
                 for j in range(passes):
                     reverse(snap, segment, j)
                 del segment  # its tape, before the next segment's is recorded
@@ -445,8 +445,9 @@ class _Run:
             workers = _TwoWorkers(
                 segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads
             )
-            if kept is not None:  # handed over, not held here: its tape is freed once reversed
-                workers.ready[0], workers.started, kept = kept, 1, None
+            for i, segment in enumerate(kept):  # handed over, not held here: tapes freed once reversed
+                workers.ready[i] = segment
+            workers.started, kept = len(kept), []
             workers.run()
         finally:
             torch.set_num_threads(threads)
@@ -628,6 +629,7 @@ def replay_run(
     overlap: bool = False,
     ahead: int = 0,
     fast: FastForward | None = None,
+    keep: int = 1,
 ) -> tuple[list[LayerState], dict[str, torch.Tensor]]:
     """Run ``days`` days from ``states`` (day ``first``) in the lean reverse mode (module docs): the state
     at the end and the series ``names``, both carrying gradients through :class:`_Replay`.
@@ -642,21 +644,40 @@ def replay_run(
     next; each later segment's snapshot is its fast state converted, those tensors carrying gradients.
     Values are the same in both modes (every scenario's series are tested equal), and a replay that ends
     with a tensor carrying gradients that the next snapshot does not carry raises (:meth:`_Run._replay`):
-    gradients are never silently lost."""
+    gradients are never silently lost.
+
+    ``keep``: the last segments whose tapes the forward pass keeps (at least the last one), so the first
+    backward pass starts from them without replaying them: one segment's tape more each."""
     start = {p: t for p, t in tensors(states) if t.requires_grad}
     inputs: dict[int, torch.Tensor] = {}
     copies = _Copies()
     snapshots: list[Snapshot] = []
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     current = replace(states, {p: t.detach().requires_grad_() for p, t in start.items()})
-    last = first + (days - 1) // every * every  # the last segment's first day: its tape is kept
+    starts = range(first, first + days, every)
+    taped = starts[max(0, len(starts) - keep)]  # the first kept segment's first day: tapes kept from here
+    segments_kept: list[_Segment] = []  # last segment first
     kept: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     kept_leaves: dict[Path, torch.Tensor] = {}
     carrying: set[Path] = set(start)  # paths of the state carrying gradients after a differentiable day
     fast_states: list[LayerState] | None = None  # the state, on the days run in fast mode
+
+    def close_segment(ended: list[LayerState]) -> None:
+        """Keep the segment that ends with ``ended`` (its rows, end state and leaves, with its tape)."""
+        tail = {n: torch.stack(r) for n, r in kept.items()}
+        roots = [*(r for r in tail.values() if r.requires_grad)]
+        roots += [t for _, t in tensors(ended) if t.requires_grad]
+        for t in _leaves(roots, {id(t) for t in kept_leaves.values()}):
+            inputs.setdefault(id(t), t)
+        segments_kept.insert(0, (tail, ended, kept_leaves))
+
     with torch.enable_grad():
         for day in range(first, first + days):
-            if fast is not None and day == first + every and day < last:
+            if day > taped and (day - first) % every == 0:  # a kept segment ends: cut its tape here
+                close_segment(current)
+                current, _ = _detach(current)
+                kept = {n: [] for n in names}
+            if fast is not None and day == first + every and day < taped:
                 fast_states = _to_fast(fast, current)
                 if fast_states is None:
                     fast = None
@@ -666,7 +687,7 @@ def replay_run(
             if fast_states is not None and (day - first) % every == 0:
                 assert fast is not None
                 current = _to_differentiable(fast, fast_states, carrying)
-                fast_states = None if day == last else fast_states
+                fast_states = None if day == taped else fast_states
             if (day - first) % every == 0:
                 snapshots.append(Snapshot.take(current, day, min(every, first + days - day), copies))
             if fast_states is not None:  # a day without gradients
@@ -679,13 +700,13 @@ def replay_run(
                 if on_day is not None:
                     on_day(day)
                 continue
-            if day == last:  # every tensor carrying gradients is a leaf here (cut, or the start's)
-                kept_leaves = {p: t for p, t in tensors(current) if t.requires_grad}
-            if day < last:  # today's graph starts at the state's tensors carrying gradients
+            if day >= taped and (day - first) % every == 0:  # every tensor carrying gradients is a leaf
+                kept_leaves = {p: t for p, t in tensors(current) if t.requires_grad}  # (cut, or the start's)
+            if day < taped:  # today's graph starts at the state's tensors carrying gradients
                 own = {id(t) for _, t in tensors(current) if t.requires_grad}
             current = step(current, day)
             observed = observe(current)
-            if day < last:
+            if day < taped:
                 roots = [observed[n] for n in names if observed[n].requires_grad]
                 carrying.update(p for p, t in tensors(current) if t.requires_grad)
                 current, cut = _detach(current)
@@ -693,18 +714,14 @@ def replay_run(
                     inputs.setdefault(id(t), t)
             for n in names:
                 rows[n].append(observed[n].detach())
-                if day >= last:
+                if day >= taped:
                     kept[n].append(observed[n])
             if on_day is not None:
                 on_day(day)
-    tail = {n: torch.stack(r) for n, r in kept.items()}
+    close_segment(current)
     ended = {p: t for p, t in tensors(current) if t.requires_grad}
-    roots = [*(r for r in tail.values() if r.requires_grad), *ended.values()]
-    for t in _leaves(roots, {id(t) for t in kept_leaves.values()}):
-        inputs.setdefault(id(t), t)
     series = {n: torch.stack(rows[n]) for n in names}
     end = {p: t.detach() for p, t in ended.items()}
-    kept_segment = (tail, current, kept_leaves)
     run = _Run(
         step,
         observe,
@@ -716,7 +733,7 @@ def replay_run(
         series,
         overlap,
         ahead,
-        kept_segment,
+        segments_kept,
     )
     if not run.inputs and not start:
         return current, series  # nothing depends on a tensor requiring gradients

@@ -48,11 +48,14 @@ class Checkpointed:
     reverse passes, each keeping its tape (needs ``overlap``): with ``ahead=1`` one thread replays the
     segment before while the other runs this one's reverse pass, for one more segment's tape (~0.2 GB at
     1M agents × 6 days). Calibration and optimisation, one reverse pass a run, use both
-    (``benchmarks/README.md``)."""
+    (``benchmarks/README.md``). ``keep``: the last segments whose tapes the forward pass keeps for the
+    first backward pass, which then replays that many fewer (a segment's tape each: calibration keeps
+    what fits in about 0.75 GB, :func:`populace.calibrate.kept_segments`)."""
 
     every: int | None = None
     overlap: bool = False
     ahead: int = 0
+    keep: int = 1
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or self.every < 1):
@@ -61,6 +64,8 @@ class Checkpointed:
             raise ValueError(f"Checkpointed.overlap: expected True or False, got {self.overlap!r}")
         if isinstance(self.ahead, bool) or not isinstance(self.ahead, int) or self.ahead < 0:
             raise ValueError(f"Checkpointed.ahead: expected a number of segments >= 0, got {self.ahead!r}")
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 1:
+            raise ValueError(f"Checkpointed.keep: expected a number of segments >= 1, got {self.keep!r}")
         if self.ahead and not self.overlap:
             raise ValueError(
                 "Checkpointed.ahead: segments are replayed ahead by a second thread: set overlap=True"
@@ -259,6 +264,7 @@ class Simulation:
                     overlap=self.grad.overlap,
                     ahead=self.grad.ahead,
                     fast=_fast_forward(self.model, self.streams, self.shard, self.states),
+                    keep=self.grad.keep,
                 )
             else:
                 self.states, series = self._advance(self.states, first, days, names, on_day)

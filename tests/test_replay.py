@@ -353,3 +353,33 @@ def test_the_fast_forward_pass_marks_what_carries_gradients_or_the_backward_pass
     expected = sum(3 * (d - 3) * 1.01**d for d in range(4, 12))
     assert rate.grad is not None
     assert float(rate.grad) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_tapes_the_forward_pass_keeps_give_the_same_gradients(overlap: bool) -> None:
+    """``Checkpointed(keep=3)``: the forward pass keeps the last three segments' tapes and the first
+    backward pass starts from them (one or two threads); the gradients are the whole tape's, and a second
+    backward pass, which replays every segment, gives them again."""
+    model = nyc_model()
+    full = gradients(model, "full")
+    grad = Checkpointed(keep=3, overlap=overlap, ahead=1 if overlap else 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lean = gradients(model, grad)
+        model.zero_grad()
+        result = Simulation(model, seed=3, grad=grad).run(30)
+        loss = result.series["new_deaths"].sum() + result.series["hospitalised"].max()
+        loss = loss + result.series["new_infections"][10:20].sum() * 0.01
+        loss.backward(retain_graph=True)
+        first = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        loss.backward()
+        second = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    finally:
+        torch.set_num_threads(threads)
+    assert set(full) == set(lean) == set(second)
+    for name in full:
+        scale = float(full[name].abs().max())
+        torch.testing.assert_close(lean[name], full[name], rtol=1e-4, atol=1e-6 * scale)
+        torch.testing.assert_close(second[name], first[name], rtol=1e-4, atol=1e-6 * scale)
