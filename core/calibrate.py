@@ -39,7 +39,6 @@ from .distributed import Shard
 from .files import atomic_path
 from .model import Model
 from .params import ParamError
-from .replay import default_every
 from .simulate import Checkpointed, GradMode, Result, Simulation
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "CalibrationReport",
     "Stream",
     "WeeklyNetwork",
-    "kept_segments",
     "load_parameters",
     "moving_average",
     "save_parameters",
@@ -393,9 +391,7 @@ class Calibration(nn.Module):
         if self.released:
             raise RuntimeError("fit: this calibration has already run; build a new Calibration to fit again")
         split = shard is not None and shard.spans
-        if grad is None:
-            keep = kept_segments(self.model, days)
-            grad = "full" if split else Checkpointed(overlap=True, ahead=1, keep=keep)
+        grad = grad if grad is not None else ("full" if split else Checkpointed(overlap=True, ahead=1))
         start = time.perf_counter()
         frozen = [
             p for n, p in self.model.named_parameters() if p.requires_grad and "parametrizations." not in n
@@ -500,23 +496,6 @@ class Calibration(nn.Module):
             module, attr = _owner(self.model, name)
             out[name] = getattr(module, attr).detach().cpu().tolist()
         return out
-
-
-KEPT_TAPES_BYTES = 750_000_000
-"""What a calibration's forward pass may keep of its tapes beyond the last segment's (the 1M calibration
-peaked at 1.92 GB of its 3 GB target with the last segment's only)."""
-
-TAPE_BYTES_PER_AGENT_DAY = 36
-"""A differentiable day's tape, bytes per agent (nyc-covid: 35.6, ``python benchmarks/tape_bytes.py``)."""
-
-
-def kept_segments(model: Model, days: int) -> int:
-    """Segments whose tapes a calibration's forward pass keeps (:class:`~populace.Checkpointed`'s
-    ``keep``): the last one, and as many more as fit in :data:`KEPT_TAPES_BYTES`; each saves its replay
-    in the backward pass. 4 at 1M agents × 120 days (segments of 6 days), 1 at 8.4M."""
-    agents = max((int(getattr(layer, "n_agents", 0)) for layer in model.ordered_layers()), default=0)
-    segment_bytes = default_every(days) * agents * TAPE_BYTES_PER_AGENT_DAY
-    return 1 + KEPT_TAPES_BYTES // max(1, segment_bytes)
 
 
 def _each(work: Callable[[int], T], items: Iterable[int], two_threads: bool) -> list[T]:

@@ -49,8 +49,10 @@ class Checkpointed:
     segment before while the other runs this one's reverse pass, for one more segment's tape (~0.2 GB at
     1M agents × 6 days). Calibration and optimisation, one reverse pass a run, use both
     (``benchmarks/README.md``). ``keep``: the last segments whose tapes the forward pass keeps for the
-    first backward pass, which then replays that many fewer (a segment's tape each: calibration keeps
-    what fits in about 0.75 GB, :func:`populace.calibrate.kept_segments`)."""
+    first backward pass, which then replays that many fewer (a segment's tape each). Not a default yet:
+    a 70-epoch calibration at 1M agents keeping 4 took 587 s instead of ~600, but its resident memory grew
+    from 2.2 GB at epoch 25 to 6.1 GB at the end, unexplained (shorter runs at 1M and 200k stayed flat,
+    ``benchmarks/README.md``)."""
 
     every: int | None = None
     overlap: bool = False
