@@ -445,8 +445,8 @@ class _Run:
             workers = _TwoWorkers(
                 segments, self._replay, reverse, passes, tapes=1 + self.ahead, threads=threads
             )
-            for i, segment in enumerate(kept):  # handed over, not held here: tapes freed once reversed
-                workers.ready[i] = segment
+            # handed over, not held here (no name left on them): their tapes are freed once reversed
+            workers.ready.update(enumerate(kept))
             workers.started, kept = len(kept), []
             workers.run()
         finally:

@@ -139,7 +139,8 @@ class Infection(Layer):
     constant_infectiousness: ClassVar[bool] = False
     """Whether an infectious agent always emits 1 (times its weight): then the per-place sums are kept up to
     date as agents change stage instead of being taken afresh every day."""
-    carries = frozenset({"counts", "incidence", "by_setting", "infectiousness", "weight", "pressure"})
+    carries = frozenset({"counts", "incidence", "by_setting", "infectiousness", "weight"})
+    """(With constant infectiousness the per-place pressures are kept day to day and carry them too.)"""
     mode_shared = frozenset({"susceptible", "later"})
 
     def in_mode_of(self, state: Any, like: Any) -> LayerState | None:

@@ -94,6 +94,7 @@ class SEIR(Infection):
     infected_stage = Stage.E
     infectious = (Stage.I, Stage.I)
     constant_infectiousness = True
+    carries = Infection.carries | {"pressure"}  # kept up to date day to day
 
     def __init__(
         self,

@@ -75,6 +75,7 @@ class SIRS(Infection):
     infected_stage = Stage.I
     infectious = (Stage.I, Stage.I)
     constant_infectiousness = True
+    carries = Infection.carries | {"pressure"}  # kept up to date day to day
 
     def __init__(
         self,
