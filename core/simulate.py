@@ -51,8 +51,8 @@ class Checkpointed:
     (``benchmarks/README.md``). ``keep``: the last segments whose tapes the forward pass keeps for the
     first backward pass, which then replays that many fewer (a segment's tape each). Not a default yet:
     a 70-epoch calibration at 1M agents keeping 4 took 587 s instead of ~600, but its resident memory grew
-    from 2.2 GB at epoch 25 to 6.1 GB at the end, unexplained (shorter runs at 1M and 200k stayed flat,
-    ``benchmarks/README.md``)."""
+    from 2.2 GB at epoch 25 to 6.1 GB, with a reference to a kept tape since removed (after which keeping
+    1 stayed flat at 1.9 GB); keeping 4 has not been run 70 epochs since (``benchmarks/README.md``)."""
 
     every: int | None = None
     overlap: bool = False

@@ -68,3 +68,23 @@ def test_importing_populace_does_not_import_torch_until_a_name_is_used() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(done.stdout) == len(__import__("populace").__all__) > 30
+
+
+def test_the_public_names_type_checkers_see_are_those_imported_on_first_use() -> None:
+    """``populace/__init__`` lists its names twice: for the imports on first use (``_PUBLIC``) and as
+    imports type checkers see (``if TYPE_CHECKING:``); the two stay the same."""
+    import ast
+    from pathlib import Path
+
+    import populace
+
+    tree = ast.parse(Path(populace.__file__).read_text())
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {
+        (node.module, alias.name)
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    listed = {(module, name) for module, names in populace._PUBLIC.items() for name in names}
+    assert seen == listed
